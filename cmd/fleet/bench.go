@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
+)
+
+// benchCmd is `fleet bench`: the same ledger stream through a naive
+// idempotent loop and through fleet, each in a child process, measured in
+// the same run; then fleet's produce-to-done latency at half its throughput.
+type benchCmd struct {
+	Events     int      `default:"200000" help:"Unique events to load."`
+	Duplicates float64  `default:"0.1" help:"Share of events republished with the same id."`
+	Accounts   int      `default:"1000" help:"Accounts the events spread over."`
+	Partitions int      `default:"8" help:"Partitions of the bench topics."`
+	Lanes      int      `default:"16" help:"fleet: key-ordered lanes per partition."`
+	BatchSize  int      `default:"256" help:"fleet: events claimed in one round trip."`
+	Brokers    []string `sep:"," help:"Use these brokers instead of an embedded one."`
+	Redis      string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
+	NoNaive    bool     `help:"Skip the naive loop."`
+	LatencyFor string   `default:"5s" help:"How long the latency phase publishes."`
+	JSON       bool     `name:"json" help:"Print the results as JSON."`
+}
+
+// benchResult is one worker's measured run.
+type benchResult struct {
+	Name            string  `json:"name"`
+	Events          int     `json:"events"`
+	EventsPerSecond float64 `json:"events_per_second"`
+	Seconds         float64 `json:"seconds"`
+	PeakRSSMiB      float64 `json:"peak_rss_mib"`
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	TripsPerEvent   float64 `json:"redis_round_trips_per_event"`
+	P50ms           float64 `json:"latency_p50_ms,omitempty"`
+	P95ms           float64 `json:"latency_p95_ms,omitempty"`
+	P99ms           float64 `json:"latency_p99_ms,omitempty"`
+	RatePerSecond   float64 `json:"offered_rate_per_second,omitempty"`
+	// CallsPerEvent are idempotency store calls per event, by operation.
+	CallsPerEvent map[string]float64 `json:"store_calls_per_event,omitempty"`
+}
+
+type benchReport struct {
+	Events         int           `json:"unique_events"`
+	Messages       int           `json:"messages"`
+	Duplicates     float64       `json:"duplicate_share"`
+	Partitions     int           `json:"partitions"`
+	Runs           []benchResult `json:"runs"`
+	Speedup        float64       `json:"fleet_vs_naive,omitempty"`
+	BytesPerRecord float64       `json:"redis_bytes_per_record"`
+}
+
+func (c *benchCmd) Run() error {
+	latencyFor, err := time.ParseDuration(c.LatencyFor)
+	switch {
+	case err != nil || latencyFor <= 0:
+		return configError{fmt.Errorf("latency-for %q: a positive duration", c.LatencyFor)}
+	case c.Events < 1 || c.Accounts < 1 || c.Partitions < 1:
+		return configError{errors.New("events, accounts and partitions must be at least 1")}
+	case c.Duplicates < 0 || c.Duplicates > 1:
+		return configError{fmt.Errorf("duplicates %v: must be between 0 and 1", c.Duplicates)}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	report, err := c.bench(ctx, latencyFor, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report)
+	}
+	report.print(os.Stdout)
+	return nil
+}
+
+func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress io.Writer) (*benchReport, error) {
+	brokers := c.Brokers
+	topics := []string{"bench-naive", "bench-fleet", "bench-latency"}
+	if len(brokers) == 0 {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.Partitions), topics...), kfake.AllowAutoTopicCreation())
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		defer cluster.Close()
+		brokers = cluster.ListenAddrs()
+	}
+	redisURL := c.Redis
+	if redisURL == "" {
+		url, stopRedis, err := startRedis()
+		if err != nil {
+			return nil, err
+		}
+		defer stopRedis()
+		redisURL = url
+	}
+	opts, err := parseRedisURL(redisURL)
+	if err != nil {
+		return nil, configError{err}
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+
+	run := fmt.Sprint(time.Now().UnixNano())
+	stream, err := demo.New(c.Events, c.Accounts, c.Duplicates, uint64(time.Now().UnixNano()))
+	if err != nil {
+		return nil, configError{err}
+	}
+	msgs := stream.Valid
+	report := &benchReport{Events: c.Events, Messages: len(msgs), Duplicates: c.Duplicates, Partitions: c.Partitions}
+
+	load := topics[1:2]
+	if !c.NoNaive {
+		load = topics[:2]
+	}
+	for _, topic := range load {
+		fmt.Fprintf(progress, "loading %d messages into %s\n", len(msgs), topic)
+		if err := produce(ctx, brokers, topic, msgs, progress); err != nil {
+			return nil, err
+		}
+	}
+	if !c.NoNaive {
+		fmt.Fprintln(progress, "running the naive loop")
+		r, err := c.worker(ctx, "naive", brokers, topics[0], "naive-"+run, redisURL, len(msgs), nil, progress)
+		if err != nil {
+			return nil, fmt.Errorf("naive loop: %w", err)
+		}
+		report.Runs = append(report.Runs, r)
+	}
+	fmt.Fprintln(progress, "running fleet")
+	f, err := c.worker(ctx, "fleet", brokers, topics[1], "fleet-"+run, redisURL, len(msgs), nil, progress)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	report.Runs = append(report.Runs, f)
+	if !c.NoNaive && report.Runs[0].EventsPerSecond > 0 {
+		report.Speedup = f.EventsPerSecond / report.Runs[0].EventsPerSecond
+	}
+	report.BytesPerRecord = recordBytes(ctx, rdb, "fleet:idem:*")
+
+	// Latency at half the measured throughput: a paced producer, a live worker.
+	rate := f.EventsPerSecond / 2
+	// At most the loaded stream: a short run measures a shorter phase.
+	n := min(int(rate*latencyFor.Seconds()), len(msgs))
+	fmt.Fprintf(progress, "latency: %d events at %.0f/s\n", n, rate)
+	lat, err := c.worker(ctx, "fleet", brokers, topics[2], "latency-"+run, redisURL, n, func() error {
+		return producePaced(ctx, brokers, topics[2], msgs[:n], rate)
+	}, progress)
+	if err != nil {
+		return nil, fmt.Errorf("latency run: %w", err)
+	}
+	lat.Name, lat.RatePerSecond = "fleet at half load", rate
+	report.Runs = append(report.Runs, lat)
+	return report, nil
+}
+
+// worker runs one bench worker as a child process and measures it. feed,
+// when set, runs once the worker consumes, to publish while it runs.
+func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, topic, group, redisURL string, expect int,
+	feed func() error, progress io.Writer) (benchResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return benchResult{}, err
+	}
+	dir, err := os.MkdirTemp("", "fleet-bench")
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	ready := filepath.Join(dir, "ready")
+	args := []string{"bench-worker", "--mode", mode, "--brokers", strings.Join(brokers, ","), "--topic", topic,
+		"--group", group, "--redis", redisURL, "--expect", strconv.Itoa(expect), "--ready-file", ready,
+		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize)}
+	if feed != nil {
+		args = append(args, "--latency")
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return benchResult{}, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if feed != nil {
+		// Publish only once the worker consumes, so latency is not queueing.
+		for {
+			if _, err := os.Stat(ready); err == nil {
+				break
+			}
+			select {
+			case err := <-exited:
+				return benchResult{}, fmt.Errorf("worker exited early: %v: %s", err, stderr.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if err := feed(); err != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			return benchResult{}, err
+		}
+	}
+	if err := <-exited; err != nil {
+		return benchResult{}, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	var wr workerResult
+	if err := json.Unmarshal(stdout.Bytes(), &wr); err != nil {
+		return benchResult{}, fmt.Errorf("worker result %q: %w", stdout.String(), err)
+	}
+	r := benchResult{
+		Name:          mode,
+		Events:        wr.Events,
+		Seconds:       wr.Seconds,
+		CPUSeconds:    (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(),
+		TripsPerEvent: float64(wr.RoundTrips) / float64(max(wr.Events, 1)),
+	}
+	if wr.Seconds > 0 {
+		r.EventsPerSecond = float64(wr.Events-1) / wr.Seconds
+	}
+	// The worker reports its own peak: the rusage of a child counts the
+	// parent's memory too, since Linux keeps ru_maxrss across the exec of a
+	// process that was started sharing its parent's address space.
+	r.PeakRSSMiB = float64(wr.PeakRSSKiB) / 1024
+	if len(wr.Latencies) > 0 {
+		r.P50ms, r.P95ms, r.P99ms = quantile(wr.Latencies, .50), quantile(wr.Latencies, .95), quantile(wr.Latencies, .99)
+	}
+	for op, n := range wr.StoreCalls {
+		if r.CallsPerEvent == nil {
+			r.CallsPerEvent = map[string]float64{}
+		}
+		r.CallsPerEvent[op] = float64(n) / float64(max(wr.Events, 1))
+	}
+	fmt.Fprintf(progress, "  %s: %d events in %.2fs, store calls per event %v\n", mode, wr.Events, wr.Seconds, r.CallsPerEvent)
+	return r, nil
+}
+
+// quantile of sorted values, nearest rank.
+func quantile(sorted []float64, q float64) float64 {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func produce(ctx context.Context, brokers []string, topic string, msgs []kafka.Message, progress io.Writer) error {
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
+	defer w.Close()
+	const chunk = 20000
+	for i := 0; i < len(msgs); i += chunk {
+		if err := w.WriteMessages(ctx, msgs[i:min(i+chunk, len(msgs))]...); err != nil {
+			return fmt.Errorf("load %s: %w", topic, err)
+		}
+		fmt.Fprintf(progress, "  %d/%d\n", min(i+chunk, len(msgs)), len(msgs))
+	}
+	return nil
+}
+
+// producePaced publishes msgs at rate per second, in small batches every
+// millisecond or so, each message stamped when it is sent.
+func producePaced(ctx context.Context, brokers []string, topic string, msgs []kafka.Message, rate float64) error {
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Async: true}
+	defer w.Close()
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	sent := 0
+	for sent < len(msgs) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		due := min(int(time.Since(start).Seconds()*rate), len(msgs))
+		if due <= sent {
+			continue
+		}
+		batch := make([]kafka.Message, due-sent)
+		now := time.Now()
+		for i := range batch {
+			m := msgs[sent+i]
+			m.Time = now
+			batch[i] = m
+		}
+		if err := w.WriteMessages(ctx, batch...); err != nil {
+			return fmt.Errorf("publish %s: %w", topic, err)
+		}
+		sent = due
+	}
+	return nil
+}
+
+// recordBytes is the mean MEMORY USAGE of up to 200 keys matching pattern.
+func recordBytes(ctx context.Context, rdb *redis.Client, pattern string) float64 {
+	keys, _, err := rdb.Scan(ctx, 0, pattern, 1000).Result()
+	if err != nil || len(keys) == 0 {
+		return 0
+	}
+	keys = keys[:min(len(keys), 200)]
+	total := 0.0
+	for _, k := range keys {
+		n, err := rdb.MemoryUsage(ctx, k).Result()
+		if err != nil {
+			return 0
+		}
+		total += float64(n)
+	}
+	return total / float64(len(keys))
+}
+
+// startRedis starts a private redis-server on a free port for the run.
+func startRedis() (string, func(), error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil, errors.New("fleet bench needs a real Redis: pass --redis redis://host:port or install redis-server")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir, err := os.MkdirTemp("", "fleet-bench-redis")
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--maxmemory-policy", "noeviction")
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); c.Ping(context.Background()).Err() != nil; {
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, errors.New("private redis-server did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return url, stop, nil
+}
+
+func (r *benchReport) print(w io.Writer) {
+	fmt.Fprintf(w, "%d unique events, %d messages (%.0f%% duplicates), %d partitions\n\n",
+		r.Events, r.Messages, r.Duplicates*100, r.Partitions)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tevents/s\tp50 ms\tp95 ms\tp99 ms\tpeak RSS MiB\tCPU s\tRedis trips/event\t")
+	for _, x := range r.Runs {
+		lat := func(v float64) string {
+			if v == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", v)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f\t%.2f\t%.3f\t\n", x.Name, x.EventsPerSecond,
+			lat(x.P50ms), lat(x.P95ms), lat(x.P99ms), x.PeakRSSMiB, x.CPUSeconds, x.TripsPerEvent)
+	}
+	tw.Flush()
+	if r.Speedup > 0 {
+		fmt.Fprintf(w, "\nfleet / naive: %.1fx\n", r.Speedup)
+	}
+	fmt.Fprintf(w, "Redis memory per idempotency record: %.0f bytes\n", r.BytesPerRecord)
+}

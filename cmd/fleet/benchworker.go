@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/handlers/ledger"
+)
+
+// benchWorkerCmd is one measured worker of `fleet bench`, run as a child
+// process so that its memory and CPU are its own. It consumes until it has
+// finished --expect messages, then prints a workerResult as JSON.
+type benchWorkerCmd struct {
+	Mode       string   `enum:"naive,fleet" required:"" help:"naive or fleet."`
+	Brokers    []string `sep:"," required:""`
+	Topic      string   `required:""`
+	Group      string   `required:""`
+	Redis      string   `required:""`
+	Expect     int      `required:"" help:"Messages to finish before exiting."`
+	Lanes      int      `default:"16"`
+	BatchSize  int      `default:"256"`
+	Latency    bool     `help:"Record produce-to-done latency of every event."`
+	ReadyFile  string   `help:"Touch this file once consuming has started."`
+	TimeoutSec int      `default:"600"`
+}
+
+// workerResult is what a bench worker reports.
+type workerResult struct {
+	Events     int       `json:"events"`
+	Seconds    float64   `json:"seconds"`
+	RoundTrips uint64    `json:"redis_round_trips"`
+	Latencies  []float64 `json:"latencies_ms,omitempty"`
+	PeakRSSKiB int64     `json:"peak_rss_kib"`
+	// StoreCalls counts idempotency store calls by operation (fleet only).
+	StoreCalls map[string]uint64 `json:"store_calls,omitempty"`
+}
+
+func (c *benchWorkerCmd) Run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.TimeoutSec)*time.Second)
+	defer cancel()
+	opts, err := parseRedisURL(c.Redis)
+	if err != nil {
+		return configError{err}
+	}
+	opts.PoolSize = 64
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	var res workerResult
+	if c.Mode == "naive" {
+		res, err = c.naive(ctx, rdb)
+	} else {
+		res, err = c.fleet(ctx, rdb)
+	}
+	if err != nil {
+		return err
+	}
+	res.PeakRSSKiB, err = peakRSS()
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// peakRSS reads this process's peak resident set size (VmHWM), in KiB.
+func peakRSS() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("peak RSS: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	return 0, errors.New("peak RSS: no VmHWM in /proc/self/status")
+}
+
+func (c *benchWorkerCmd) touchReady() {
+	if c.ReadyFile != "" {
+		_ = os.WriteFile(c.ReadyFile, nil, 0o600)
+	}
+}
+
+// naive is the idempotent consumer written the plain way, with the same
+// libraries: fetch one message, SETNX its key, run the handler, apply its
+// effect, SET done, commit that one message. It is correct for one worker
+// without crashes, and one round trip (or more) per step.
+func (c *benchWorkerCmd) naive(ctx context.Context, rdb *redis.Client) (workerResult, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: c.Brokers, GroupID: c.Group, Topic: c.Topic,
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond,
+		StartOffset: kafka.FirstOffset,
+	})
+	defer r.Close()
+	c.touchReady()
+	var start time.Time
+	trips := uint64(0)
+	for n := 0; n < c.Expect; n++ {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return workerResult{}, fmt.Errorf("fetch: %w", err)
+		}
+		ev, err := consumer.Decode(&m)
+		if err == nil {
+			key := "naive:" + c.Group + ":" + ev.Source + ":" + ev.ID
+			ok, err := rdb.SetNX(ctx, key, "processing", 24*time.Hour).Result()
+			trips++
+			if err != nil {
+				return workerResult{}, err
+			}
+			if ok {
+				tx := handlers.NewTx(key, 1, 1)
+				var herr error
+				switch ev.Type {
+				case ledger.TypeCaptured:
+					herr = ledger.Captured(ctx, ev, tx)
+				case ledger.TypeRefunded:
+					herr = ledger.Refunded(ctx, ev, tx)
+				}
+				if herr == nil {
+					for _, op := range tx.Ops() {
+						if err := rdb.IncrBy(ctx, op.Key, op.Delta).Err(); err != nil {
+							return workerResult{}, err
+						}
+						trips++
+					}
+				}
+				if err := rdb.Set(ctx, key, "done", 24*time.Hour).Err(); err != nil {
+					return workerResult{}, err
+				}
+				trips++
+			}
+		}
+		if err := r.CommitMessages(ctx, m); err != nil {
+			return workerResult{}, fmt.Errorf("commit: %w", err)
+		}
+		if n == 0 {
+			start = time.Now()
+		}
+	}
+	// Both workers are timed from their first finished event to their last.
+	return workerResult{Events: c.Expect, Seconds: time.Since(start).Seconds(), RoundTrips: trips}, nil
+}
+
+// fleet runs the engine with the full protocol until --expect messages are
+// finished.
+func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerResult, error) {
+	router, err := newRouter()
+	if err != nil {
+		return workerResult{}, err
+	}
+	store, err := dedupe.NewRedis(rdb, dedupe.Config{Lease: 30 * time.Second, Retention: 24 * time.Hour})
+	if err != nil {
+		return workerResult{}, err
+	}
+	if err := store.Load(ctx); err != nil {
+		return workerResult{}, err
+	}
+	var (
+		mu        sync.Mutex
+		finished  int
+		first     time.Time
+		last      time.Time
+		latencies []float64
+		done      = make(chan struct{})
+	)
+	if c.Latency {
+		latencies = make([]float64, 0, c.Expect)
+	}
+	cfg := consumer.DefaultConfig()
+	cfg.Brokers, cfg.Topics, cfg.Group = c.Brokers, []string{c.Topic}, c.Group
+	cfg.Lanes, cfg.BatchSize = c.Lanes, c.BatchSize
+	cfg.MaxWait = 50 * time.Millisecond
+	cfg.OnFinish = func(m *kafka.Message, _ string) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if finished == 0 {
+			first = now
+		}
+		finished++
+		last = now
+		if c.Latency {
+			latencies = append(latencies, float64(now.Sub(m.Time).Microseconds())/1000)
+		}
+		if finished == c.Expect {
+			close(done)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dlq := consumer.NewPublisher(c.Brokers, nil)
+	defer dlq.Close()
+	reg := prometheus.NewRegistry()
+	engine, err := consumer.New(cfg, store, router, dlq, log, consumer.NewMetrics(reg))
+	if err != nil {
+		return workerResult{}, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- engine.Run(runCtx) }()
+	c.touchReady()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		stop()
+		<-errc
+		mu.Lock()
+		defer mu.Unlock()
+		return workerResult{}, fmt.Errorf("finished %d of %d: %w", finished, c.Expect, ctx.Err())
+	}
+	stop()
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		return workerResult{}, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Both workers are timed from their first finished event to their last.
+	res := workerResult{Events: finished, Seconds: last.Sub(first).Seconds(), RoundTrips: store.RoundTrips(), StoreCalls: storeCalls(reg)}
+	if c.Latency {
+		slices.Sort(latencies)
+		res.Latencies = latencies
+	}
+	return res, nil
+}
+
+// storeCalls reads the store calls by operation from the engine's
+// fleet_store_duration_seconds histogram.
+func storeCalls(reg prometheus.Gatherer) map[string]uint64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil
+	}
+	out := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "fleet_store_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "operation" {
+					out[l.GetValue()] = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return out
+}

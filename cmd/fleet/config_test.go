@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
+)
+
+// parseRun parses `fleet run` arguments with the real struct tags and
+// returns the checked settings.
+func parseRun(t *testing.T, args ...string) (consumer.Config, dedupe.Config, string, error) {
+	t.Helper()
+	var c cli
+	p, err := kong.New(&c, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Parse(append([]string{"run"}, args...)); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	cfg, store, opts, err := c.Run.settings()
+	addr := ""
+	if opts != nil {
+		addr = opts.Addr
+	}
+	return cfg, store, addr, err
+}
+
+// required are the flags without defaults.
+var required = []string{"--brokers", "k1:9092", "--topics", "payments", "--group", "ledger"}
+
+func TestRunDefaults(t *testing.T) {
+	cfg, store, addr, err := parseRun(t, required...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := consumer.DefaultConfig()
+	def.Brokers, def.Topics, def.Group = []string{"k1:9092"}, []string{"payments"}, "ledger"
+	if diff := diffConfig(cfg, def); diff != "" {
+		t.Errorf("defaults differ from consumer.DefaultConfig: %s", diff)
+	}
+	if store != (dedupe.Config{Lease: 30 * time.Second, Retention: 24 * time.Hour}) {
+		t.Errorf("store config %+v", store)
+	}
+	if addr != "127.0.0.1:6379" {
+		t.Errorf("redis addr %q", addr)
+	}
+}
+
+func TestRunFlagsAndEnvMapping(t *testing.T) {
+	flags := []string{
+		"--brokers", "k1:9092, k2:9092", "--topics", "payments,orders", "--group", "ledger",
+		"--redis", "rediss://user:secret@redis.example:6380/2", "--http-addr", "127.0.0.1:9000",
+		"--lease", "12s", "--retention", "2h", "--attempts", "7", "--concurrency", "4",
+		"--session-timeout", "45s", "--drain-timeout", "20s", "--handler-timeout", "5s",
+		"--batch-size", "64", "--max-in-flight", "512", "--heartbeat-interval", "2s",
+		"--commit-interval", "500ms", "--log-level", "debug", "--log-format", "text",
+	}
+	env := map[string]string{}
+	for i := 0; i < len(flags); i += 2 {
+		name := "FLEET_" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(flags[i], "--"), "-", "_"))
+		if name == "FLEET_REDIS" {
+			name = "FLEET_REDIS_URL"
+		}
+		env[name] = flags[i+1]
+	}
+	want := consumer.DefaultConfig()
+	want.Brokers, want.Topics, want.Group = []string{"k1:9092", "k2:9092"}, []string{"payments", "orders"}, "ledger"
+	want.Lease, want.MaxAttempts, want.Lanes = 12*time.Second, 7, 4
+	want.SessionTimeout, want.RebalanceTimeout, want.DrainTimeout = 45*time.Second, 45*time.Second, 20*time.Second
+	want.HandlerTimeout, want.BatchSize, want.MaxInFlight = 5*time.Second, 64, 512
+	want.HeartbeatInterval, want.CommitInterval = 2*time.Second, 500*time.Millisecond
+	wantStore := dedupe.Config{Lease: 12 * time.Second, Retention: 2 * time.Hour}
+
+	check := func(t *testing.T, cfg consumer.Config, store dedupe.Config, addr string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := diffConfig(cfg, want); diff != "" {
+			t.Error(diff)
+		}
+		if store != wantStore {
+			t.Errorf("store config %+v, want %+v", store, wantStore)
+		}
+		if addr != "redis.example:6380" {
+			t.Errorf("redis addr %q", addr)
+		}
+	}
+	t.Run("flags", func(t *testing.T) {
+		cfg, store, addr, err := parseRun(t, flags...)
+		check(t, cfg, store, addr, err)
+	})
+	t.Run("env", func(t *testing.T) {
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		cfg, store, addr, err := parseRun(t)
+		check(t, cfg, store, addr, err)
+	})
+	t.Run("flag over env", func(t *testing.T) {
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		t.Setenv("FLEET_ATTEMPTS", "99")
+		cfg, _, _, err := parseRun(t, "--attempts", "7")
+		if err != nil || cfg.MaxAttempts != 7 {
+			t.Fatalf("attempts %d, err %v; want the flag's 7", cfg.MaxAttempts, err)
+		}
+	})
+}
+
+// diffConfig names the fields that differ; Dialer and OnFinish are not set
+// by the command line.
+func diffConfig(got, want consumer.Config) string {
+	var d []string
+	field := func(name string, g, w any) {
+		if g != w {
+			d = append(d, fmt.Sprintf("%s: got %v, want %v", name, g, w))
+		}
+	}
+	field("Brokers", strings.Join(got.Brokers, ","), strings.Join(want.Brokers, ","))
+	field("Topics", strings.Join(got.Topics, ","), strings.Join(want.Topics, ","))
+	field("Group", got.Group, want.Group)
+	field("Lanes", got.Lanes, want.Lanes)
+	field("MaxInFlight", got.MaxInFlight, want.MaxInFlight)
+	field("BatchSize", got.BatchSize, want.BatchSize)
+	field("MaxAttempts", got.MaxAttempts, want.MaxAttempts)
+	field("RetryBackoff", got.RetryBackoff, want.RetryBackoff)
+	field("MaxRetryBackoff", got.MaxRetryBackoff, want.MaxRetryBackoff)
+	field("HandlerTimeout", got.HandlerTimeout, want.HandlerTimeout)
+	field("Lease", got.Lease, want.Lease)
+	field("SessionTimeout", got.SessionTimeout, want.SessionTimeout)
+	field("HeartbeatInterval", got.HeartbeatInterval, want.HeartbeatInterval)
+	field("RebalanceTimeout", got.RebalanceTimeout, want.RebalanceTimeout)
+	field("DrainTimeout", got.DrainTimeout, want.DrainTimeout)
+	field("CommitInterval", got.CommitInterval, want.CommitInterval)
+	field("MaxWait", got.MaxWait, want.MaxWait)
+	field("StartOffset", got.StartOffset, want.StartOffset)
+	return strings.Join(d, "; ")
+}
+
+func TestRunInvalidConfiguration(t *testing.T) {
+	with := func(extra ...string) []string { return append(slices.Clone(required), extra...) }
+	tests := []struct {
+		name string
+		args []string
+		want []string // every one must appear in the one-line message
+	}{
+		{"missing brokers", []string{"--topics", "t", "--group", "g"}, []string{"brokers: at least one is required"}},
+		{"empty brokers", []string{"--brokers", " , ", "--topics", "t", "--group", "g"}, []string{"brokers: at least one is required"}},
+		{"missing topics and group", []string{"--brokers", "b:9092"}, []string{"topics: at least one is required", "group: required"}},
+		{"topic twice", with("--topics", "a,a"), []string{`topics: "a" is listed twice`}},
+		{"redis URL scheme", with("--redis", "http://redis:6379"), []string{"redis URL"}},
+		{"redis URL port", with("--redis", "redis://redis:port/0"), []string{"redis URL"}},
+		{"redis URL db", with("--redis", "redis://redis:6379/zero"), []string{"redis URL"}},
+		{"redis URL keeps its password", with("--redis", "redis://fleet:s3cret@redis:port/0"), []string{`redis URL: invalid port ":port"`}},
+		{"drain equal to session timeout", with("--drain-timeout", "30s"), []string{"drain timeout 30s"}},
+		{"drain over two thirds", with("--session-timeout", "9s", "--drain-timeout", "7s"), []string{"drain timeout 7s"}},
+		{"heartbeat too slow", with("--heartbeat-interval", "15s"), []string{"heartbeat interval 15s"}},
+		{"lease too short, once", with("--lease", "50ms"), []string{"lease 50ms: must be at least 100ms"}},
+		{"retention under lease", with("--lease", "1m", "--retention", "30s"), []string{"retention 30s"}},
+		{"no attempts", with("--attempts", "0"), []string{"attempts 0"}},
+		{"no lanes", with("--concurrency", "0"), []string{"lanes 0"}},
+		{"no batch", with("--batch-size", "0"), []string{"batch size 0"}},
+		{"no in-flight", with("--max-in-flight", "0"), []string{"max in flight 0"}},
+		{"negative handler timeout", with("--handler-timeout=-1s"), []string{"handler timeout -1s"}},
+		{"zero commit interval", with("--commit-interval", "0s"), []string{"commit interval 0s"}},
+		{"http addr", with("--http-addr", "8080"), []string{`http addr "8080"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, _, err := parseRun(t, tt.args...)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if exitCode(err) != 2 {
+				t.Errorf("exit code %d, want 2", exitCode(err))
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "invalid configuration: ") {
+				t.Errorf("message %q: want one line starting with \"invalid configuration: \"", msg)
+			}
+			if strings.Contains(msg, "s3cret") {
+				t.Errorf("message %q shows the password", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q lacks %q", msg, w)
+				}
+				if strings.Count(msg, w) > 1 {
+					t.Errorf("message %q repeats %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+// TestCommandLine runs the command line in-process for what ends before any
+// I/O: usage errors, help and version.
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string // in the error, or in stdout when code is 0
+	}{
+		{"no command", nil, 2, `expected one of "run", "dev"`},
+		{"unknown flag", []string{"run", "--broker", "b"}, 2, `unknown flag --broker, did you mean "--brokers"?`},
+		{"bad duration", []string{"run", "--lease", "soon"}, 2, "--lease"},
+		{"bad log level", []string{"run", "--log-level", "loud"}, 2, "--log-level"},
+		{"bad log format", []string{"run", "--log-format", "xml"}, 2, "--log-format"},
+		{"bad configuration", []string{"run"}, 2, "invalid configuration: brokers: at least one is required"},
+		{"help", []string{"--help"}, 0, "Usage: fleet <command>"},
+		{"run help names the variables", []string{"run", "--help"}, 0, "($FLEET_BROKERS)"},
+		{"version", []string{"version"}, 0, "fleet dev (revision dev"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout bytes.Buffer
+			err := run(tt.args, &stdout)
+			if got := exitCode(err); got != tt.code {
+				t.Fatalf("exit code %d (err %v), want %d", got, err, tt.code)
+			}
+			text := stdout.String()
+			if err != nil {
+				text = oneLine(err)
+				if stdout.Len() > 0 {
+					t.Errorf("an error also printed %q", stdout.String())
+				}
+			}
+			if !strings.Contains(text, tt.want) {
+				t.Errorf("%q lacks %q", text, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,463 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers/ledger"
+)
+
+// devCmd is `fleet dev`: an embedded broker (kfake) and, unless --redis names
+// one, an embedded Redis (miniredis); a demo stream of ledger events with
+// duplicates and poison messages; the engine, wired as `fleet run` wires it;
+// and a summary that checks the dead letters and every balance.
+type devCmd struct {
+	Redis      string        `env:"FLEET_REDIS_URL" help:"Use this Redis instead of the embedded one (a redis:// or rediss:// URL)."`
+	HTTPAddr   string        `name:"http-addr" env:"FLEET_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address serving /metrics, /healthz and /readyz (the default moves to a free port when taken)."`
+	Topic      string        `default:"payments" help:"Topic of the demo stream."`
+	Partitions int           `default:"6" help:"Partitions of the demo topic."`
+	Events     int           `default:"2000" help:"Unique ledger events to publish."`
+	Accounts   int           `default:"50" help:"Accounts the events spread over."`
+	Duplicates float64       `default:"0.2" help:"Share of events published twice with the same id and payload."`
+	Timeout    time.Duration `default:"1m" help:"Give up when the stream is not finished after this long."`
+	LogLevel   string        `env:"FLEET_LOG_LEVEL" default:"error" enum:"debug,info,warn,error" help:"Level of the engine's log on stderr (warn shows every dead letter)."`
+}
+
+const (
+	defaultDevHTTPAddr = "127.0.0.1:8080"
+	devGroup           = "fleet-dev"
+)
+
+func (c *devCmd) Run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return dev(ctx, c, os.Stdout, os.Stderr)
+}
+
+// dev runs the demo, printing progress and the summary to out and the
+// engine's log to logs. It returns an error when anything does not check.
+func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
+	switch {
+	case c.Partitions < 1:
+		return configError{fmt.Errorf("partitions %d: must be at least 1", c.Partitions)}
+	case c.Timeout <= 0:
+		return configError{fmt.Errorf("timeout %v: must be positive", c.Timeout)}
+	}
+	stream, err := demo.New(c.Events, c.Accounts, c.Duplicates, uint64(time.Now().UnixNano()))
+	if err != nil {
+		return configError{err}
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.Partitions), c.Topic), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		return fmt.Errorf("embedded broker: %w", err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+
+	redisURL, embedded := c.Redis, c.Redis == ""
+	if embedded {
+		mr, err := miniredis.Run()
+		if err != nil {
+			return fmt.Errorf("embedded redis: %w", err)
+		}
+		defer mr.Close()
+		redisURL = "redis://" + mr.Addr() + "/0"
+	}
+	opts, err := parseRedisURL(redisURL)
+	if err != nil {
+		return configError{err}
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	which := "embedded"
+	if !embedded {
+		which = "given"
+	}
+	fmt.Fprintf(out, "broker %s (embedded), redis %s (%s), topic %s with %d partitions\n",
+		brokers[0], opts.Addr, which, c.Topic, c.Partitions)
+
+	interrupted := ctx
+	ctx, cancelTimeout := context.WithTimeout(ctx, c.Timeout)
+	defer cancelTimeout()
+	started := time.Now()
+	if err := publish(ctx, brokers, c.Topic, stream.Messages); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "published %d messages: %d unique events, %d duplicates, %d poison\n",
+		len(stream.Messages), stream.Unique, stream.Duplicates, len(stream.Poison))
+
+	// One transport for the offset queries, closed at the end.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	offsets := &groupOffsets{client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport},
+		group: devGroup, topic: c.Topic, partitions: c.Partitions}
+	end, err := offsets.end(ctx)
+	if err != nil {
+		return err
+	}
+
+	cfg := consumer.DefaultConfig()
+	cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{c.Topic}, devGroup
+	cfg.SessionTimeout, cfg.RebalanceTimeout, cfg.HeartbeatInterval, cfg.DrainTimeout = 10*time.Second, 10*time.Second, time.Second, 5*time.Second
+	cfg.CommitInterval, cfg.MaxWait = 200*time.Millisecond, 100*time.Millisecond
+	cfg.RetryBackoff, cfg.MaxRetryBackoff = 10*time.Millisecond, 100*time.Millisecond
+	storeCfg := dedupe.Config{Lease: cfg.Lease, Retention: time.Hour}
+	log := newLogger(logs, c.LogLevel, "text")
+
+	httpAddr := c.HTTPAddr
+	if httpAddr == defaultDevHTTPAddr && !free(httpAddr) {
+		// Only the default moves: an address asked for is an address the
+		// user expects, and serve says so when it is taken.
+		fmt.Fprintf(out, "%s is in use; serving on a free port instead\n", httpAddr)
+		httpAddr = "127.0.0.1:0"
+	}
+	type served struct {
+		reg  *prometheus.Registry
+		addr string
+	}
+	ready := make(chan served, 1)
+	runCtx, stopEngine := context.WithCancel(ctx)
+	defer stopEngine()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- serve(runCtx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
+			skipPolicyCheck: embedded,
+			started:         func(reg *prometheus.Registry, addr string) { ready <- served{reg, addr} }})
+	}()
+	var reg *prometheus.Registry
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for reg == nil {
+		select {
+		case s := <-ready:
+			reg = s.reg
+			fmt.Fprintf(out, "processing; http://%s/metrics, /healthz, /readyz\n", s.addr)
+		case <-tick.C:
+			fmt.Fprintf(out, "  waiting for Redis at %s\n", opts.Addr)
+		case err := <-errc:
+			switch {
+			case err != nil:
+			case interrupted.Err() != nil:
+				err = errors.New("interrupted")
+			default: // cancelled by the timeout while waiting for Redis
+				err = fmt.Errorf("redis at %s did not answer within %v", opts.Addr, c.Timeout)
+			}
+			return err
+		}
+	}
+
+	// Done means observed: the group's committed offset of every partition
+	// has reached the partition's end.
+	tick.Reset(100 * time.Millisecond)
+	lastReport := time.Now()
+	var committed map[int]int64
+	for {
+		if committed, err = offsets.committed(ctx); err == nil && reached(committed, end) {
+			break
+		}
+		select {
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("it returned without an error")
+			}
+			return fmt.Errorf("engine stopped before the stream was finished: %w", err)
+		case <-ctx.Done():
+			stopEngine()
+			<-errc
+			if interrupted.Err() != nil {
+				return errors.New("interrupted")
+			}
+			return fmt.Errorf("stream not finished after %v: %d of %d messages finished, committed offsets %v of %v (see the log with --log-level=warn)",
+				c.Timeout, finished(reg, ""), len(stream.Messages), committed, end)
+		case <-tick.C:
+		}
+		if time.Since(lastReport) >= time.Second {
+			fmt.Fprintf(out, "  %d/%d finished\n", finished(reg, ""), len(stream.Messages))
+			lastReport = time.Now()
+		}
+	}
+	elapsed := time.Since(started)
+	stopEngine()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	return summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed)
+}
+
+// publish writes msgs to topic, acknowledged by every in-sync replica.
+func publish(ctx context.Context, brokers []string, topic string, msgs []kafka.Message) error {
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 500}
+	err := w.WriteMessages(ctx, msgs...)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("publish demo stream: %w", err)
+	}
+	return nil
+}
+
+// free reports whether addr can be listened on now.
+func free(addr string) bool {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// groupOffsets reads a consumer group's progress on one topic.
+type groupOffsets struct {
+	client     *kafka.Client
+	group      string
+	topic      string
+	partitions int
+}
+
+func (g *groupOffsets) ids() []int {
+	ids := make([]int, g.partitions)
+	for i := range ids {
+		ids[i] = i
+	}
+	return ids
+}
+
+// end returns the end offset (the next offset to be written) of every
+// partition.
+func (g *groupOffsets) end(ctx context.Context) (map[int]int64, error) {
+	var reqs []kafka.OffsetRequest
+	for _, p := range g.ids() {
+		reqs = append(reqs, kafka.LastOffsetOf(p))
+	}
+	resp, err := g.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{g.topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", g.topic, err)
+	}
+	end := map[int]int64{}
+	for _, p := range resp.Topics[g.topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s partition %d: %w", g.topic, p.Partition, p.Error)
+		}
+		end[p.Partition] = p.LastOffset
+	}
+	if len(end) != g.partitions {
+		return nil, fmt.Errorf("list offsets of %s: %d of %d partitions answered", g.topic, len(end), g.partitions)
+	}
+	return end, nil
+}
+
+// committed returns the group's committed offset of every partition; a
+// partition without one is absent.
+func (g *groupOffsets) committed(ctx context.Context) (map[int]int64, error) {
+	resp, err := g.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: g.group, Topics: map[string][]int{g.topic: g.ids()}})
+	if err == nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch committed offsets of %s: %w", g.group, err)
+	}
+	out := map[int]int64{}
+	for _, p := range resp.Topics[g.topic] {
+		if p.Error == nil && p.CommittedOffset >= 0 {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out, nil
+}
+
+// reached reports whether every partition's committed offset is at its end.
+func reached(committed, end map[int]int64) bool {
+	for p, e := range end {
+		if e > 0 && committed[p] < e {
+			return false
+		}
+	}
+	return true
+}
+
+// finished sums fleet_consumer_events_finished_total over the series of one
+// outcome, or of every outcome when outcome is "".
+func finished(reg prometheus.Gatherer, outcome string) int {
+	want := map[string]string{}
+	if outcome != "" {
+		want["outcome"] = outcome
+	}
+	return int(sumMetric(reg, "fleet_consumer_events_finished_total", want))
+}
+
+// sumMetric sums a counter's series whose labels include every pair in want.
+func sumMetric(reg prometheus.Gatherer, name string, want map[string]string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			match := true
+			for k, v := range want {
+				match = match && labels[k] == v
+			}
+			if match {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// summarize prints what happened and checks it: the outcomes, the dead
+// letters and their kinds, and every balance. It returns an error when
+// anything does not match.
+func summarize(ctx context.Context, out io.Writer, s *demo.Stream, rdb redis.UniversalClient, brokers []string, topic string,
+	reg prometheus.Gatherer, elapsed time.Duration) error {
+	processed := finished(reg, consumer.OutcomeProcessed)
+	dups := finished(reg, consumer.OutcomeDuplicate)
+	dead := finished(reg, consumer.OutcomeDeadLettered)
+	fmt.Fprintf(out, "\nall %d messages finished and committed in %v: %d processed, %d duplicates skipped, %d dead-lettered\n",
+		len(s.Messages), elapsed.Round(time.Millisecond), processed, dups, dead)
+
+	var problems []string
+	if processed != s.Unique {
+		problems = append(problems, fmt.Sprintf("processed %d events, want %d", processed, s.Unique))
+	}
+	if dups != s.Duplicates {
+		problems = append(problems, fmt.Sprintf("skipped %d duplicates, want %d", dups, s.Duplicates))
+	}
+
+	dlq := consumer.DeadLetterTopic(topic)
+	letters, err := readDeadLetters(ctx, brokers, dlq)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	fmt.Fprintf(out, "dead-letter topic %s holds %d messages:\n", dlq, len(letters))
+	slices.SortFunc(letters, func(a, b kafka.Message) int {
+		return cmp.Or(cmp.Compare(demo.Header(a, consumer.HeaderErrorKind), demo.Header(b, consumer.HeaderErrorKind)),
+			cmp.Compare(originalOffset(a), originalOffset(b)))
+	})
+	got := map[string]int{}
+	for _, m := range letters {
+		kind := demo.Header(m, consumer.HeaderErrorKind)
+		got[kind]++
+		fmt.Fprintf(out, "  %-13s %s/%s@%s  %s\n", kind, demo.Header(m, consumer.HeaderOriginalTopic),
+			demo.Header(m, consumer.HeaderOriginalPartition), demo.Header(m, consumer.HeaderOriginalOffset),
+			demo.Header(m, consumer.HeaderErrorMessage))
+	}
+	want := map[string]int{}
+	for _, k := range s.Poison {
+		want[k]++
+	}
+	for _, k := range kinds(got, want) {
+		if got[k] != want[k] {
+			problems = append(problems, fmt.Sprintf("dead letters of kind %s: %d, want %d", k, got[k], want[k]))
+		}
+	}
+
+	mismatches := 0
+	for _, a := range s.Accounts {
+		bal, err := rdb.Get(ctx, ledger.BalanceKey(a)).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("read balance of %s: %w", a, err)
+		}
+		if bal != s.Want[a] {
+			mismatches++
+			problems = append(problems, fmt.Sprintf("balance of %s is %d, want %d", a, bal, s.Want[a]))
+		}
+	}
+	if mismatches == 0 {
+		fmt.Fprintf(out, "all %d balances match the sum of the unique events\n", len(s.Accounts))
+	} else {
+		fmt.Fprintf(out, "%d of %d balances do not match\n", mismatches, len(s.Accounts))
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintf(out, "MISMATCH: %s\n", p)
+		}
+		return fmt.Errorf("demo check: %d problems", len(problems))
+	}
+	fmt.Fprintln(out, "OK: every event applied exactly once, every poison message dead-lettered with its reason")
+	return nil
+}
+
+// kinds is the sorted set of keys of a and b.
+func kinds(a, b map[string]int) []string {
+	var keys []string
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func originalOffset(m kafka.Message) int64 {
+	n, _ := strconv.ParseInt(demo.Header(m, consumer.HeaderOriginalOffset), 10, 64)
+	return n
+}
+
+// readDeadLetters reads every message of every partition of topic.
+func readDeadLetters(ctx context.Context, brokers []string, topic string) ([]kafka.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// A fresh transport: kafka-go's transports answer Metadata from a cached
+	// view of the cluster, which may predate the dead-letter topic.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	meta, err := (&kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport}).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("dead-letter topic %s: metadata: %w", topic, err)
+	case len(meta.Topics) == 0:
+		return nil, fmt.Errorf("dead-letter topic %s: missing", topic)
+	case meta.Topics[0].Error != nil:
+		return nil, fmt.Errorf("dead-letter topic %s: %w", topic, meta.Topics[0].Error)
+	}
+	var out []kafka.Message
+	for _, p := range meta.Topics[0].Partitions {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p.ID, MaxWait: 50 * time.Millisecond})
+		lag, err := r.ReadLag(ctx)
+		for i := int64(0); err == nil && i < lag; i++ {
+			var m kafka.Message
+			if m, err = r.ReadMessage(ctx); err == nil {
+				out = append(out, m)
+			}
+		}
+		r.Close()
+		if err != nil {
+			return out, fmt.Errorf("read %s partition %d: %w", topic, p.ID, err)
+		}
+	}
+	return out, nil
+}

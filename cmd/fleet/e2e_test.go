@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
+	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/internal/redistest"
+)
+
+// binary is the fleet binary built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fleet-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "fleet")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build fleet: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const e2eTopic = "payments"
+
+// cluster is a kfake broker and a redis-server for one test.
+type cluster struct {
+	t       *testing.T
+	brokers []string
+	redis   *redistest.Server
+	rdb     *redis.Client
+	writer  *kafka.Writer
+	sent    int
+}
+
+func newCluster(t *testing.T, partitions int) *cluster {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), e2eTopic), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl := &cluster{t: t, brokers: c.ListenAddrs(), redis: redistest.Start(t)}
+	cl.rdb = cl.redis.Client(t)
+	cl.writer = &kafka.Writer{Addr: kafka.TCP(cl.brokers...), Topic: e2eTopic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
+	t.Cleanup(func() { cl.writer.Close() })
+	return cl
+}
+
+func (c *cluster) publish(msgs []kafka.Message) {
+	c.t.Helper()
+	if err := c.writer.WriteMessages(context.Background(), msgs...); err != nil {
+		c.t.Fatalf("publish: %v", err)
+	}
+	c.sent += len(msgs)
+}
+
+// worker is one `fleet run` process.
+type worker struct {
+	name string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	// exited is closed when the process has exited; err is then its result.
+	exited chan struct{}
+	err    error
+}
+
+func (c *cluster) startWorker(name string, extra ...string) *worker {
+	c.t.Helper()
+	args := []string{"run",
+		"--brokers", strings.Join(c.brokers, ","),
+		"--topics", e2eTopic,
+		"--group", "ledger-e2e",
+		"--redis", c.redis.URL(),
+		"--http-addr", "127.0.0.1:0",
+		"--session-timeout", "6s",
+		"--heartbeat-interval", "500ms",
+		"--drain-timeout", "3s",
+		"--commit-interval", "200ms",
+		"--lease", "5s",
+		"--log-format", "text",
+		"--log-level", "info",
+	}
+	cmd := exec.Command(binary, append(args, extra...)...)
+	w := &worker{name: name, cmd: cmd, logs: &bytes.Buffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = w.logs, w.logs
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		w.err = cmd.Wait()
+		close(w.exited)
+	}()
+	c.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-w.exited
+		if c.t.Failed() {
+			c.t.Logf("logs of %s:\n%s", name, w.logs.String())
+		}
+	})
+	return w
+}
+
+// committed sums the group's committed offsets over all partitions: once it
+// equals the messages sent, every message is finished and committed.
+func (c *cluster) committed(partitions int) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ids := make([]int, partitions)
+	for i := range ids {
+		ids[i] = i
+	}
+	resp, err := (&kafka.Client{Addr: kafka.TCP(c.brokers...)}).OffsetFetch(ctx, &kafka.OffsetFetchRequest{
+		GroupID: "ledger-e2e", Topics: map[string][]int{e2eTopic: ids},
+	})
+	if err != nil || resp.Error != nil {
+		return 0
+	}
+	var sum int64
+	for _, p := range resp.Topics[e2eTopic] {
+		if p.CommittedOffset > 0 {
+			sum += p.CommittedOffset
+		}
+	}
+	return sum
+}
+
+func (c *cluster) waitCommitted(partitions int, n int64, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for c.committed(partitions) < n {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("committed %d of %d messages after %v", c.committed(partitions), n, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *cluster) checkBalances(want map[string]int64) {
+	c.t.Helper()
+	for acct, w := range want {
+		got, err := c.rdb.Get(context.Background(), ledger.BalanceKey(acct)).Int64()
+		if err != nil && err != redis.Nil {
+			c.t.Fatal(err)
+		}
+		if got != w {
+			c.t.Errorf("balance of %s = %d, want %d", acct, got, w)
+		}
+	}
+}
+
+// ledgerStream is n events over accounts, with dupShare of them republished
+// (same id, same payload), shuffled, without poison, and the balances they
+// must produce.
+func ledgerStream(t *testing.T, n, accounts int, dupShare float64, seed uint64) ([]kafka.Message, map[string]int64) {
+	t.Helper()
+	s, err := demo.New(n, accounts, dupShare, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := slices.Clone(s.Valid)
+	rand.New(rand.NewPCG(seed, 1)).Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+	return msgs, s.Want
+}
+
+// TestWorkersKilledAndJoining runs two, then three fleet processes in one
+// group; one is killed with SIGKILL mid-stream and another joins. Balances
+// must be exact: nothing lost, nothing applied twice.
+func TestWorkersKilledAndJoining(t *testing.T) {
+	const partitions = 6
+	c := newCluster(t, partitions)
+	msgs, want := ledgerStream(t, 9000, 200, 0.3, 11)
+	third := len(msgs) / 3
+
+	c.startWorker("a")
+	b := c.startWorker("b")
+	c.publish(msgs[:third])
+	c.waitCommitted(partitions, int64(third)/2, 60*time.Second)
+
+	c.startWorker("c")
+	c.publish(msgs[third : 2*third])
+	c.waitCommitted(partitions, int64(third), 60*time.Second)
+
+	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-b.exited
+	c.startWorker("d")
+	c.publish(msgs[2*third:])
+	c.waitCommitted(partitions, int64(c.sent), 90*time.Second)
+	c.checkBalances(want)
+	t.Logf("%d messages through 4 workers, one killed: %d balances exact", c.sent, len(want))
+}
+
+// TestSigtermDrains sends SIGTERM mid-stream: the process exits within the
+// drain budget, and after a restart every event is applied exactly once.
+func TestSigtermDrains(t *testing.T) {
+	const partitions = 4
+	c := newCluster(t, partitions)
+	msgs, want := ledgerStream(t, 6000, 100, 0.2, 12)
+	a := c.startWorker("a")
+	c.publish(msgs)
+	c.waitCommitted(partitions, 500, 60*time.Second)
+
+	start := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.exited:
+		took := time.Since(start)
+		if a.err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", a.err, a.logs)
+		}
+		// The drain budget is 3s; leaving the group and closing the HTTP
+		// server come on top.
+		if took > 5*time.Second {
+			t.Errorf("exit took %v; drain budget is 3s", took)
+		}
+		t.Logf("exited %v after SIGTERM", took.Round(time.Millisecond))
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit 15s after SIGTERM")
+	}
+	if got := c.committed(partitions); got >= int64(c.sent) {
+		t.Logf("everything was committed before SIGTERM took effect (%d)", got)
+	}
+	c.startWorker("b")
+	c.waitCommitted(partitions, int64(c.sent), 60*time.Second)
+	c.checkBalances(want)
+}
+
+// TestBadConfiguration checks that bad configuration exits 2 with one clear
+// line.
+func TestBadConfiguration(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"nothing", []string{"run"}, nil, "brokers: at least one is required"},
+		{"no group", []string{"run", "--brokers", "b:9092", "--topics", "t"}, nil, "group: required"},
+		{"bad redis url", []string{"run", "--brokers", "b:9092", "--topics", "t", "--group", "g", "--redis", "http://x"}, nil, "redis URL"},
+		{"drain over budget", []string{"run", "--brokers", "b:9092", "--topics", "t", "--group", "g", "--drain-timeout", "30s"}, nil, "drain timeout"},
+		{"env too", []string{"run"}, []string{"FLEET_BROKERS=b:9092", "FLEET_TOPICS=t", "FLEET_GROUP=g", "FLEET_ATTEMPTS=0"}, "attempts 0"},
+		{"bad duration", []string{"run", "--lease", "soon"}, nil, "--lease"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(binary, tt.args...)
+			cmd.Env = append(os.Environ(), tt.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want code 2 (stderr %q)", err, stderr.String())
+			}
+			line := strings.TrimSpace(stderr.String())
+			if strings.Count(line, "\n") != 0 || !strings.Contains(line, tt.want) {
+				t.Fatalf("stderr %q: want one line mentioning %q", line, tt.want)
+			}
+		})
+	}
+}
+
+// TestDev runs the demo end to end on the embedded broker and Redis.
+func TestDev(t *testing.T) {
+	var out, logs bytes.Buffer
+	c := &devCmd{HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 3, Events: 500, Accounts: 20, Duplicates: 0.3,
+		Timeout: time.Minute, LogLevel: "warn"}
+	if err := dev(context.Background(), c, &out, &logs); err != nil {
+		t.Fatalf("fleet dev: %v\n%s\nlog:\n%s", err, out.String(), logs.String())
+	}
+	pub := regexp.MustCompile(`published (\d+) messages: 500 unique events, (\d+) duplicates, 5 poison`).FindStringSubmatch(out.String())
+	if pub == nil {
+		t.Fatalf("output lacks the published line:\n%s", out.String())
+	}
+	for _, want := range []string{
+		"all " + pub[1] + " messages finished and committed",
+		"500 processed, " + pub[2] + " duplicates skipped, 5 dead-lettered",
+		"dead-letter topic payments.dlq holds 5 messages:",
+		"  conflict      payments/",
+		"  unknown_type  payments/",
+		"all 20 balances match",
+		"OK: every event applied exactly once",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "MISMATCH") {
+		t.Errorf("output reports a mismatch:\n%s", out.String())
+	}
+}
+
+// TestDevTwiceOnOneRedis runs the demo twice on one given redis-server: the
+// second run's balances must not add to the first's.
+func TestDevTwiceOnOneRedis(t *testing.T) {
+	r := redistest.Start(t)
+	for i := range 2 {
+		var out, logs bytes.Buffer
+		c := &devCmd{Redis: r.URL(), HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 2, Events: 200, Accounts: 5,
+			Duplicates: 0.2, Timeout: time.Minute, LogLevel: "error"}
+		if err := dev(context.Background(), c, &out, &logs); err != nil {
+			t.Fatalf("run %d: %v\n%s\nlog:\n%s", i+1, err, out.String(), logs.String())
+		}
+		if !strings.Contains(out.String(), "all 5 balances match") {
+			t.Fatalf("run %d:\n%s", i+1, out.String())
+		}
+	}
+}
+
+// TestReadyzFollowsRedis stops Redis under a running fleet process: /readyz
+// turns 503 with the reason, /healthz stays 200, and /readyz turns 200 again
+// once Redis is back.
+func TestReadyzFollowsRedis(t *testing.T) {
+	c := newCluster(t, 2)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c.startWorker("a", "--http-addr", addr)
+	status := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	await := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	await("ready", func() bool { code, _ := status("/readyz"); return code == 200 })
+	c.redis.Stop()
+	var body string
+	await("not ready", func() bool {
+		var code int
+		code, body = status("/readyz")
+		return code == 503
+	})
+	if !strings.Contains(body, "idempotency store unavailable") {
+		t.Errorf("/readyz body %q does not name the store", body)
+	}
+	if code, _ := status("/healthz"); code != 200 {
+		t.Errorf("/healthz = %d while Redis is down, want 200", code)
+	}
+	c.redis.Restart()
+	await("ready again", func() bool { code, _ := status("/readyz"); return code == 200 })
+	if code, body := status("/metrics"); code != 200 || !strings.Contains(body, "fleet_build_info") {
+		t.Errorf("/metrics = %d, lacks fleet_build_info", code)
+	}
+}
+
+// TestBench runs a small fleet bench and checks that every figure it reports
+// was measured.
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three worker processes")
+	}
+	out, err := exec.Command(binary, "bench", "--events", "3000", "--accounts", "50", "--partitions", "4", "--latency-for", "1s", "--json").Output()
+	if err != nil {
+		t.Fatalf("fleet bench: %v", err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("bench JSON: %v\n%s", err, out)
+	}
+	if len(r.Runs) != 3 || r.Runs[0].Name != "naive" || r.Runs[1].Name != "fleet" {
+		t.Fatalf("runs: %+v", r.Runs)
+	}
+	for _, run := range r.Runs {
+		if run.Events == 0 || run.EventsPerSecond <= 0 || run.PeakRSSMiB <= 0 || run.CPUSeconds <= 0 || run.TripsPerEvent <= 0 {
+			t.Errorf("run %s has unmeasured figures: %+v", run.Name, run)
+		}
+	}
+	if lat := r.Runs[2]; lat.P50ms <= 0 || lat.P99ms < lat.P50ms {
+		t.Errorf("latency figures: %+v", lat)
+	}
+	if r.Runs[0].Events != r.Messages || r.Runs[1].Events != r.Messages {
+		t.Errorf("a worker finished %d/%d of %d messages", r.Runs[0].Events, r.Runs[1].Events, r.Messages)
+	}
+	if r.Speedup <= 0 || r.BytesPerRecord <= 0 {
+		t.Errorf("speedup %v, bytes per record %v", r.Speedup, r.BytesPerRecord)
+	}
+}

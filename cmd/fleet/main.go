@@ -1,0 +1,108 @@
+// Command fleet runs the idempotent worker fleet: `fleet run` joins a Kafka
+// consumer group and processes events; `fleet dev` runs a self-checking demo
+// on an embedded broker and Redis; `fleet version` prints the build.
+//
+// The command line is parsed with github.com/alecthomas/kong: flags, FLEET_*
+// environment variables, defaults, enums and subcommands are declared once,
+// in struct tags, parse errors are single clear lines, and the library is
+// small and well kept. This package holds wiring only; the work is done by
+// consumer/, dedupe/ and handlers/.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/alecthomas/kong"
+)
+
+// Set at build time: -ldflags "-X main.version=v1.2.3 -X main.revision=abc123".
+// These are the only package-level variables.
+var (
+	version  = "dev"
+	revision = "dev"
+)
+
+type cli struct {
+	Run     runCmd     `cmd:"" help:"Join a consumer group and process events."`
+	Dev     devCmd     `cmd:"" help:"Run a self-checking demo on an embedded broker and Redis."`
+	Bench   benchCmd   `cmd:"" help:"Measure fleet against a naive idempotent loop on the same data."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+
+	BenchWorker benchWorkerCmd `cmd:"" hidden:"" name:"bench-worker" help:"One measured worker of fleet bench."`
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run(stdout io.Writer) error {
+	_, err := fmt.Fprintf(stdout, "fleet %s (revision %s, %s)\n", version, revision, runtime.Version())
+	return err
+}
+
+// configError is bad input from the user: reported in one line, exit 2.
+type configError struct{ err error }
+
+func (e configError) Error() string { return "invalid configuration: " + oneLine(e.err) }
+
+func (e configError) Unwrap() error { return e.err }
+
+// usageError is a command line kong cannot parse: exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return oneLine(e.err) }
+
+func (e usageError) Unwrap() error { return e.err }
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// main is the only place that ends the process.
+func main() {
+	err := run(os.Args[1:], os.Stdout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fleet: %s\n", oneLine(err))
+	}
+	os.Exit(exitCode(err))
+}
+
+// exitCode is 0 for success, 2 for bad configuration or usage, 1 otherwise.
+func exitCode(err error) int {
+	var ce configError
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ce), errors.As(err, &ue):
+		return 2
+	}
+	return 1
+}
+
+// run parses args and runs the command they name. Help goes to stdout.
+func run(args []string, stdout io.Writer) error {
+	var c cli
+	// kong ends the process itself after printing --help unless told
+	// otherwise; record the request instead so that main exits once.
+	helped := false
+	parser, err := kong.New(&c,
+		kong.Name("fleet"),
+		kong.Description("An idempotent, message-driven worker fleet: Kafka in, domain handlers, Redis-backed idempotency."),
+		kong.Writers(stdout, io.Discard),
+		kong.Exit(func(int) { helped = true }),
+		kong.BindTo(stdout, (*io.Writer)(nil)),
+	)
+	if err != nil {
+		return err
+	}
+	kctx, err := parser.Parse(args)
+	if helped {
+		return nil
+	}
+	if err != nil {
+		return usageError{err}
+	}
+	return kctx.Run()
+}

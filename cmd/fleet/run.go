@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/handlers/ledger"
+)
+
+// runCmd is `fleet run`. Flag and variable names are a contract.
+type runCmd struct {
+	Brokers  []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
+	Topics   []string `env:"FLEET_TOPICS" sep:"," help:"Source topics, comma-separated. Each has a dead-letter topic <topic>.dlq."`
+	Group    string   `env:"FLEET_GROUP" help:"Consumer group; also scopes idempotency records."`
+	Redis    string   `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL."`
+	HTTPAddr string   `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz."`
+
+	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
+	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
+	Attempts          int           `env:"FLEET_ATTEMPTS" default:"5" help:"Attempt budget of one event before it is dead-lettered."`
+	Concurrency       int           `env:"FLEET_CONCURRENCY" default:"16" help:"Key-ordered lanes per partition."`
+	SessionTimeout    time.Duration `env:"FLEET_SESSION_TIMEOUT" default:"30s" help:"Kafka consumer group session timeout."`
+	HeartbeatInterval time.Duration `env:"FLEET_HEARTBEAT_INTERVAL" default:"3s" help:"Kafka consumer group heartbeat interval."`
+	DrainTimeout      time.Duration `env:"FLEET_DRAIN_TIMEOUT" default:"10s" help:"Budget for in-flight handlers on rebalance or shutdown; at most 2/3 of the session timeout."`
+	HandlerTimeout    time.Duration `env:"FLEET_HANDLER_TIMEOUT" default:"30s" help:"Bound on one handler attempt (0: none)."`
+	BatchSize         int           `env:"FLEET_BATCH_SIZE" default:"256" help:"Events claimed in one Redis round trip."`
+	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"1024" help:"Fetched but unfinished events per partition."`
+	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
+
+	LogLevel  string `env:"FLEET_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
+	LogFormat string `env:"FLEET_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text."`
+}
+
+func (c *runCmd) consumerConfig() consumer.Config {
+	cfg := consumer.DefaultConfig()
+	cfg.Brokers = trimAll(c.Brokers)
+	cfg.Topics = trimAll(c.Topics)
+	cfg.Group = c.Group
+	cfg.Lease = c.Lease
+	cfg.MaxAttempts = c.Attempts
+	cfg.Lanes = c.Concurrency
+	cfg.SessionTimeout = c.SessionTimeout
+	cfg.RebalanceTimeout = c.SessionTimeout
+	cfg.HeartbeatInterval = c.HeartbeatInterval
+	cfg.DrainTimeout = c.DrainTimeout
+	cfg.HandlerTimeout = c.HandlerTimeout
+	cfg.BatchSize = c.BatchSize
+	cfg.MaxInFlight = c.MaxInFlight
+	cfg.CommitInterval = c.CommitInterval
+	return cfg
+}
+
+// settings checks the whole configuration and returns it, or a configError
+// naming every problem.
+func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, error) {
+	cfg := c.consumerConfig()
+	store := dedupe.Config{Lease: c.Lease, Retention: c.Retention}
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := store.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	opts, err := parseRedisURL(c.Redis)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http addr %q: %w", c.HTTPAddr, err))
+	}
+	if err := joinUnique(errs); err != nil {
+		return cfg, store, nil, configError{err}
+	}
+	return cfg, store, opts, nil
+}
+
+// parseRedisURL parses a redis:// or rediss:// URL. Its errors never
+// repeat the URL, which may hold a password.
+func parseRedisURL(s string) (*redis.Options, error) {
+	opts, err := redis.ParseURL(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("redis URL: %w", err)
+	}
+	return opts, nil
+}
+
+// joinUnique joins errs, dropping a line already given (the engine and the
+// store both check the lease).
+func joinUnique(errs []error) error {
+	var lines []string
+	for _, err := range errs {
+		for _, l := range strings.Split(err.Error(), "\n") {
+			if !slices.Contains(lines, l) {
+				lines = append(lines, l)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+func trimAll(xs []string) []string {
+	out := make([]string, 0, len(xs))
+	for _, x := range xs {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (c *runCmd) Run() error {
+	cfg, storeCfg, opts, err := c.settings()
+	if err != nil {
+		return err
+	}
+	log := newLogger(os.Stderr, c.LogLevel, c.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	return serve(ctx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr})
+}
+
+// newLogger returns the process logger and routes go-redis's own messages
+// (one per failed dial during an outage) into it at debug level: the engine
+// reports the store's state itself. level and format are already validated.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	o := &slog.HandlerOptions{Level: l}
+	var log *slog.Logger
+	if format == "text" {
+		log = slog.New(slog.NewTextHandler(w, o))
+	} else {
+		log = slog.New(slog.NewJSONHandler(w, o))
+	}
+	redis.SetLogger(redisLogger{log})
+	return log
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
+// newRouter registers every domain.
+func newRouter() (*handlers.Router, error) {
+	r := handlers.NewRouter()
+	if err := ledger.Register(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// wiring is what one fleet process is made of.
+type wiring struct {
+	consumer consumer.Config
+	store    dedupe.Config
+	rdb      redis.UniversalClient
+	// httpAddr serves /metrics, /healthz and /readyz.
+	httpAddr string
+	// skipPolicyCheck skips reading Redis's maxmemory-policy: the embedded
+	// Redis of fleet dev has no CONFIG command and evicts nothing.
+	skipPolicyCheck bool
+	// started, when set, is called once the engine runs, with the registry
+	// and the address actually served.
+	started func(reg *prometheus.Registry, addr string)
+}
+
+// serve wires the fleet and runs it until ctx is cancelled: the HTTP
+// endpoints, the script loading (waiting for Redis), and the engine. It
+// returns once the engine has drained and the HTTP server has shut down: nil
+// after a cancellation, the first error otherwise.
+func serve(ctx context.Context, log *slog.Logger, w wiring) error {
+	cfg := w.consumer
+	router, err := newRouter()
+	if err != nil {
+		return err
+	}
+	store, err := dedupe.NewRedis(w.rdb, w.store)
+	if err != nil {
+		return configError{err}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fleet_build_info",
+		Help: "Build information of the running fleet binary; always 1.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+	reg.MustRegister(buildInfo)
+	metrics := consumer.NewMetrics(reg)
+	dlq := consumer.NewPublisher(cfg.Brokers, cfg.Dialer)
+	defer dlq.Close()
+	engine, err := consumer.New(cfg, store, router, dlq, log, metrics)
+	if err != nil {
+		return configError{err}
+	}
+
+	ln, err := net.Listen("tcp", w.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (set --http-addr or FLEET_HTTP_ADDR): %w", w.httpAddr, err)
+	}
+	var loaded atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		err := engine.Ready()
+		if !loaded.Load() {
+			err = errors.New("idempotency store scripts not loaded yet")
+		}
+		if err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error {
+		if err := loadScripts(gctx, log, store); err != nil {
+			return err
+		}
+		if gctx.Err() != nil {
+			return nil
+		}
+		loaded.Store(true)
+		if !w.skipPolicyCheck {
+			checkPolicy(gctx, log, store)
+		}
+		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", ln.Addr().String())
+		if w.started != nil {
+			w.started(reg, ln.Addr().String())
+		}
+		return engine.Run(gctx)
+	})
+	return g.Wait()
+}
+
+// checkPolicy logs an error when Redis may evict idempotency records.
+func checkPolicy(ctx context.Context, log *slog.Logger, store *dedupe.Redis) {
+	policy, err := store.CheckMaxmemoryPolicy(ctx)
+	switch {
+	case err != nil:
+		log.Warn("cannot read Redis maxmemory-policy; it must be noeviction", "err", err)
+	case policy != "noeviction":
+		log.Error("Redis maxmemory-policy is not noeviction: evicted idempotency records let duplicates run again",
+			"maxmemory-policy", policy)
+	}
+}
+
+// loadScripts loads the store's scripts, waiting with backoff while Redis is
+// unreachable; /readyz says not ready meanwhile. Authentication and
+// permission errors end the process: waiting cannot fix them. It returns nil
+// when ctx is cancelled.
+func loadScripts(ctx context.Context, log *slog.Logger, store *dedupe.Redis) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := store.Load(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if denied(err) {
+			return fmt.Errorf("redis denied access: %w", err)
+		}
+		log.Warn("idempotency store unreachable; waiting", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// denied reports whether err is Redis refusing our credentials or rights.
+// The message is checked too: an error wrapped without %w on the way loses
+// its type.
+func denied(err error) bool {
+	if redis.IsAuthError(err) || redis.IsPermissionError(err) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "invalid password", "invalid username-password"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,162 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Config holds the engine's settings. Start from [DefaultConfig].
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses, host:port.
+	Brokers []string
+	// Topics are the source topics. Each has a dead-letter topic <topic>.dlq.
+	Topics []string
+	// Group is the Kafka consumer group; it also scopes idempotency records.
+	Group string
+	// Dialer connects to Kafka (TLS, SASL); nil uses kafka-go's default.
+	Dialer *kafka.Dialer
+
+	// Lanes is the number of key-ordered lanes per partition: events with one
+	// key run one after another, different keys in parallel.
+	Lanes int
+	// MaxInFlight caps fetched-but-unfinished events per partition.
+	MaxInFlight int
+	// BatchSize caps the events claimed in one store round trip.
+	BatchSize int
+
+	// MaxAttempts is the attempt budget of one event, kept in its idempotency
+	// record across restarts; past it the event is dead-lettered.
+	MaxAttempts int
+	// RetryBackoff and MaxRetryBackoff bound the exponential backoff (with
+	// jitter) between in-place attempts.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	// HandlerTimeout bounds one attempt of a handler; 0 means no bound.
+	HandlerTimeout time.Duration
+	// Lease is the claim lease; it is extended every Lease/3 while a handler
+	// runs. It must match the store's lease.
+	Lease time.Duration
+
+	// SessionTimeout and HeartbeatInterval are the consumer group's.
+	SessionTimeout    time.Duration
+	HeartbeatInterval time.Duration
+	// RebalanceTimeout is how long the coordinator waits for members to
+	// rejoin during a rebalance.
+	RebalanceTimeout time.Duration
+	// DrainTimeout bounds the drain on revocation or shutdown: in-flight
+	// handlers get this long to finish before they are cancelled and their
+	// claims released. It must be well under SessionTimeout.
+	DrainTimeout time.Duration
+	// CommitInterval is how often watermarks are committed.
+	CommitInterval time.Duration
+	// MaxWait is how long a fetch waits on the broker for new data.
+	MaxWait time.Duration
+	// StartOffset is where a partition without a committed offset starts:
+	// kafka.FirstOffset (the default) or kafka.LastOffset.
+	StartOffset int64
+
+	// OnFinish, when set, is called for every finished event (processed,
+	// duplicate or dead-lettered) with its message and outcome, on the
+	// engine's goroutine: it must return quickly. Benchmarks use it.
+	OnFinish func(msg *kafka.Message, outcome string)
+}
+
+// DefaultConfig returns the defaults; Brokers, Topics and Group stay empty.
+func DefaultConfig() Config {
+	return Config{
+		Lanes:             16,
+		MaxInFlight:       1024,
+		BatchSize:         256,
+		MaxAttempts:       5,
+		RetryBackoff:      100 * time.Millisecond,
+		MaxRetryBackoff:   5 * time.Second,
+		HandlerTimeout:    30 * time.Second,
+		Lease:             30 * time.Second,
+		SessionTimeout:    30 * time.Second,
+		HeartbeatInterval: 3 * time.Second,
+		RebalanceTimeout:  30 * time.Second,
+		DrainTimeout:      10 * time.Second,
+		CommitInterval:    time.Second,
+		MaxWait:           250 * time.Millisecond,
+		StartOffset:       kafka.FirstOffset,
+	}
+}
+
+// Validate reports every setting the engine cannot run with, joined.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.Brokers) == 0 {
+		bad("brokers: at least one is required")
+	}
+	for _, b := range c.Brokers {
+		if b == "" {
+			bad("brokers: empty address")
+		}
+	}
+	if len(c.Topics) == 0 {
+		bad("topics: at least one is required")
+	}
+	seen := map[string]bool{}
+	for _, t := range c.Topics {
+		switch {
+		case t == "":
+			bad("topics: empty topic name")
+		case seen[t]:
+			bad("topics: %q is listed twice", t)
+		}
+		seen[t] = true
+	}
+	if c.Group == "" {
+		bad("group: required")
+	}
+	if c.Lanes < 1 || c.Lanes > 4096 {
+		bad("lanes %d: must be between 1 and 4096", c.Lanes)
+	}
+	if c.MaxInFlight < 1 {
+		bad("max in flight %d: must be at least 1", c.MaxInFlight)
+	}
+	if c.BatchSize < 1 {
+		bad("batch size %d: must be at least 1", c.BatchSize)
+	}
+	if c.MaxAttempts < 1 {
+		bad("attempts %d: must be at least 1", c.MaxAttempts)
+	}
+	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
+		bad("retry backoff %v..%v: must be positive and ordered", c.RetryBackoff, c.MaxRetryBackoff)
+	}
+	if c.HandlerTimeout < 0 {
+		bad("handler timeout %v: must not be negative", c.HandlerTimeout)
+	}
+	if c.Lease < 100*time.Millisecond {
+		bad("lease %v: must be at least 100ms", c.Lease)
+	}
+	if c.SessionTimeout < time.Second {
+		bad("session timeout %v: must be at least 1s", c.SessionTimeout)
+	}
+	if c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout/2 {
+		bad("heartbeat interval %v: must be positive and under half the session timeout (%v)", c.HeartbeatInterval, c.SessionTimeout)
+	}
+	if c.RebalanceTimeout < time.Second {
+		bad("rebalance timeout %v: must be at least 1s", c.RebalanceTimeout)
+	}
+	if c.DrainTimeout <= 0 || c.DrainTimeout > c.SessionTimeout*2/3 {
+		bad("drain timeout %v: must be positive and at most two thirds of the session timeout (%v)", c.DrainTimeout, c.SessionTimeout)
+	}
+	if c.CommitInterval <= 0 {
+		bad("commit interval %v: must be positive", c.CommitInterval)
+	}
+	if c.MaxWait <= 0 {
+		bad("max wait %v: must be positive", c.MaxWait)
+	}
+	if c.StartOffset != kafka.FirstOffset && c.StartOffset != kafka.LastOffset {
+		bad("start offset %d: must be kafka.FirstOffset or kafka.LastOffset", c.StartOffset)
+	}
+	return errors.Join(errs...)
+}
+
+// DeadLetterTopic is the dead-letter topic of a source topic.
+func DeadLetterTopic(topic string) string { return topic + ".dlq" }

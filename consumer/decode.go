@@ -1,0 +1,209 @@
+package consumer
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fleetworks/fleet/handlers"
+)
+
+// StructuredContentType marks a structured-mode CloudEvent: the Kafka value is
+// the whole event as JSON.
+const StructuredContentType = "application/cloudevents+json"
+
+// Binary-mode header names of the CloudEvents Kafka protocol binding.
+const (
+	HeaderSpecVersion = "ce_specversion"
+	HeaderID          = "ce_id"
+	HeaderSource      = "ce_source"
+	HeaderType        = "ce_type"
+	HeaderTime        = "ce_time"
+	HeaderSubject     = "ce_subject"
+	HeaderContentType = "content-type"
+)
+
+// DecodeError explains why a Kafka message is not a CloudEvent fleet accepts.
+// Such messages go to the dead-letter topic with the reason.
+type DecodeError struct {
+	Reason string
+}
+
+func (e *DecodeError) Error() string { return "decode cloudevent: " + e.Reason }
+
+func decodeErrorf(format string, args ...any) error {
+	return &DecodeError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Decode turns a Kafka message into the event a handler sees, in binary or
+// structured mode. It requires specversion 1.0 and non-empty id, source and
+// type. The event's Key is the message key.
+func Decode(msg *kafka.Message) (handlers.Event, error) {
+	contentType := header(msg.Headers, HeaderContentType)
+	if isStructured(contentType) {
+		return decodeStructured(msg)
+	}
+	return decodeBinary(msg, contentType)
+}
+
+func isStructured(contentType string) bool {
+	if !strings.HasPrefix(contentType, StructuredContentType) {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == StructuredContentType
+}
+
+func decodeBinary(msg *kafka.Message, contentType string) (handlers.Event, error) {
+	ev := handlers.Event{Key: string(msg.Key), Data: msg.Value, DataContentType: contentType}
+	var specversion, timeAttr string
+	for _, h := range msg.Headers {
+		name, ok := strings.CutPrefix(h.Key, "ce_")
+		if !ok {
+			continue
+		}
+		v := string(h.Value)
+		switch name {
+		case "specversion":
+			specversion = v
+		case "id":
+			ev.ID = v
+		case "source":
+			ev.Source = v
+		case "type":
+			ev.Type = v
+		case "subject":
+			ev.Subject = v
+		case "time":
+			timeAttr = v
+		default:
+			if ev.Extensions == nil {
+				ev.Extensions = make(map[string]string)
+			}
+			ev.Extensions[name] = v
+		}
+	}
+	if specversion == "" {
+		return ev, decodeErrorf("missing header %s (binary mode) and content-type is not %s", HeaderSpecVersion, StructuredContentType)
+	}
+	if err := check(&ev, specversion, timeAttr); err != nil {
+		return ev, err
+	}
+	return ev, nil
+}
+
+// structured is the JSON form of a CloudEvent. Extensions are collected
+// separately from the raw object.
+type structured struct {
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            string          `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	Data            json.RawMessage `json:"data"`
+	DataBase64      string          `json:"data_base64"`
+}
+
+var coreAttributes = map[string]bool{
+	"specversion": true, "id": true, "source": true, "type": true, "subject": true,
+	"time": true, "datacontenttype": true, "data": true, "data_base64": true,
+}
+
+func decodeStructured(msg *kafka.Message) (handlers.Event, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(msg.Value, &raw); err != nil {
+		return handlers.Event{Key: string(msg.Key)}, decodeErrorf("structured mode: value is not a JSON object: %v", err)
+	}
+	var s structured
+	if err := json.Unmarshal(msg.Value, &s); err != nil {
+		return handlers.Event{Key: string(msg.Key)}, decodeErrorf("structured mode: %v", err)
+	}
+	ev := handlers.Event{
+		ID: s.ID, Source: s.Source, Type: s.Type, Subject: s.Subject,
+		DataContentType: s.DataContentType, Key: string(msg.Key),
+	}
+	switch {
+	case s.DataBase64 != "" && len(s.Data) > 0:
+		return ev, decodeErrorf("structured mode: both data and data_base64 are set")
+	case s.DataBase64 != "":
+		b, err := base64.StdEncoding.DecodeString(s.DataBase64)
+		if err != nil {
+			return ev, decodeErrorf("structured mode: data_base64: %v", err)
+		}
+		ev.Data = b
+	case len(s.Data) > 0:
+		ev.Data = structuredData(s.Data, s.DataContentType)
+		if ev.DataContentType == "" {
+			ev.DataContentType = "application/json"
+		}
+	}
+	for name, v := range raw {
+		if coreAttributes[name] {
+			continue
+		}
+		var str string
+		if json.Unmarshal(v, &str) != nil {
+			str = string(v) // numbers and booleans keep their JSON text
+		}
+		if ev.Extensions == nil {
+			ev.Extensions = make(map[string]string)
+		}
+		ev.Extensions[name] = str
+	}
+	if err := check(&ev, s.SpecVersion, s.Time); err != nil {
+		return ev, err
+	}
+	return ev, nil
+}
+
+// structuredData returns the bytes a handler sees for the data member: the
+// JSON text itself for JSON content, the string's contents for a JSON string
+// carrying another content type (text/plain, for example).
+func structuredData(data json.RawMessage, contentType string) []byte {
+	if contentType == "" || strings.Contains(contentType, "json") || data[0] != '"' {
+		return bytes.Clone(data)
+	}
+	var s string
+	if json.Unmarshal(data, &s) != nil {
+		return bytes.Clone(data)
+	}
+	return []byte(s)
+}
+
+func check(ev *handlers.Event, specversion, timeAttr string) error {
+	switch {
+	case specversion != "1.0":
+		return decodeErrorf("specversion %q: only 1.0 is supported", specversion)
+	case ev.ID == "":
+		return decodeErrorf("missing id")
+	case ev.Source == "":
+		return decodeErrorf("missing source")
+	case ev.Type == "":
+		return decodeErrorf("missing type")
+	}
+	if timeAttr != "" {
+		t, err := time.Parse(time.RFC3339Nano, timeAttr)
+		if err != nil {
+			return decodeErrorf("time %q is not RFC 3339", timeAttr)
+		}
+		ev.Time = t
+	}
+	return nil
+}
+
+func header(hs []kafka.Header, key string) string {
+	for _, h := range hs {
+		if strings.EqualFold(h.Key, key) {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,404 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers"
+)
+
+// Store is the idempotency store the engine drives (implemented by
+// dedupe.Redis and dedupe.Memory). Every call is safe to repeat; an error
+// means the store could not be asked, and the engine waits and asks again.
+type Store interface {
+	ClaimBatch(ctx context.Context, claims []dedupe.Claim) ([]dedupe.ClaimResult, error)
+	ExtendBatch(ctx context.Context, leases []dedupe.Lease) ([]error, error)
+	CompleteBatch(ctx context.Context, completions []dedupe.Completion) ([]error, error)
+	Release(ctx context.Context, lease dedupe.Lease) error
+}
+
+// Pinger is implemented by stores that can be probed while no events flow;
+// the engine then reports the store's reachability even when idle.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Publisher writes messages to Kafka and returns once every one of them is
+// acknowledged by all in-sync replicas.
+type Publisher interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Engine consumes the source topics as a member of a consumer group and runs
+// every event through the idempotency protocol and its handler. Create it
+// with [New] and call [Engine.Run] once.
+type Engine struct {
+	cfg     Config
+	store   Store
+	router  *handlers.Router
+	handler handlers.Handler
+	dlq     Publisher
+	log     *slog.Logger
+	m       *Metrics
+
+	joined   atomic.Bool
+	storeErr atomic.Pointer[string]
+
+	completions chan *work
+}
+
+// New returns an engine. The publisher receives dead letters; it must
+// acknowledge writes with RequireAll (see [NewPublisher]).
+func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *slog.Logger, m *Metrics) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consumer config: %w", err)
+	}
+	if store == nil || router == nil || dlq == nil || log == nil || m == nil {
+		return nil, errors.New("consumer: store, router, publisher, logger and metrics are required")
+	}
+	return &Engine{
+		cfg:         cfg,
+		store:       store,
+		router:      router,
+		handler:     handlers.Chain(router, handlers.Recover(), handlers.Timeout(cfg.HandlerTimeout)),
+		dlq:         dlq,
+		log:         log,
+		m:           m,
+		completions: make(chan *work, cfg.MaxInFlight),
+	}, nil
+}
+
+// DeadLetterWriter writes dead letters. It owns its Kafka transport, so that
+// Close also closes its broker connections (kafka-go's shared default
+// transport would keep them open for the life of the process).
+type DeadLetterWriter struct {
+	*kafka.Writer
+	transport *kafka.Transport
+}
+
+// NewPublisher returns a writer for dead letters: every write waits for all
+// in-sync replicas, batches are sent after at most 5 ms, and dead-letter
+// topics are created on first use when the cluster allows it. A
+// struct-literal kafka.Writer would default to no acknowledgements at all.
+func NewPublisher(brokers []string, dialer *kafka.Dialer) *DeadLetterWriter {
+	t := &kafka.Transport{}
+	if dialer != nil {
+		t.TLS, t.SASL, t.ClientID = dialer.TLS, dialer.SASLMechanism, dialer.ClientID
+	}
+	return &DeadLetterWriter{
+		Writer: &kafka.Writer{
+			Addr:                   kafka.TCP(brokers...),
+			Balancer:               &kafka.Hash{},
+			RequiredAcks:           kafka.RequireAll,
+			BatchTimeout:           5 * time.Millisecond,
+			AllowAutoTopicCreation: true,
+			Transport:              t,
+		},
+		transport: t,
+	}
+}
+
+// Close flushes pending writes and closes the broker connections.
+func (w *DeadLetterWriter) Close() error {
+	err := w.Writer.Close()
+	w.transport.CloseIdleConnections()
+	return err
+}
+
+// Ready reports why the engine should not receive traffic, or nil: it must be
+// a member of a group generation and its store must answer.
+func (e *Engine) Ready() error {
+	if msg := e.storeErr.Load(); msg != nil {
+		return fmt.Errorf("idempotency store unavailable: %s", *msg)
+	}
+	if !e.joined.Load() {
+		return errors.New("not a member of a consumer group generation")
+	}
+	return nil
+}
+
+// Run joins the consumer group and processes events until ctx is cancelled,
+// then drains within the drain budget, commits, leaves the group and returns
+// nil. It returns an error only when the group cannot be created.
+func (e *Engine) Run(ctx context.Context) error {
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                e.cfg.Group,
+		Brokers:           e.cfg.Brokers,
+		Dialer:            e.cfg.Dialer,
+		Topics:            e.cfg.Topics,
+		SessionTimeout:    e.cfg.SessionTimeout,
+		RebalanceTimeout:  e.cfg.RebalanceTimeout,
+		HeartbeatInterval: e.cfg.HeartbeatInterval,
+		JoinGroupBackoff:  time.Second,
+		StartOffset:       e.cfg.StartOffset,
+		ErrorLogger:       kafkaLogger(e.log, slog.LevelWarn),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group: %w", err)
+	}
+
+	// Background work outlives generations: it stops after the last drain.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { e.completeLoop(bg) })
+	if p, ok := e.store.(Pinger); ok {
+		wg.Go(func() { e.probeStore(bg, p) })
+	}
+	defer func() {
+		stopBG()
+		wg.Wait()
+	}()
+	defer func() {
+		if err := group.Close(); err != nil {
+			e.log.Warn("leave consumer group", "err", err)
+		}
+	}()
+
+	for {
+		gen, err := group.Next(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			e.log.Warn("join consumer group", "group", e.cfg.Group, "err", err)
+			continue
+		}
+		e.m.rebalances.Inc()
+		done := make(chan struct{})
+		gen.Start(func(genCtx context.Context) {
+			defer close(done)
+			e.runGeneration(ctx, genCtx, gen)
+		})
+		<-done
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// runGeneration processes the partitions of one generation until it ends or
+// ctx is cancelled, then drains: fetching stops, queued events are released,
+// running handlers get DrainTimeout to finish, and the watermarks are
+// committed. It returns only then: the generation ends for every partition
+// when this function returns.
+func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generation) {
+	e.joined.Store(true)
+	e.m.groupJoined.Set(1)
+	defer func() {
+		e.joined.Store(false)
+		e.m.groupJoined.Set(0)
+	}()
+
+	stop := make(chan struct{})
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var parts []*partition
+	for topic, assignments := range gen.Assignments {
+		for _, a := range assignments {
+			parts = append(parts, e.newPartition(topic, a, stop, work))
+		}
+	}
+	e.m.assigned.Set(float64(len(parts)))
+	e.log.Info("generation started", "group", e.cfg.Group, "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
+
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Go(p.run)
+	}
+	committed := make(map[*partition]int64, len(parts))
+	commit := func() {
+		offsets := map[string]map[int]int64{}
+		for _, p := range parts {
+			off := p.wm.commitOffset()
+			if off < 0 || off == committed[p] {
+				continue
+			}
+			if offsets[p.topic] == nil {
+				offsets[p.topic] = map[int]int64{}
+			}
+			offsets[p.topic][p.id] = off
+		}
+		if len(offsets) == 0 {
+			return
+		}
+		if err := gen.CommitOffsets(offsets); err != nil {
+			e.m.commits.WithLabelValues("error").Inc()
+			e.log.Warn("commit offsets", "generation", gen.ID, "err", err)
+			return
+		}
+		e.m.commits.WithLabelValues("ok").Inc()
+		for _, p := range parts {
+			if off, ok := offsets[p.topic][p.id]; ok {
+				committed[p] = off
+			}
+		}
+	}
+
+	ticker := time.NewTicker(e.cfg.CommitInterval)
+	defer ticker.Stop()
+wait:
+	for {
+		select {
+		case <-ticker.C:
+			commit()
+		case <-genCtx.Done():
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
+
+	started := time.Now()
+	close(stop)
+	deadline := time.AfterFunc(e.cfg.DrainTimeout, cancelWork)
+	wg.Wait()
+	deadline.Stop()
+	commit()
+	for _, p := range parts {
+		p.close()
+	}
+	e.m.assigned.Set(0)
+	e.log.Info("generation drained", "generation", gen.ID, "took", time.Since(started).Round(time.Millisecond))
+}
+
+// storeOK and storeFailed track the store's reachability for readiness.
+func (e *Engine) storeOK() {
+	if e.storeErr.Load() != nil {
+		e.storeErr.Store(nil)
+		e.log.Info("idempotency store reachable again")
+	}
+	e.m.storeUp.Set(1)
+}
+
+func (e *Engine) storeFailed(op string, err error) {
+	msg := err.Error()
+	if e.storeErr.Swap(&msg) == nil {
+		e.log.Error("idempotency store unavailable: no handler runs until it answers", "operation", op, "err", err)
+	}
+	e.m.storeErrors.WithLabelValues(op).Inc()
+	e.m.storeUp.Set(0)
+}
+
+// probeStore pings the store every second so that readiness follows the
+// store even when no events flow.
+func (e *Engine) probeStore(ctx context.Context, p Pinger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := p.Ping(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			e.storeFailed("ping", err)
+		default:
+			e.storeOK()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// completeLoop is the group commit of completions: it takes every completion
+// that is waiting, completes them in one store round trip, and answers each.
+// Store errors are retried with backoff (fail closed) until the requester
+// gives up or the engine stops.
+func (e *Engine) completeLoop(ctx context.Context) {
+	batch := make([]*work, 0, e.cfg.BatchSize)
+	reqs := make([]dedupe.Completion, 0, e.cfg.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case w := <-e.completions:
+			batch = append(batch, w)
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case w := <-e.completions:
+				batch = append(batch, w)
+			default:
+				break fill
+			}
+		}
+		for attempt := 0; ; attempt++ {
+			live := batch[:0]
+			reqs = reqs[:0]
+			for _, w := range batch {
+				if w.ctx.Err() != nil {
+					w.completed <- w.ctx.Err()
+					continue
+				}
+				live = append(live, w)
+				reqs = append(reqs, dedupe.Completion{Lease: w.lease, Effects: w.tx.Ops(), Result: w.tx.Result()})
+			}
+			batch = live
+			if len(batch) == 0 {
+				break
+			}
+			start := time.Now()
+			errs, err := e.store.CompleteBatch(ctx, reqs)
+			e.m.storeTime.WithLabelValues("complete").Observe(time.Since(start).Seconds())
+			if err == nil {
+				e.storeOK()
+				for i, w := range batch {
+					w.completed <- errs[i]
+				}
+				break
+			}
+			e.storeFailed("complete", err)
+			if !sleep(ctx, backoff(attempt, 50*time.Millisecond, 2*time.Second)) {
+				for _, w := range batch {
+					w.completed <- ctx.Err()
+				}
+				return
+			}
+		}
+	}
+}
+
+// backoff is the exponential delay before retry number attempt (0-based),
+// with full jitter over its upper half.
+func backoff(attempt int, base, ceiling time.Duration) time.Duration {
+	d := base << min(attempt, 20)
+	if d <= 0 || d > ceiling {
+		d = ceiling
+	}
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// sleep waits d or until ctx is done, and reports whether it waited fully.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func kafkaLogger(log *slog.Logger, level slog.Level) kafka.LoggerFunc {
+	return func(msg string, args ...any) {
+		log.Log(context.Background(), level, "kafka: "+fmt.Sprintf(msg, args...))
+	}
+}

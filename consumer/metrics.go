@@ -1,0 +1,130 @@
+package consumer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a finished event, the values of the outcome label.
+const (
+	OutcomeProcessed    = "processed"
+	OutcomeDuplicate    = "duplicate"
+	OutcomeDeadLettered = "dead_lettered"
+)
+
+// Metrics are the engine's Prometheus metrics. Labels are bounded: topics,
+// partitions, registered event types (others count as "unknown"), outcomes
+// and reasons; never keys or ids.
+type Metrics struct {
+	received     *prometheus.CounterVec
+	finished     *prometheus.CounterVec
+	retries      *prometheus.CounterVec
+	deadLetters  *prometheus.CounterVec
+	handlerTime  *prometheus.HistogramVec
+	latency      prometheus.Histogram
+	leaseLost    prometheus.Counter
+	storeTime    *prometheus.HistogramVec
+	storeErrors  *prometheus.CounterVec
+	busy         prometheus.Counter
+	takeovers    prometheus.Counter
+	assigned     prometheus.Gauge
+	rebalances   prometheus.Counter
+	inFlight     prometheus.Gauge
+	lag          *prometheus.GaugeVec
+	commits      *prometheus.CounterVec
+	storeUp      prometheus.Gauge
+	groupJoined  prometheus.Gauge
+	publishError *prometheus.CounterVec
+}
+
+// NewMetrics creates the engine's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m := &Metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_events_received_total",
+			Help: "Kafka messages fetched from source topics.",
+		}, []string{"topic"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_events_finished_total",
+			Help: "Events finished, by outcome: processed, duplicate or dead_lettered.",
+		}, []string{"topic", "type", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_retries_total",
+			Help: "In-place retries of events whose handler failed with a retryable error.",
+		}, []string{"topic", "type"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_dead_letters_total",
+			Help: "Events written to a dead-letter topic, by reason.",
+		}, []string{"topic", "reason"}),
+		handlerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                        "fleet_handler_duration_seconds",
+			Help:                        "Duration of one handler attempt.",
+			Buckets:                     buckets,
+			NativeHistogramBucketFactor: 1.1,
+		}, []string{"type"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:                        "fleet_consumer_event_latency_seconds",
+			Help:                        "Time from the Kafka message timestamp to the event being finished.",
+			Buckets:                     buckets,
+			NativeHistogramBucketFactor: 1.1,
+		}),
+		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fleet_lease_lost_total",
+			Help: "Runs whose lease was lost while the handler ran: an external effect may have happened twice.",
+		}),
+		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                        "fleet_store_duration_seconds",
+			Help:                        "Duration of idempotency store calls, by operation.",
+			Buckets:                     buckets,
+			NativeHistogramBucketFactor: 1.1,
+		}, []string{"operation"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_store_errors_total",
+			Help: "Idempotency store calls that failed, by operation.",
+		}, []string{"operation"}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fleet_store_claims_busy_total",
+			Help: "Claims that found the event held by another live owner.",
+		}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fleet_store_takeovers_total",
+			Help: "Claims that took an event over from an owner whose lease expired.",
+		}),
+		assigned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fleet_consumer_partitions_assigned",
+			Help: "Partitions assigned to this worker.",
+		}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fleet_consumer_rebalances_total",
+			Help: "Consumer group generations joined.",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fleet_consumer_in_flight_events",
+			Help: "Events fetched and not yet finished.",
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fleet_consumer_lag_offsets",
+			Help: "Messages behind the partition's high-water mark, as of the last fetch.",
+		}, []string{"topic", "partition"}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_commits_total",
+			Help: "Offset commits, by result.",
+		}, []string{"result"}),
+		storeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fleet_store_up",
+			Help: "1 when the last idempotency store call succeeded.",
+		}),
+		groupJoined: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fleet_consumer_group_joined",
+			Help: "1 while this worker is a member of a consumer group generation.",
+		}),
+		publishError: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_publish_errors_total",
+			Help: "Failed writes to dead-letter topics (they are retried).",
+		}, []string{"topic"}),
+	}
+	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.handlerTime, m.latency,
+		m.leaseLost, m.storeTime, m.storeErrors, m.busy, m.takeovers, m.assigned, m.rebalances,
+		m.inFlight, m.lag, m.commits, m.storeUp, m.groupJoined, m.publishError)
+	return m
+}

@@ -1,0 +1,662 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers"
+)
+
+// Dead-letter reasons, the values of the fleet-error-kind header.
+const (
+	ReasonDecode            = "decode"
+	ReasonUnknownType       = "unknown_type"
+	ReasonPermanent         = "permanent"
+	ReasonConflict          = "conflict"
+	ReasonAttemptsExhausted = "attempts_exhausted"
+	ReasonInvalidEffect     = "invalid_effect"
+)
+
+// work is one fetched message on its way through the pipeline.
+type work struct {
+	msg       kafka.Message
+	ev        handlers.Event
+	typeLabel string
+	// verdict, when set, sends the message straight to the dead-letter topic.
+	verdict    string
+	verdictErr error
+
+	claim dedupe.Claim
+	res   dedupe.ClaimResult
+	lease dedupe.Lease
+	tx    *handlers.Tx
+
+	// ctx is the context of the current run; cancel ends it (lease lost).
+	ctx       context.Context
+	cancel    context.CancelFunc
+	lost      atomic.Bool
+	completed chan error
+
+	firstFailure, lastFailure time.Time
+}
+
+// heldRun is a running attempt whose lease the heartbeat extends.
+type heldRun struct {
+	lease  dedupe.Lease
+	cancel context.CancelFunc
+}
+
+// partition processes one assigned partition for one generation.
+type partition struct {
+	e     *Engine
+	topic string
+	id    int
+	start int64
+	wm    *watermark
+	// stop is closed when the generation drains; work is cancelled when the
+	// drain budget runs out.
+	stop  <-chan struct{}
+	work  context.Context
+	lanes []chan *work
+	slots chan struct{}
+	seed  maphash.Seed
+
+	mu   sync.Mutex
+	held map[*work]heldRun
+
+	lag prometheus.Gauge
+}
+
+func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-chan struct{}, workCtx context.Context) *partition {
+	p := &partition{
+		e: e, topic: topic, id: a.ID, start: a.Offset,
+		wm:    newWatermark(a.Offset),
+		stop:  stop,
+		work:  workCtx,
+		lanes: make([]chan *work, e.cfg.Lanes),
+		slots: make(chan struct{}, e.cfg.MaxInFlight),
+		seed:  maphash.MakeSeed(),
+		held:  make(map[*work]heldRun),
+		lag:   e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
+	}
+	for i := range p.lanes {
+		p.lanes[i] = make(chan *work, e.cfg.MaxInFlight)
+	}
+	return p
+}
+
+// close forgets the partition's metrics after the generation ended.
+func (p *partition) close() {
+	p.e.m.lag.DeleteLabelValues(p.topic, strconv.Itoa(p.id))
+}
+
+func (p *partition) stopping() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// run fetches, claims in batches and feeds the lanes until the generation
+// drains; it returns when every lane has finished or abandoned its events.
+func (p *partition) run() {
+	e := p.e
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:     e.cfg.Brokers,
+		Dialer:      e.cfg.Dialer,
+		Topic:       p.topic,
+		Partition:   p.id,
+		MinBytes:    1,
+		MaxBytes:    16 << 20,
+		MaxWait:     e.cfg.MaxWait,
+		ErrorLogger: kafkaLogger(e.log.With("topic", p.topic, "partition", p.id), -4),
+	})
+	defer reader.Close()
+	if err := reader.SetOffset(p.start); err != nil {
+		e.log.Error("set start offset", "topic", p.topic, "partition", p.id, "offset", p.start, "err", err)
+	}
+
+	fetchCtx, cancelFetch := context.WithCancel(p.work)
+	defer cancelFetch()
+	msgs := make(chan kafka.Message, e.cfg.BatchSize)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.fetch(fetchCtx, reader, msgs) })
+	for _, lane := range p.lanes {
+		wg.Go(func() { p.lane(lane) })
+	}
+	beat := make(chan struct{})
+	var hb sync.WaitGroup
+	hb.Go(func() { p.heartbeat(beat) })
+
+	batch := make([]*work, 0, e.cfg.BatchSize)
+	for p.collect(msgs, &batch) {
+		p.dispatch(batch)
+		batch = batch[:0]
+	}
+	// Draining: nothing new is dispatched; events already fetched but not
+	// dispatched are simply not finished, so the watermark stays before them.
+	cancelFetch()
+	for _, lane := range p.lanes {
+		close(lane)
+	}
+	wg.Wait()
+	close(beat)
+	hb.Wait()
+}
+
+// fetch reads messages into msgs until ctx is cancelled. kafka-go retries
+// broker errors itself; other errors are logged and retried with backoff.
+func (p *partition) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafka.Message) {
+	for attempt := 0; ; {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.e.log.Warn("fetch", "topic", p.topic, "partition", p.id, "err", err)
+			if !sleep(ctx, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
+				return
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// collect waits for the next batch: one message, then whatever else is
+// already fetched, up to BatchSize and the in-flight cap. It reports false
+// when the partition drains.
+func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
+	for len(*batch) < cap(*batch) {
+		// Backpressure: a slot per in-flight event.
+		if len(*batch) == 0 {
+			select {
+			case p.slots <- struct{}{}:
+			case <-p.stop:
+				return false
+			}
+		} else {
+			select {
+			case p.slots <- struct{}{}:
+			default:
+				return true
+			}
+		}
+		var m kafka.Message
+		if len(*batch) == 0 {
+			select {
+			case m = <-msgs:
+			case <-p.stop:
+				<-p.slots
+				return false
+			}
+		} else {
+			select {
+			case m = <-msgs:
+			default:
+				<-p.slots
+				return true
+			}
+		}
+		*batch = append(*batch, &work{msg: m, completed: make(chan error, 1)})
+	}
+	return true
+}
+
+// dispatch decodes a batch, claims the decodable events in one round trip
+// and hands every event to the lane of its key.
+func (p *partition) dispatch(batch []*work) {
+	e := p.e
+	claims := make([]dedupe.Claim, 0, len(batch))
+	claimed := make([]*work, 0, len(batch))
+	for _, w := range batch {
+		p.wm.add(w.msg.Offset)
+		e.m.inFlight.Inc()
+		p.lag.Set(float64(max(w.msg.HighWaterMark-w.msg.Offset-1, 0)))
+		ev, err := Decode(&w.msg)
+		w.ev = ev
+		w.typeLabel = "unknown"
+		switch {
+		case err != nil:
+			w.verdict, w.verdictErr = ReasonDecode, err
+		default:
+			if _, ok := e.router.Lookup(ev.Type); !ok {
+				w.verdict, w.verdictErr = ReasonUnknownType, handlers.ErrUnknownType
+				break
+			}
+			w.typeLabel = ev.Type
+			w.claim = dedupe.Claim{Key: dedupe.Key(e.cfg.Group, ev.Key, ev.Source, ev.ID), Fingerprint: dedupe.Fingerprint(ev)}
+			claims = append(claims, w.claim)
+			claimed = append(claimed, w)
+		}
+	}
+	e.m.received.WithLabelValues(p.topic).Add(float64(len(batch)))
+	if len(claims) > 0 {
+		results, ok := p.claimBatch(claims)
+		if !ok {
+			// Draining before the store answered: nothing was claimed for
+			// sure, and nothing is finished. Give the slots back.
+			for _, w := range batch {
+				p.abandon(w)
+			}
+			return
+		}
+		for i, w := range claimed {
+			w.res = results[i]
+			w.lease = w.res.Lease
+		}
+	}
+	for _, w := range batch {
+		p.lanes[p.laneOf(w)] <- w
+	}
+}
+
+// laneOf keeps one key in one lane. Events without a key are spread by id,
+// so that redeliveries of one event meet in one lane.
+func (p *partition) laneOf(w *work) int {
+	k := w.ev.Key
+	if k == "" {
+		k = w.ev.ID
+	}
+	if k == "" {
+		return int(w.msg.Offset % int64(len(p.lanes)))
+	}
+	return int(maphash.String(p.seed, k) % uint64(len(p.lanes)))
+}
+
+// claimBatch claims until the store answers, failing closed: while it does
+// not, no handler runs and no offset moves. It reports false if the
+// partition drains first.
+func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, bool) {
+	e := p.e
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		results, err := e.store.ClaimBatch(p.work, claims)
+		e.m.storeTime.WithLabelValues("claim").Observe(time.Since(start).Seconds())
+		if err == nil {
+			e.storeOK()
+			for _, r := range results {
+				switch {
+				case r.Outcome == dedupe.Busy:
+					e.m.busy.Inc()
+				case r.TakenOver:
+					e.m.takeovers.Inc()
+				}
+			}
+			return results, true
+		}
+		if p.work.Err() != nil {
+			return nil, false
+		}
+		e.storeFailed("claim", err)
+		select {
+		case <-p.stop:
+			return nil, false
+		case <-time.After(backoff(attempt, 50*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
+// lane processes its events one after another, in offset order.
+func (p *partition) lane(ch <-chan *work) {
+	for w := range ch {
+		if p.stopping() {
+			p.abandon(w)
+			continue
+		}
+		p.process(w)
+	}
+}
+
+// process drives one event to a finish: done, duplicate or dead-lettered.
+// When the partition drains first, the event is abandoned: its claim is
+// released and its offset stays uncommitted, so the next owner runs it.
+func (p *partition) process(w *work) {
+	e := p.e
+	if w.verdict != "" {
+		p.deadLetter(w, w.verdict, w.verdictErr, 0)
+		return
+	}
+	busyWait := 10 * time.Millisecond
+	for {
+		switch w.res.Outcome {
+		case dedupe.Duplicate:
+			p.finish(w, OutcomeDuplicate)
+			return
+
+		case dedupe.Conflict:
+			p.deadLetter(w, ReasonConflict, errors.New("id reused with a different payload: an event with this source and id completed with another fingerprint"), 0)
+			return
+
+		case dedupe.Busy:
+			// Someone else holds the event. Ask again right away the first
+			// time (the holder may be an earlier event of this very lane),
+			// then back off up to the holder's lease.
+			if busyWait > 10*time.Millisecond {
+				wait := min(busyWait, max(w.res.RetryAfter, 10*time.Millisecond))
+				select {
+				case <-p.stop:
+					p.abandon(w)
+					return
+				case <-time.After(wait):
+				}
+			}
+			busyWait = min(busyWait*2, time.Second)
+			if !p.reclaim(w) {
+				p.abandon(w)
+				return
+			}
+
+		case dedupe.Acquired:
+			w.lease = w.res.Lease
+			if w.res.Attempts > e.cfg.MaxAttempts {
+				p.deadLetter(w, ReasonAttemptsExhausted, errors.New("attempt budget spent before this run"), w.res.Attempts-1)
+				return
+			}
+			if !p.awaitStore() {
+				p.abandon(w)
+				return
+			}
+			err := p.runHandler(w)
+			if err == nil {
+				switch err = p.complete(w); {
+				case err == nil:
+					p.finish(w, OutcomeProcessed)
+					return
+				case errors.Is(err, dedupe.ErrLeaseLost):
+					p.leaseLost(w)
+				case errors.Is(err, dedupe.ErrInvalid):
+					p.deadLetter(w, ReasonInvalidEffect, err, w.res.Attempts)
+					return
+				default: // drain deadline passed while completing
+					p.abandon(w)
+					return
+				}
+			} else if w.lost.Load() {
+				p.leaseLost(w)
+			}
+			if w.lost.Load() {
+				// Another owner has the event: ask the store what became of it.
+				if !p.reclaim(w) {
+					p.abandon(w)
+					return
+				}
+				continue
+			}
+			if p.work.Err() != nil || p.stopping() {
+				p.abandon(w)
+				return
+			}
+			now := time.Now()
+			if w.firstFailure.IsZero() {
+				w.firstFailure = now
+			}
+			w.lastFailure = now
+			kind := handlers.KindOf(err)
+			e.log.Warn("handler failed", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
+				"id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "kind", kind, "err", err)
+			switch {
+			case kind == handlers.KindPermanent:
+				p.deadLetter(w, ReasonPermanent, err, w.res.Attempts)
+				return
+			case kind == handlers.KindUnknownType:
+				p.deadLetter(w, ReasonUnknownType, err, w.res.Attempts)
+				return
+			case w.res.Attempts >= e.cfg.MaxAttempts:
+				p.deadLetter(w, ReasonAttemptsExhausted, err, w.res.Attempts)
+				return
+			}
+			e.m.retries.WithLabelValues(p.topic, w.typeLabel).Inc()
+			p.release(w)
+			select {
+			case <-p.stop:
+				p.abandon(w)
+				return
+			case <-time.After(backoff(w.res.Attempts-1, e.cfg.RetryBackoff, e.cfg.MaxRetryBackoff)):
+			}
+			if !p.reclaim(w) {
+				p.abandon(w)
+				return
+			}
+		}
+	}
+}
+
+// awaitStore holds a handler back while the store is known to be down: the
+// fleet fails closed, and a run whose completion cannot be recorded would
+// only be repeated. It reports false if the partition drains first.
+func (p *partition) awaitStore() bool {
+	if p.e.storeErr.Load() == nil {
+		return true
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for p.e.storeErr.Load() != nil {
+		select {
+		case <-p.stop:
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// runHandler runs one attempt under the lease, with heartbeats extending it.
+func (p *partition) runHandler(w *work) error {
+	e := p.e
+	w.lost.Store(false)
+	w.ctx, w.cancel = context.WithCancel(p.work)
+	w.tx = handlers.NewTx(w.lease.Key, w.lease.Fence, w.res.Attempts)
+	p.mu.Lock()
+	p.held[w] = heldRun{lease: w.lease, cancel: w.cancel}
+	p.mu.Unlock()
+	start := time.Now()
+	err := e.handler.Handle(w.ctx, w.ev, w.tx)
+	e.m.handlerTime.WithLabelValues(w.typeLabel).Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.unhold(w)
+	}
+	return err
+}
+
+func (p *partition) unhold(w *work) {
+	p.mu.Lock()
+	delete(p.held, w)
+	p.mu.Unlock()
+	if w.cancel != nil {
+		w.cancel()
+	}
+}
+
+// complete hands the run's effects to the engine's group commit and waits
+// for the answer.
+func (p *partition) complete(w *work) error {
+	defer p.unhold(w)
+	if w.lost.Load() {
+		return dedupe.ErrLeaseLost
+	}
+	select {
+	case p.e.completions <- w:
+	case <-w.ctx.Done():
+		if w.lost.Load() {
+			return dedupe.ErrLeaseLost
+		}
+		return w.ctx.Err()
+	}
+	err := <-w.completed
+	if err != nil && w.lost.Load() {
+		// The heartbeat found the lease lost while the completion waited.
+		return dedupe.ErrLeaseLost
+	}
+	return err
+}
+
+// heartbeat extends the leases of running handlers every third of the lease,
+// in one round trip, and cancels the runs whose lease was lost.
+func (p *partition) heartbeat(done <-chan struct{}) {
+	t := time.NewTicker(p.e.cfg.Lease / 3)
+	defer t.Stop()
+	var ws []*work
+	var runs []heldRun
+	var leases []dedupe.Lease
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		ws, runs, leases = ws[:0], runs[:0], leases[:0]
+		p.mu.Lock()
+		for w, run := range p.held {
+			ws = append(ws, w)
+			runs = append(runs, run)
+			leases = append(leases, run.lease)
+		}
+		p.mu.Unlock()
+		if len(leases) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(p.work, p.e.cfg.Lease/3)
+		start := time.Now()
+		errs, err := p.e.store.ExtendBatch(ctx, leases)
+		cancel()
+		p.e.m.storeTime.WithLabelValues("extend").Observe(time.Since(start).Seconds())
+		if err != nil {
+			if p.work.Err() == nil {
+				p.e.storeFailed("extend", err)
+			}
+			continue
+		}
+		p.e.storeOK()
+		p.mu.Lock()
+		for i, w := range ws {
+			// Only the attempt that was extended: by now w may be on a later
+			// attempt with another lease.
+			if errs[i] != nil && p.held[w].lease == runs[i].lease {
+				w.lost.Store(true)
+				runs[i].cancel()
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// leaseLost records a run whose lease was taken: its completion was refused
+// (or never sent), so if its handler had external effects they may happen
+// twice. Ledger-style effects are safe: they only apply with a fenced
+// completion.
+func (p *partition) leaseLost(w *work) {
+	w.lost.Store(true)
+	p.e.m.leaseLost.Inc()
+	p.e.log.Warn("lease lost: another owner took the event over", "topic", p.topic, "partition", p.id,
+		"offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type, "fence", w.lease.Fence)
+}
+
+// reclaim claims w again, until the store answers. It reports false when the
+// partition drains first.
+func (p *partition) reclaim(w *work) bool {
+	results, ok := p.claimBatch([]dedupe.Claim{w.claim})
+	if !ok {
+		return false
+	}
+	w.res = results[0]
+	if w.res.Outcome == dedupe.Acquired {
+		w.lease = w.res.Lease
+	}
+	return true
+}
+
+// release gives the claim back so that the next attempt runs the handler; a
+// failure is logged only, since the lease then expires by itself.
+func (p *partition) release(w *work) {
+	if w.lease.Owner == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.work), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := p.e.store.Release(ctx, w.lease)
+	p.e.m.storeTime.WithLabelValues("release").Observe(time.Since(start).Seconds())
+	w.lease = dedupe.Lease{}
+	switch {
+	case err == nil, errors.Is(err, dedupe.ErrLeaseLost):
+	default:
+		p.e.storeFailed("release", err)
+		p.e.log.Warn("release claim: its lease will expire instead", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "err", err)
+	}
+}
+
+// deadLetter writes w to the dead-letter topic, releases its claim and
+// finishes it. The write is retried until acknowledged; if the partition
+// drains first, the event is abandoned instead (and not committed).
+func (p *partition) deadLetter(w *work, reason string, cause error, attempts int) {
+	e := p.e
+	now := time.Now()
+	if w.firstFailure.IsZero() {
+		w.firstFailure = now
+	}
+	if w.lastFailure.IsZero() {
+		w.lastFailure = now
+	}
+	msg := deadLetterMessage(&w.msg, e.cfg.Group, reason, cause, attempts, w.firstFailure, w.lastFailure)
+	for attempt := 0; ; attempt++ {
+		err := e.dlq.WriteMessages(p.work, msg)
+		if err == nil {
+			break
+		}
+		e.m.publishError.WithLabelValues(msg.Topic).Inc()
+		e.log.Error("write dead letter", "topic", msg.Topic, "offset", w.msg.Offset, "err", err)
+		if p.work.Err() != nil || !sleep(p.work, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
+			p.abandon(w)
+			return
+		}
+	}
+	e.m.deadLetters.WithLabelValues(p.topic, reason).Inc()
+	e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
+		"id", w.ev.ID, "type", w.ev.Type, "reason", reason, "attempts", attempts, "err", cause)
+	p.release(w)
+	p.finish(w, OutcomeDeadLettered)
+}
+
+// finish marks w's offset done.
+func (p *partition) finish(w *work, outcome string) {
+	e := p.e
+	e.m.finished.WithLabelValues(p.topic, w.typeLabel, outcome).Inc()
+	if !w.msg.Time.IsZero() {
+		e.m.latency.Observe(time.Since(w.msg.Time).Seconds())
+	}
+	p.wm.finish(w.msg.Offset)
+	if e.cfg.OnFinish != nil {
+		e.cfg.OnFinish(&w.msg, outcome)
+	}
+	p.free()
+}
+
+// abandon gives w up without finishing it: its offset stays uncommitted and
+// its claim, if any, is released for the next owner.
+func (p *partition) abandon(w *work) {
+	p.release(w)
+	p.free()
+}
+
+func (p *partition) free() {
+	p.e.m.inFlight.Dec()
+	<-p.slots
+}

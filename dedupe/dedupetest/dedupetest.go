@@ -1,0 +1,256 @@
+// Package dedupetest is the contract test suite of the idempotency store:
+// every implementation of dedupe.Store runs it.
+package dedupetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers"
+)
+
+// Harness is one store under test and what the suite needs around it.
+type Harness struct {
+	Store dedupe.Store
+	// Int reads an integer written by effects (0 when absent).
+	Int func(key string) int64
+	// HGet reads a hash field written by effects.
+	HGet func(key, field string) string
+	// SetString writes a string directly, to set up invalid effects.
+	SetString func(key, value string)
+	// ExpireLease returns once the lease of key has passed its deadline.
+	ExpireLease func(key string)
+}
+
+// Run runs the suite. newHarness returns a fresh, empty store with cfg.
+func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness) {
+	cfg := dedupe.Config{Lease: 300 * time.Millisecond, Retention: time.Hour}
+	ctx := context.Background()
+	claim := func(t *testing.T, h Harness, key, fp string) dedupe.ClaimResult {
+		t.Helper()
+		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{{Key: key, Fingerprint: fp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+	complete := func(t *testing.T, h Harness, c dedupe.Completion) error {
+		t.Helper()
+		errs, err := h.Store.CompleteBatch(ctx, []dedupe.Completion{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return errs[0]
+	}
+	incr := func(key string, n int64) []handlers.Op {
+		return []handlers.Op{{Kind: handlers.OpIncrBy, Key: key, Delta: n}}
+	}
+
+	t.Run("new claim then duplicate with result", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		r := claim(t, h, "k", "fp")
+		if r.Outcome != dedupe.Acquired || r.Lease.Fence != 1 || r.Attempts != 1 || r.TakenOver {
+			t.Fatalf("first claim: %+v", r)
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr("c", 5), Result: []byte("ok")}); err != nil {
+			t.Fatal(err)
+		}
+		d := claim(t, h, "k", "fp")
+		if d.Outcome != dedupe.Duplicate || string(d.Result) != "ok" {
+			t.Fatalf("after completion: %+v", d)
+		}
+		if c := claim(t, h, "k", "other"); c.Outcome != dedupe.Conflict {
+			t.Fatalf("different fingerprint: %+v", c)
+		}
+		if got := h.Int("c"); got != 5 {
+			t.Fatalf("counter %d, want 5", got)
+		}
+	})
+
+	t.Run("live lease is busy", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		claim(t, h, "k", "fp")
+		b := claim(t, h, "k", "fp")
+		if b.Outcome != dedupe.Busy || b.RetryAfter <= 0 || b.RetryAfter > cfg.Lease {
+			t.Fatalf("second claim: %+v", b)
+		}
+	})
+
+	t.Run("fifty concurrent claims have one winner", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		outcomes := map[dedupe.Outcome]int{}
+		for range 50 {
+			wg.Go(func() {
+				res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{{Key: "hot", Fingerprint: "fp"}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				outcomes[res[0].Outcome]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if outcomes[dedupe.Acquired] != 1 || outcomes[dedupe.Busy] != 49 {
+			t.Fatalf("outcomes %v, want 1 acquired and 49 busy", outcomes)
+		}
+	})
+
+	t.Run("takeover fences out the old owner", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		old := claim(t, h, "k", "fp")
+		h.ExpireLease("k")
+		nw := claim(t, h, "k", "fp")
+		if nw.Outcome != dedupe.Acquired || !nw.TakenOver || nw.Lease.Fence <= old.Lease.Fence || nw.Attempts != 2 {
+			t.Fatalf("takeover: %+v (old fence %d)", nw, old.Lease.Fence)
+		}
+		errs, err := h.Store.ExtendBatch(ctx, []dedupe.Lease{old.Lease, nw.Lease})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(errs[0], dedupe.ErrLeaseLost) || errs[1] != nil {
+			t.Fatalf("extend: old %v, new %v", errs[0], errs[1])
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: old.Lease, Effects: incr("c", 100)}); !errors.Is(err, dedupe.ErrLeaseLost) {
+			t.Fatalf("old owner's completion: %v", err)
+		}
+		if err := h.Store.Release(ctx, old.Lease); !errors.Is(err, dedupe.ErrLeaseLost) {
+			t.Fatalf("old owner's release: %v", err)
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: nw.Lease, Effects: incr("c", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Int("c"); got != 1 {
+			t.Fatalf("counter %d, want 1: only the new owner's effects apply", got)
+		}
+	})
+
+	t.Run("completion sent twice applies once", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		r := claim(t, h, "k", "fp")
+		c := dedupe.Completion{Lease: r.Lease, Effects: incr("c", 7)}
+		for i := range 2 {
+			if err := complete(t, h, c); err != nil {
+				t.Fatalf("completion %d: %v", i+1, err)
+			}
+		}
+		if got := h.Int("c"); got != 7 {
+			t.Fatalf("counter %d, want 7", got)
+		}
+	})
+
+	t.Run("release lets the next attempt in", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		r := claim(t, h, "k", "fp")
+		if err := h.Store.Release(ctx, r.Lease); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Store.Release(ctx, r.Lease); err != nil {
+			t.Fatalf("release repeated: %v", err)
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr("c", 9)}); !errors.Is(err, dedupe.ErrLeaseLost) {
+			t.Fatalf("completion after release: %v", err)
+		}
+		n := claim(t, h, "k", "fp")
+		if n.Outcome != dedupe.Acquired || n.TakenOver || n.Lease.Fence != r.Lease.Fence+1 || n.Attempts != 2 {
+			t.Fatalf("claim after release: %+v", n)
+		}
+		if got := h.Int("c"); got != 0 {
+			t.Fatalf("released run applied effects: %d", got)
+		}
+	})
+
+	t.Run("extend keeps the lease", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		r := claim(t, h, "k", "fp")
+		for range 3 {
+			errs, err := h.Store.ExtendBatch(ctx, []dedupe.Lease{r.Lease})
+			if err != nil || errs[0] != nil {
+				t.Fatalf("extend: %v %v", err, errs)
+			}
+		}
+		if b := claim(t, h, "k", "fp"); b.Outcome != dedupe.Busy {
+			t.Fatalf("claim under an extended lease: %+v", b)
+		}
+	})
+
+	t.Run("batch answers in order", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		done := claim(t, h, "done", "fp")
+		if err := complete(t, h, dedupe.Completion{Lease: done.Lease}); err != nil {
+			t.Fatal(err)
+		}
+		claim(t, h, "busy", "fp")
+		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{
+			{Key: "new", Fingerprint: "fp"}, {Key: "done", Fingerprint: "fp"},
+			{Key: "done", Fingerprint: "x"}, {Key: "busy", Fingerprint: "fp"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []dedupe.Outcome{dedupe.Acquired, dedupe.Duplicate, dedupe.Conflict, dedupe.Busy}
+		for i, r := range res {
+			if r.Outcome != want[i] {
+				t.Fatalf("answer %d: %v, want %v", i, r.Outcome, want[i])
+			}
+		}
+	})
+
+	t.Run("effects", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		r := claim(t, h, "k", "fp")
+		ops := []handlers.Op{
+			{Kind: handlers.OpIncrBy, Key: "n", Delta: 3},
+			{Kind: handlers.OpIncrBy, Key: "n", Delta: -1},
+			{Kind: handlers.OpHSet, Key: "h", Field: "status", Value: "paid"},
+			{Kind: handlers.OpHIncrBy, Key: "h", Field: "total", Delta: 250},
+			{Kind: handlers.OpHSet, Key: "h", Field: "gone", Value: "x"},
+			{Kind: handlers.OpHDel, Key: "h", Field: "gone"},
+			{Kind: handlers.OpSet, Key: "s", Value: "41"},
+			{Kind: handlers.OpIncrBy, Key: "s", Delta: 1},
+			{Kind: handlers.OpSet, Key: "d", Value: "1"},
+			{Kind: handlers.OpDel, Key: "d"},
+			{Kind: handlers.OpExpire, Key: "h", TTL: time.Hour},
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: ops}); err != nil {
+			t.Fatal(err)
+		}
+		checks := map[string]string{
+			"n": fmt.Sprint(h.Int("n")), "s": fmt.Sprint(h.Int("s")), "d": fmt.Sprint(h.Int("d")),
+			"h.status": h.HGet("h", "status"), "h.total": h.HGet("h", "total"), "h.gone": h.HGet("h", "gone"),
+		}
+		want := map[string]string{"n": "2", "s": "42", "d": "0", "h.status": "paid", "h.total": "250", "h.gone": ""}
+		for k, v := range want {
+			if checks[k] != v {
+				t.Errorf("%s = %q, want %q", k, checks[k], v)
+			}
+		}
+	})
+
+	t.Run("invalid effect applies nothing", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		h.SetString("word", "hello")
+		r := claim(t, h, "k", "fp")
+		err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{
+			{Kind: handlers.OpIncrBy, Key: "c", Delta: 1},
+			{Kind: handlers.OpIncrBy, Key: "word", Delta: 1},
+		}})
+		if !errors.Is(err, dedupe.ErrInvalid) {
+			t.Fatalf("completion: %v, want ErrInvalid", err)
+		}
+		if got := h.Int("c"); got != 0 {
+			t.Fatalf("a refused completion applied an effect: c=%d", got)
+		}
+		if b := claim(t, h, "k", "fp"); b.Outcome != dedupe.Busy {
+			t.Fatalf("record should still be processing: %+v", b)
+		}
+	})
+}

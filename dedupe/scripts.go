@@ -1,0 +1,287 @@
+package dedupe
+
+// The Lua scripts of the protocol (Lua 5.1; they also run under miniredis's
+// gopher-lua, the embedded Redis of fleet dev). Each touches the record and,
+// for completion, the effect keys: all of one slot when the effect keys carry
+// the record's hash tag.
+//
+// Each script is safe to run twice with the same arguments, because go-redis
+// resends a command whose reply timed out (a timeout means "outcome
+// unknown"), and a caller retries a batch that failed as a whole:
+//
+//   - claim: the owner token is unique per claim attempt, so a re-sent claim
+//     finds its own token on the record and answers Acquired with the same
+//     fence and attempts, without counting another attempt;
+//   - extend: moving the deadline again is harmless;
+//   - complete: a re-sent completion finds the record done at its own fence
+//     and answers ok without applying the effects again;
+//   - release: a re-sent release finds the record released at its own fence
+//     and answers ok.
+//
+// A Redis script is not rolled back when a command inside it fails, so a
+// script checks everything that could make a write fail before its first
+// write, and answers {-1, reason} (invalid: nothing written) instead. Under
+// maxmemory, Redis refuses a script's first write, never a later one, so an
+// OOM cannot split a script either.
+//
+// Times come from the Redis clock (TIME), never from the worker's.
+//
+// Record fields (see doc.go): s state (p processing, d done, r released),
+// f fence, o owner, l lease deadline in ms, a attempts, p fingerprint,
+// r result.
+
+// Reply codes shared by the scripts.
+const (
+	replyInvalid  = -1
+	replyLost     = 0
+	replyOK       = 1
+	replyAcquired = 1
+	replyDup      = 2
+	replyConflict = 3
+	replyBusy     = 4
+)
+
+// luaMS accepts a positive integer number of milliseconds as Go formats it.
+const luaMS = `
+local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v, '^[1-9]%d*$') ~= nil end
+`
+
+// claimScript: KEYS[1] record; ARGV owner, lease ms, fingerprint,
+// retention ms.
+// Reply {1, fence, attempts, takenover} acquired | {2, result} duplicate |
+// {3} conflict | {4, ms left} busy | {-1, reason} invalid.
+// Safe to repeat: the owner token identifies the call. A re-sent takeover
+// answers TakenOver 0, since the record does not remember how it was taken.
+const claimScript = luaMS + `
+if not ms(ARGV[2]) or not ms(ARGV[4]) then return {-1, 'lease and retention must be positive ms'} end
+local r = redis.call('HMGET', KEYS[1], 's', 'f', 'o', 'l', 'a', 'p', 'r')
+local state = r[1]
+if state == 'd' then
+  if r[6] ~= ARGV[3] then return {3} end
+  return {2, r[7] or ''}
+end
+if state == 'p' and r[3] == ARGV[1] then return {1, tonumber(r[2]), tonumber(r[5]), 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = now + tonumber(ARGV[2])
+if not state then
+  redis.call('HSET', KEYS[1], 's', 'p', 'f', 1, 'o', ARGV[1], 'l', deadline, 'a', 1, 'p', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return {1, 1, 1, 0}
+end
+if state == 'p' then
+  local left = (tonumber(r[4]) or 0) - now
+  if left > 0 then return {4, left} end
+elseif state ~= 'r' then
+  return {-1, 'record in unknown state ' .. tostring(state)}
+end
+if not string.match(r[2] or '', '^%d+$') or not string.match(r[5] or '', '^%d+$') then
+  return {-1, 'record has a corrupt fence or attempt count'}
+end
+local fence = redis.call('HINCRBY', KEYS[1], 'f', 1)
+local attempts = redis.call('HINCRBY', KEYS[1], 'a', 1)
+redis.call('HSET', KEYS[1], 's', 'p', 'o', ARGV[1], 'l', deadline, 'p', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local took = 0
+if state == 'p' then took = 1 end
+return {1, fence, attempts, took}
+`
+
+// extendScript: KEYS[1] record; ARGV owner, fence, lease ms, retention ms.
+// Reply 1 extended | 0 lost | -1 invalid.
+// Safe to repeat: it only moves the deadline of a lease that is still ours.
+// An expired lease that nobody took over is still ours.
+const extendScript = luaMS + `
+if not ms(ARGV[3]) or not ms(ARGV[4]) then return -1 end
+local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f')
+if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'l', now + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`
+
+// completeScript: KEYS[1] record, KEYS[2..] effect keys; ARGV owner, fence,
+// retention ms, result, op count, then four slots per op:
+//
+//	INCRBY  key-index delta  ''
+//	SET     key-index value  ''
+//	DEL     key-index ''     ''
+//	HSET    key-index field  value
+//	HINCRBY key-index field  delta
+//	HDEL    key-index field  ''
+//	PEXPIRE key-index ms     ''
+//
+// Reply {1} done | {0} lost | {-1, reason} invalid (nothing written).
+// Safe to repeat: a record done at this fence answers {1} and applies
+// nothing. An expired lease that nobody took over still completes: the owner
+// and fence match, so nothing else can have run the event.
+//
+// The first pass simulates every op on a shadow of the keys it touches
+// (types, integer values, hash fields), with Redis's own integer rules (no
+// '+', no leading zeros, 64-bit range, overflow), so that the second pass,
+// which writes, cannot fail.
+const completeScript = luaMS + `
+local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f')
+if r[1] == 'd' and r[3] == ARGV[2] then return {1} end
+if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return {0} end
+local n = tonumber(ARGV[5])
+if not ms(ARGV[3]) then return {-1, 'retention must be positive ms'} end
+if not n or n < 0 or n % 1 ~= 0 or #ARGV ~= 5 + 4 * n then return {-1, 'malformed effects'} end
+
+local B = 1000000000
+local ZERO = {false, 0, 0}
+-- int parses v as Redis parses a 64-bit integer, into
+-- {negative, digits above the last nine, last nine digits}, or nil.
+local function int(v)
+  if type(v) == 'table' then return v end
+  if type(v) ~= 'string' then return nil end
+  local neg, d = false, v
+  if string.sub(v, 1, 1) == '-' then neg, d = true, string.sub(v, 2) end
+  if d == '0' then
+    if neg then return nil end
+    return ZERO
+  end
+  local len = #d
+  if len > 19 or not string.match(d, '^[1-9]%d*$') then return nil end
+  if len == 19 and d > (neg and '9223372036854775808' or '9223372036854775807') then return nil end
+  local hi = 0
+  if len > 9 then hi = tonumber(string.sub(d, 1, len - 9)) end
+  return {neg, hi, tonumber(string.sub(d, -9))}
+end
+-- add returns a + b exactly, or nil when the sum leaves the 64-bit range.
+local function add(a, b)
+  local an, ah, al, bn, bh, bl = a[1], a[2], a[3], b[1], b[2], b[3]
+  if an == bn then
+    local h, l = ah + bh, al + bl
+    if l >= B then h, l = h + 1, l - B end
+    if h > 9223372036 or (h == 9223372036 and l > (an and 854775808 or 854775807)) then return nil end
+    return {an, h, l}
+  end
+  if ah < bh or (ah == bh and al < bl) then an, ah, al, bh, bl = bn, bh, bl, ah, al end
+  local h, l = ah - bh, al - bl
+  if l < 0 then h, l = h - 1, l + B end
+  return {an and (h > 0 or l > 0), h, l}
+end
+
+-- The shadow of a key: t type, v string value (loaded lazily), f hash fields
+-- (false: absent), dn fields added minus removed, fresh when nothing of
+-- the key in Redis is left to read.
+local sim = {}
+local function fresh(t, v) return {t = t, v = v, f = {}, dn = 0, fresh = true} end
+local function load(k)
+  local st = sim[k]
+  if st == nil then
+    local t = redis.call('TYPE', k)['ok']
+    st = {t = t, f = {}, dn = 0, fresh = (t == 'none')}
+    sim[k] = st
+  end
+  return st
+end
+local function field(st, k, f)
+  local v = st.f[f]
+  if v == nil then
+    if st.fresh then v = false else v = redis.call('HGET', k, f) end
+    st.f[f] = v
+  end
+  return v
+end
+local function bad(i, msg) return {-1, 'effect ' .. i .. ': ' .. msg} end
+
+for i = 0, n - 1 do
+  local b = 6 + 4 * i
+  local op, k, x, y = ARGV[b], KEYS[tonumber(ARGV[b + 1])], ARGV[b + 2], ARGV[b + 3]
+  if not k then return bad(i, 'no key') end
+  if k == KEYS[1] then return bad(i, op .. ' on the idempotency record') end
+  if op == 'SET' then
+    sim[k] = fresh('string', x)
+  elseif op == 'DEL' then
+    sim[k] = fresh('none')
+  elseif op == 'PEXPIRE' then
+    local d = int(x)
+    if not d or d[2] >= 9000000000 then return bad(i, 'PEXPIRE ' .. k .. ' by ' .. x .. ' ms') end
+    if d[1] or d == ZERO then sim[k] = fresh('none') end
+  elseif op == 'INCRBY' then
+    local d = int(x)
+    if not d then return bad(i, 'INCRBY ' .. k .. ' by ' .. x) end
+    local st = load(k)
+    local cur = ZERO
+    if st.t == 'string' then
+      if st.v == nil then st.v = redis.call('GET', k) end
+      cur = int(st.v)
+      if not cur then return bad(i, 'INCRBY ' .. k .. ': value is not an integer') end
+    elseif st.t ~= 'none' then
+      return bad(i, 'INCRBY ' .. k .. ': key holds a ' .. st.t)
+    end
+    local s = add(cur, d)
+    if not s then return bad(i, 'INCRBY ' .. k .. ': overflow') end
+    st.t, st.v = 'string', s
+  elseif op == 'HSET' or op == 'HINCRBY' or op == 'HDEL' then
+    local st = load(k)
+    if st.t ~= 'hash' and st.t ~= 'none' then return bad(i, op .. ' ' .. k .. ': key holds a ' .. st.t) end
+    if op == 'HDEL' then
+      if st.t == 'hash' and field(st, k, x) then
+        st.f[x], st.dn = false, st.dn - 1
+        local left = st.dn
+        if not st.fresh then left = left + redis.call('HLEN', k) end
+        if left == 0 then sim[k] = fresh('none') end
+      end
+    else
+      local v = y
+      local d
+      if op == 'HINCRBY' then
+        d = int(y)
+        if not d then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ' by ' .. y) end
+      end
+      st.t = 'hash'
+      local old = field(st, k, x)
+      if d then
+        local cur = ZERO
+        if old then
+          cur = int(old)
+          if not cur then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ': value is not an integer') end
+        end
+        v = add(cur, d)
+        if not v then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ': overflow') end
+      end
+      if not old then st.dn = st.dn + 1 end
+      st.f[x] = v
+    end
+  else
+    return bad(i, 'unknown operation ' .. tostring(op))
+  end
+end
+
+for i = 0, n - 1 do
+  local b = 6 + 4 * i
+  local op, k, x, y = ARGV[b], KEYS[tonumber(ARGV[b + 1])], ARGV[b + 2], ARGV[b + 3]
+  if op == 'INCRBY' then redis.call('INCRBY', k, x)
+  elseif op == 'SET' then redis.call('SET', k, x)
+  elseif op == 'DEL' then redis.call('DEL', k)
+  elseif op == 'HSET' then redis.call('HSET', k, x, y)
+  elseif op == 'HINCRBY' then redis.call('HINCRBY', k, x, y)
+  elseif op == 'HDEL' then redis.call('HDEL', k, x)
+  elseif op == 'PEXPIRE' then redis.call('PEXPIRE', k, x)
+  end
+end
+redis.call('HSET', KEYS[1], 's', 'd')
+redis.call('HDEL', KEYS[1], 'o', 'l')
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'r', ARGV[4]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1}
+`
+
+// releaseScript: KEYS[1] record; ARGV owner, fence, retention ms.
+// Reply 1 released | 0 lost | -1 invalid.
+// Safe to repeat: a record released at this fence answers 1.
+const releaseScript = luaMS + `
+if not ms(ARGV[3]) then return -1 end
+local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f')
+if r[1] == 'r' and r[3] == ARGV[2] then return 1 end
+if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 's', 'r')
+redis.call('HDEL', KEYS[1], 'o', 'l')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`

@@ -1,0 +1,211 @@
+package dedupe_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/dedupe/dedupetest"
+	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/internal/redistest"
+)
+
+func TestMemoryContract(t *testing.T) {
+	dedupetest.Run(t, func(t *testing.T, cfg dedupe.Config) dedupetest.Harness {
+		var mu sync.Mutex
+		now := time.Unix(1_700_000_000, 0)
+		clock := func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return now
+		}
+		m := dedupe.NewMemory(cfg, clock)
+		return dedupetest.Harness{
+			Store: m,
+			Int:   m.Int,
+			HGet: func(k, f string) string {
+				v, _ := m.HGet(k, f)
+				return v
+			},
+			SetString: func(k, v string) {
+				// Stage it through the store itself, as any writer would.
+				r, _ := m.ClaimBatch(context.Background(), []dedupe.Claim{{Key: "setup:" + k, Fingerprint: "x"}})
+				_, _ = m.CompleteBatch(context.Background(), []dedupe.Completion{{Lease: r[0].Lease,
+					Effects: []handlers.Op{{Kind: handlers.OpSet, Key: k, Value: v}}}})
+			},
+			ExpireLease: func(string) {
+				mu.Lock()
+				now = now.Add(cfg.Lease + time.Millisecond)
+				mu.Unlock()
+			},
+		}
+	})
+}
+
+func redisHarness(t *testing.T, c redis.UniversalClient, cfg dedupe.Config) dedupetest.Harness {
+	s, err := dedupe.NewRedis(c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return dedupetest.Harness{
+		Store: s,
+		Int: func(k string) int64 {
+			n, _ := c.Get(ctx, k).Int64()
+			return n
+		},
+		HGet: func(k, f string) string { return c.HGet(ctx, k, f).Val() },
+		SetString: func(k, v string) {
+			if err := c.Set(ctx, k, v, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		// The lease deadline is a field set from the Redis clock: wait until
+		// the Redis clock passes it.
+		ExpireLease: func(k string) {
+			deadline, err := c.HGet(ctx, k, "l").Int64()
+			if err != nil {
+				t.Fatalf("lease deadline of %s: %v", k, err)
+			}
+			for {
+				now, err := c.Time(ctx).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if now.UnixMilli() > deadline {
+					return
+				}
+				time.Sleep(time.Duration(deadline-now.UnixMilli()+1) * time.Millisecond)
+			}
+		},
+	}
+}
+
+func TestRedisContract(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	dedupetest.Run(t, func(t *testing.T, cfg dedupe.Config) dedupetest.Harness {
+		if err := c.FlushAll(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		return redisHarness(t, c, cfg)
+	})
+}
+
+// TestMiniredisContract runs the suite on the embedded Redis of fleet dev.
+func TestMiniredisContract(t *testing.T) {
+	dedupetest.Run(t, func(t *testing.T, cfg dedupe.Config) dedupetest.Harness {
+		mr := miniredis.RunT(t)
+		c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		t.Cleanup(func() { c.Close() })
+		h := redisHarness(t, c, cfg)
+		h.ExpireLease = func(string) {
+			mr.SetTime(time.Now().Add(cfg.Lease + time.Second))
+		}
+		return h
+	})
+}
+
+// TestRedisScriptFlush flushes the script cache between every step of a run:
+// each call reloads the scripts and goes on (as after a restart or failover).
+func TestRedisScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	s, err := dedupe.NewRedis(c, dedupe.Config{Lease: time.Second, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flush := func() {
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claims := []dedupe.Claim{{Key: "a", Fingerprint: "x"}, {Key: "b", Fingerprint: "x"}, {Key: "c", Fingerprint: "x"}}
+	flush()
+	res, err := s.ClaimBatch(ctx, claims)
+	if err != nil {
+		t.Fatalf("claim after flush: %v", err)
+	}
+	leases := make([]dedupe.Lease, len(res))
+	comps := make([]dedupe.Completion, len(res))
+	for i, r := range res {
+		if r.Outcome != dedupe.Acquired {
+			t.Fatalf("claim %d: %v", i, r.Outcome)
+		}
+		leases[i] = r.Lease
+		comps[i] = dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "total", Delta: 1}}}
+	}
+	flush()
+	if errs, err := s.ExtendBatch(ctx, leases); err != nil || errs[0] != nil {
+		t.Fatalf("extend after flush: %v %v", err, errs)
+	}
+	flush()
+	if err := s.Release(ctx, leases[2]); err != nil {
+		t.Fatalf("release after flush: %v", err)
+	}
+	flush()
+	errs, err := s.CompleteBatch(ctx, comps[:2])
+	if err != nil || errs[0] != nil || errs[1] != nil {
+		t.Fatalf("complete after flush: %v %v", err, errs)
+	}
+	if n, _ := c.Get(ctx, "total").Int64(); n != 2 {
+		t.Fatalf("total = %d, want 2", n)
+	}
+	before := s.RoundTrips()
+	if _, err := s.ClaimBatch(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	if trips := s.RoundTrips() - before; trips != 1 {
+		t.Fatalf("a batch of %d claims took %d round trips, want 1", len(claims), trips)
+	}
+}
+
+// TestRedisRecordLayout checks what a done record keeps, its time to live,
+// and reports its memory.
+func TestRedisRecordLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	s, _ := dedupe.NewRedis(c, dedupe.Config{Lease: time.Second, Retention: time.Hour})
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := dedupe.Key("ledger", "acct-123", "payments-api", "4f6c1d2e-8a9b-4c3d-9e0f-112233445566")
+	if key != "fleet:idem:{acct-123}:ledger:payments-api:4f6c1d2e-8a9b-4c3d-9e0f-112233445566" {
+		t.Fatalf("key layout changed: %s", key)
+	}
+	res, _ := s.ClaimBatch(ctx, []dedupe.Claim{{Key: key, Fingerprint: "0123456789abcdef"}})
+	if errs, err := s.CompleteBatch(ctx, []dedupe.Completion{{Lease: res[0].Lease}}); err != nil || errs[0] != nil {
+		t.Fatal(err, errs)
+	}
+	fields, err := c.HGetAll(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fields["s"] != "d" || fields["f"] != "1" || fields["a"] != "1" || fields["p"] != "0123456789abcdef" {
+		t.Fatalf("done record %v", fields)
+	}
+	for _, gone := range []string{"o", "l", "r"} {
+		if _, ok := fields[gone]; ok {
+			t.Fatalf("done record keeps %q: %v", gone, fields)
+		}
+	}
+	ttl, _ := c.PTTL(ctx, key).Result()
+	if ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("record TTL %v, want (0, 1h]", ttl)
+	}
+	mem, _ := c.MemoryUsage(ctx, key).Result()
+	t.Logf("done record: %d bytes (MEMORY USAGE) for key %s", mem, key)
+}

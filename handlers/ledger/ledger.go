@@ -1,0 +1,105 @@
+// Package ledger keeps account balances from payment events.
+//
+// payment.captured credits an account and payment.refunded debits it. Both
+// carry the JSON data {"account": "...", "amount_cents": N} with N a positive
+// integer. The balance, in integer cents, lives at the Redis key
+// "ledger:{<account>}:balance" and changes only through effects staged on the
+// handler's Tx, so a balance moves exactly once per event. Producers key the
+// Kafka message by the account: the hash tag of the balance key is then the
+// hash tag of the event's idempotency record.
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/fleetworks/fleet/handlers"
+)
+
+// Event types handled by the ledger.
+const (
+	TypeCaptured = "payment.captured"
+	TypeRefunded = "payment.refunded"
+)
+
+// BalanceKey is the Redis key holding the balance of account, in cents.
+func BalanceKey(account string) string {
+	return "ledger:{" + account + "}:balance"
+}
+
+// Payment is the data of a payment event.
+type Payment struct {
+	Account     string `json:"account"`
+	AmountCents int64  `json:"amount_cents"`
+}
+
+// Register routes the ledger's event types to its handlers.
+func Register(r *handlers.Router) error {
+	if err := r.Register(TypeCaptured, handlers.HandlerFunc(Captured)); err != nil {
+		return err
+	}
+	return r.Register(TypeRefunded, handlers.HandlerFunc(Refunded))
+}
+
+// Captured credits the account named in the event.
+func Captured(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
+	p, err := Decode(ev.Data)
+	if err != nil {
+		return err
+	}
+	tx.IncrBy(BalanceKey(p.Account), p.AmountCents)
+	return nil
+}
+
+// Refunded debits the account named in the event.
+func Refunded(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
+	p, err := Decode(ev.Data)
+	if err != nil {
+		return err
+	}
+	tx.IncrBy(BalanceKey(p.Account), -p.AmountCents)
+	return nil
+}
+
+// Decode parses and checks a payment. Every error it returns is permanent: a
+// missing account, or an amount that is not a positive integer.
+func Decode(data []byte) (Payment, error) {
+	var raw struct {
+		Account     *string         `json:"account"`
+		AmountCents json.RawMessage `json:"amount_cents"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return Payment{}, handlers.Permanentf("decode payment: %v", err)
+	}
+	if raw.Account == nil || *raw.Account == "" {
+		return Payment{}, handlers.Permanentf("payment: missing account")
+	}
+	amount := string(bytes.TrimSpace(raw.AmountCents))
+	if amount == "" || amount == "null" {
+		return Payment{}, handlers.Permanentf("payment: missing amount_cents")
+	}
+	// ParseInt accepts no quotes, fractions or exponents: only a bare integer.
+	n, err := strconv.ParseInt(amount, 10, 64)
+	if err != nil {
+		return Payment{}, handlers.Permanentf("payment: amount_cents %s is not an integer number of cents", amount)
+	}
+	if n <= 0 {
+		return Payment{}, handlers.Permanentf("payment: amount_cents must be positive, got %d", n)
+	}
+	return Payment{Account: *raw.Account, AmountCents: n}, nil
+}
+
+// Delta is the change a payment event makes to its account's balance, for
+// checking balances from outside (tests, fleet dev's summary).
+func Delta(eventType string, p Payment) (int64, error) {
+	switch eventType {
+	case TypeCaptured:
+		return p.AmountCents, nil
+	case TypeRefunded:
+		return -p.AmountCents, nil
+	}
+	return 0, fmt.Errorf("ledger: %w %q", handlers.ErrUnknownType, eventType)
+}

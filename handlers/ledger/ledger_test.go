@@ -1,0 +1,76 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/handlers/ledger"
+)
+
+func TestHandlers(t *testing.T) {
+	r := handlers.NewRouter()
+	if err := ledger.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		typ       string
+		data      string
+		wantDelta int64
+		wantKind  handlers.Kind // empty: success
+	}{
+		{"capture", ledger.TypeCaptured, `{"account":"acc-1","amount_cents":250}`, 250, ""},
+		{"refund", ledger.TypeRefunded, `{"account":"acc-1","amount_cents":40}`, -40, ""},
+		{"missing account", ledger.TypeCaptured, `{"amount_cents":1}`, 0, handlers.KindPermanent},
+		{"empty account", ledger.TypeCaptured, `{"account":"","amount_cents":1}`, 0, handlers.KindPermanent},
+		{"missing amount", ledger.TypeCaptured, `{"account":"a"}`, 0, handlers.KindPermanent},
+		{"zero amount", ledger.TypeCaptured, `{"account":"a","amount_cents":0}`, 0, handlers.KindPermanent},
+		{"negative amount", ledger.TypeRefunded, `{"account":"a","amount_cents":-5}`, 0, handlers.KindPermanent},
+		{"fractional amount", ledger.TypeCaptured, `{"account":"a","amount_cents":1.5}`, 0, handlers.KindPermanent},
+		{"string amount", ledger.TypeCaptured, `{"account":"a","amount_cents":"100"}`, 0, handlers.KindPermanent},
+		{"overflowing amount", ledger.TypeCaptured, `{"account":"a","amount_cents":99999999999999999999}`, 0, handlers.KindPermanent},
+		{"not json", ledger.TypeCaptured, `nope`, 0, handlers.KindPermanent},
+		{"unknown type", "payment.voided", `{"account":"a","amount_cents":1}`, 0, handlers.KindUnknownType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tx := handlers.NewTx("k", 1, 1)
+			err := r.Handle(context.Background(), handlers.Event{Type: tt.typ, Data: []byte(tt.data)}, tx)
+			if tt.wantKind != "" {
+				if err == nil {
+					t.Fatalf("want a %s error, got nil", tt.wantKind)
+				}
+				if k := handlers.KindOf(err); k != tt.wantKind {
+					t.Fatalf("kind = %s, want %s (%v)", k, tt.wantKind, err)
+				}
+				if len(tx.Ops()) != 0 {
+					t.Fatalf("a failed run staged %v", tx.Ops())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops := tx.Ops()
+			want := handlers.Op{Kind: handlers.OpIncrBy, Key: "ledger:{acc-1}:balance", Delta: tt.wantDelta}
+			if len(ops) != 1 || ops[0] != want {
+				t.Fatalf("ops = %+v, want [%+v]", ops, want)
+			}
+		})
+	}
+}
+
+func TestDelta(t *testing.T) {
+	p := ledger.Payment{Account: "a", AmountCents: 7}
+	if d, _ := ledger.Delta(ledger.TypeCaptured, p); d != 7 {
+		t.Fatalf("captured delta %d", d)
+	}
+	if d, _ := ledger.Delta(ledger.TypeRefunded, p); d != -7 {
+		t.Fatalf("refunded delta %d", d)
+	}
+	if _, err := ledger.Delta("x", p); !errors.Is(err, handlers.ErrUnknownType) {
+		t.Fatalf("unknown type: %v", err)
+	}
+}
