@@ -163,6 +163,40 @@ func (c *cluster) waitCommitted(partitions int, n int64, timeout time.Duration) 
 	}
 }
 
+// waitStable waits until the consumer group is stable with n members, each
+// owning at least one partition.
+func (c *cluster) waitStable(n int) {
+	c.t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(c.brokers...)}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{"ledger-e2e"}})
+		cancel()
+		state := fmt.Sprint(err)
+		if err == nil && len(resp.Groups) == 1 {
+			g := resp.Groups[0]
+			owning := 0
+			for _, m := range g.Members {
+				for _, t := range m.MemberAssignments.Topics {
+					if len(t.Partitions) > 0 {
+						owning++
+						break
+					}
+				}
+			}
+			if g.Error == nil && g.GroupState == "Stable" && len(g.Members) == n && owning == n {
+				return
+			}
+			state = fmt.Sprintf("%s with %d members, %d owning partitions (err %v)", g.GroupState, len(g.Members), owning, g.Error)
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("group not stable with %d members after 60s: %s", n, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (c *cluster) checkBalances(want map[string]int64) {
 	c.t.Helper()
 	for acct, w := range want {
@@ -208,6 +242,12 @@ func TestWorkersKilledAndJoining(t *testing.T) {
 	c.publish(msgs[third : 2*third])
 	c.waitCommitted(partitions, int64(third), 60*time.Second)
 
+	// Kill b while it owns partitions in a settled group, not while its
+	// JoinGroup is pending: kfake starts a member's session timer only once
+	// its join response is delivered, so a member killed mid-join would keep
+	// its partitions forever (a real broker expires it after the session
+	// timeout).
+	c.waitStable(3)
 	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
