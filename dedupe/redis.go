@@ -176,55 +176,75 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 // claimBatch claims with the given owner tokens; a test calls it twice with
 // the same tokens to see a re-sent claim.
 func (s *Redis) claimBatch(ctx context.Context, claims []Claim, owners []string) ([]ClaimResult, error) {
-	cmds, err := s.run(ctx, len(claims), func(p redis.Pipeliner, i int) *redis.Cmd {
-		return s.claim.EvalSha(ctx, p, []string{claims[i].Key}, owners[i], s.leaseMS, claims[i].Fingerprint, s.retentionMS)
+	groups := s.group(len(claims), func(i int) string { return claims[i].Key })
+	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
+		keys := make([]string, len(items))
+		args := make([]any, 2, 2+2*len(items))
+		args[0], args[1] = s.leaseMS, s.retentionMS
+		for j, i := range items {
+			keys[j] = claims[i].Key
+			args = append(args, owners[i], claims[i].Fingerprint)
+		}
+		return s.claim.EvalSha(ctx, p, keys, args...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim batch: %w", err)
 	}
 	out := make([]ClaimResult, len(claims))
-	for i, cmd := range cmds {
-		v, err := cmd.Slice()
+	for _, c := range chunks {
+		replies, err := c.replies()
 		if err != nil {
-			return nil, fmt.Errorf("claim batch: claim %s: %w: %w", claims[i].Key, ErrInvalid, err)
+			return nil, fmt.Errorf("claim batch: claim %s: %w: %w", claims[c.items[0]].Key, ErrInvalid, err)
 		}
-		code, _ := replyInt(v, 0)
-		switch code {
-		case replyAcquired:
-			fence, ok1 := replyInt(v, 1)
-			attempts, ok2 := replyInt(v, 2)
-			took, ok3 := replyInt(v, 3)
-			if !ok1 || !ok2 || !ok3 {
-				return nil, fmt.Errorf("claim batch: claim %s: unexpected reply %v", claims[i].Key, v)
+		for j, i := range c.items {
+			v, _ := replies[j].([]any)
+			r, err := claimResult(v, claims[i].Key, owners[i])
+			if err != nil {
+				return nil, fmt.Errorf("claim batch: claim %s: %w", claims[i].Key, err)
 			}
-			out[i] = ClaimResult{
-				Outcome:   Acquired,
-				Lease:     Lease{Key: claims[i].Key, Owner: owners[i], Fence: fence},
-				Attempts:  int(attempts),
-				TakenOver: took == 1,
-			}
-		case replyDup:
-			out[i] = ClaimResult{Outcome: Duplicate}
-			if len(v) > 1 {
-				if b, _ := v[1].(string); b != "" {
-					out[i].Result = []byte(b)
-				}
-			}
-		case replyConflict:
-			out[i] = ClaimResult{Outcome: Conflict}
-		case replyBusy:
-			left, ok := replyInt(v, 1)
-			if !ok {
-				return nil, fmt.Errorf("claim batch: claim %s: unexpected reply %v", claims[i].Key, v)
-			}
-			out[i] = ClaimResult{Outcome: Busy, RetryAfter: time.Duration(left) * time.Millisecond}
-		case replyInvalid:
-			return nil, fmt.Errorf("claim batch: claim %s: %w: %v", claims[i].Key, ErrInvalid, replyReason(v))
-		default:
-			return nil, fmt.Errorf("claim batch: claim %s: unexpected reply %v", claims[i].Key, v)
+			out[i] = r
 		}
 	}
 	return out, nil
+}
+
+// claimResult decodes one item of a claim reply.
+func claimResult(v []any, key, owner string) (ClaimResult, error) {
+	code, _ := replyInt(v, 0)
+	switch code {
+	case replyAcquired:
+		fence, ok1 := replyInt(v, 1)
+		attempts, ok2 := replyInt(v, 2)
+		took, ok3 := replyInt(v, 3)
+		if !ok1 || !ok2 || !ok3 {
+			break
+		}
+		return ClaimResult{
+			Outcome:   Acquired,
+			Lease:     Lease{Key: key, Owner: owner, Fence: fence},
+			Attempts:  int(attempts),
+			TakenOver: took == 1,
+		}, nil
+	case replyDup:
+		r := ClaimResult{Outcome: Duplicate}
+		if len(v) > 1 {
+			if b, _ := v[1].(string); b != "" {
+				r.Result = []byte(b)
+			}
+		}
+		return r, nil
+	case replyConflict:
+		return ClaimResult{Outcome: Conflict}, nil
+	case replyBusy:
+		left, ok := replyInt(v, 1)
+		if !ok {
+			break
+		}
+		return ClaimResult{Outcome: Busy, RetryAfter: time.Duration(left) * time.Millisecond}, nil
+	case replyInvalid, replyError:
+		return ClaimResult{}, fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
+	}
+	return ClaimResult{}, fmt.Errorf("unexpected reply %v", v)
 }
 
 // ExtendBatch renews leases in one round trip. A per-item ErrLeaseLost means
@@ -235,16 +255,16 @@ func (s *Redis) ExtendBatch(ctx context.Context, leases []Lease) ([]error, error
 	if len(leases) == 0 {
 		return nil, nil
 	}
-	cmds, err := s.run(ctx, len(leases), func(p redis.Pipeliner, i int) *redis.Cmd {
-		l := &leases[i]
+	chunks, err := s.run(ctx, singles(len(leases)), func(p redis.Pipeliner, items []int) *redis.Cmd {
+		l := &leases[items[0]]
 		return s.extend.EvalSha(ctx, p, []string{l.Key}, l.Owner, l.Fence, s.leaseMS, s.retentionMS)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("extend batch: %w", err)
 	}
 	out := make([]error, len(leases))
-	for i, cmd := range cmds {
-		out[i] = statusError(cmd)
+	for _, c := range chunks {
+		out[c.items[0]] = statusError(c.cmd)
 	}
 	return out, nil
 }
@@ -260,30 +280,49 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 	if len(completions) == 0 {
 		return nil, nil
 	}
-	cmds, err := s.run(ctx, len(completions), func(p redis.Pipeliner, i int) *redis.Cmd {
-		keys, args := completionArgs(&completions[i], s.retentionMS)
+	out := make([]error, len(completions))
+	send := make([]int, 0, len(completions))
+	for i := range completions {
+		if err := s.sameSlot(&completions[i]); err != nil {
+			out[i] = err
+			continue
+		}
+		send = append(send, i)
+	}
+	groups := s.group(len(send), func(j int) string { return completions[send[j]].Lease.Key })
+	for _, g := range groups {
+		for j, i := range g {
+			g[j] = send[i]
+		}
+	}
+	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
+		keys, args := completionArgs(completions, items, s.retentionMS)
 		return s.complete.EvalSha(ctx, p, keys, args...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("complete batch: %w", err)
 	}
-	out := make([]error, len(completions))
-	for i, cmd := range cmds {
-		v, err := cmd.Slice()
+	for _, c := range chunks {
+		replies, err := c.replies()
 		if err != nil {
-			// The item's own error reply (run reports the others): a
-			// wrong type, keys of several slots. Nothing of it was written.
-			out[i] = fmt.Errorf("%w: %w", ErrInvalid, err)
+			// The call's own error reply, for a single item (run resends
+			// the items of a failed call alone): nothing of it was written.
+			for _, i := range c.items {
+				out[i] = fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
 			continue
 		}
-		switch code, _ := replyInt(v, 0); code {
-		case replyOK:
-		case replyLost:
-			out[i] = ErrLeaseLost
-		case replyInvalid:
-			out[i] = fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
-		default:
-			out[i] = fmt.Errorf("%w: unexpected reply %v", ErrInvalid, v)
+		for j, i := range c.items {
+			v, _ := replies[j].([]any)
+			switch code, _ := replyInt(v, 0); code {
+			case replyOK:
+			case replyLost:
+				out[i] = ErrLeaseLost
+			case replyInvalid, replyError:
+				out[i] = fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
+			default:
+				out[i] = fmt.Errorf("%w: unexpected reply %v", ErrInvalid, v)
+			}
 		}
 	}
 	return out, nil
@@ -293,13 +332,13 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 // acquires it at once. ErrLeaseLost means it was no longer ours; any other
 // error means the store could not be asked, and the lease expires by itself.
 func (s *Redis) Release(ctx context.Context, l Lease) error {
-	cmds, err := s.run(ctx, 1, func(p redis.Pipeliner, _ int) *redis.Cmd {
+	chunks, err := s.run(ctx, singles(1), func(p redis.Pipeliner, _ []int) *redis.Cmd {
 		return s.release.EvalSha(ctx, p, []string{l.Key}, l.Owner, l.Fence, s.retentionMS)
 	})
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	return statusError(cmds[0])
+	return statusError(chunks[0].cmd)
 }
 
 // statusError maps the integer reply of extend and release.
@@ -327,96 +366,177 @@ var opNames = [...]string{
 	handlers.OpExpire:  "PEXPIRE",
 }
 
-// completionArgs encodes a completion for completeScript. An op of an
-// unknown kind is sent as "?", which the script refuses as invalid.
-func completionArgs(c *Completion, retentionMS any) ([]string, []any) {
-	keys := make([]string, 1, 1+len(c.Effects))
-	keys[0] = c.Lease.Key
-	args := make([]any, 0, 5+4*len(c.Effects))
-	args = append(args, c.Lease.Owner, c.Lease.Fence, retentionMS, c.Result, len(c.Effects))
-	for _, op := range c.Effects {
-		keys = append(keys, op.Key)
-		idx := len(keys)
-		name := "?"
-		if int(op.Kind) < len(opNames) && opNames[op.Kind] != "" {
-			name = opNames[op.Kind]
-		}
-		switch op.Kind {
-		case handlers.OpIncrBy:
-			args = append(args, name, idx, op.Delta, "")
-		case handlers.OpSet:
-			args = append(args, name, idx, op.Value, "")
-		case handlers.OpHSet:
-			args = append(args, name, idx, op.Field, op.Value)
-		case handlers.OpHIncrBy:
-			args = append(args, name, idx, op.Field, op.Delta)
-		case handlers.OpHDel:
-			args = append(args, name, idx, op.Field, "")
-		case handlers.OpExpire:
-			args = append(args, name, idx, op.TTL.Milliseconds(), "")
-		default: // OpDel, unknown
-			args = append(args, name, idx, "", "")
+// completionArgs encodes the completions items for completeScript. An op of
+// an unknown kind is sent as "?", which the script refuses as invalid.
+func completionArgs(all []Completion, items []int, retentionMS any) ([]string, []any) {
+	nk, na := 0, 2
+	for _, i := range items {
+		nk += 1 + len(all[i].Effects)
+		na += 5 + 4*len(all[i].Effects)
+	}
+	keys := make([]string, 0, nk)
+	args := make([]any, 0, na)
+	args = append(args, retentionMS, len(items))
+	for _, i := range items {
+		c := &all[i]
+		keys = append(keys, c.Lease.Key)
+		args = append(args, 1+len(c.Effects), c.Lease.Owner, c.Lease.Fence, c.Result, len(c.Effects))
+		for j, op := range c.Effects {
+			keys = append(keys, op.Key)
+			idx := j + 2 // key 1 is the record
+			name := "?"
+			if int(op.Kind) < len(opNames) && opNames[op.Kind] != "" {
+				name = opNames[op.Kind]
+			}
+			switch op.Kind {
+			case handlers.OpIncrBy:
+				args = append(args, name, idx, op.Delta, "")
+			case handlers.OpSet:
+				args = append(args, name, idx, op.Value, "")
+			case handlers.OpHSet:
+				args = append(args, name, idx, op.Field, op.Value)
+			case handlers.OpHIncrBy:
+				args = append(args, name, idx, op.Field, op.Delta)
+			case handlers.OpHDel:
+				args = append(args, name, idx, op.Field, "")
+			case handlers.OpExpire:
+				args = append(args, name, idx, op.TTL.Milliseconds(), "")
+			default: // OpDel, unknown
+				args = append(args, name, idx, "", "")
+			}
 		}
 	}
 	return keys, args
 }
 
-// run sends n script calls in one pipeline and returns their commands. Items
-// answered NOSCRIPT are resent, alone, after the scripts are loaded again.
-// An error that is not about one item (the connection, a timeout, LOADING,
-// OOM, READONLY …) fails the batch: the store fails closed.
-func (s *Redis) run(ctx context.Context, n int, call func(p redis.Pipeliner, i int) *redis.Cmd) ([]*redis.Cmd, error) {
-	cmds := make([]*redis.Cmd, n)
-	var pending []int // nil: all items
-	for attempt := 0; ; attempt++ {
+// maxChunk caps the items of one script call, so that one call keeps the
+// server busy for a millisecond or two at most.
+const maxChunk = 128
+
+// chunk is one script call of a batch: the batch items it carries, in order,
+// and its command.
+type chunk struct {
+	items []int
+	cmd   *redis.Cmd
+}
+
+// replies returns the call's reply, one entry per item.
+func (c chunk) replies() ([]any, error) {
+	v, err := c.cmd.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != len(c.items) {
+		return nil, fmt.Errorf("%d replies for %d items", len(v), len(c.items))
+	}
+	return v, nil
+}
+
+// singles puts each of n items in a script call of its own.
+func singles(n int) [][]int {
+	g := make([][]int, n)
+	for i := range g {
+		g[i] = []int{i}
+	}
+	return g
+}
+
+// group splits n items into script calls of at most maxChunk items, keeping
+// their order: consecutive runs on a single server, and on a cluster the
+// items of one hash slot together (a script may only touch one slot).
+func (s *Redis) group(n int, key func(i int) string) [][]int {
+	var groups [][]int
+	if _, ok := s.c.(*redis.ClusterClient); !ok {
+		for lo := 0; lo < n; lo += maxChunk {
+			g := make([]int, 0, min(maxChunk, n-lo))
+			for i := lo; i < min(lo+maxChunk, n); i++ {
+				g = append(g, i)
+			}
+			groups = append(groups, g)
+		}
+		return groups
+	}
+	open := map[uint16]int{} // slot -> index of its open group
+	for i := range n {
+		sl := slot(key(i))
+		gi, ok := open[sl]
+		if !ok || len(groups[gi]) == maxChunk {
+			gi = len(groups)
+			open[sl] = gi
+			groups = append(groups, nil)
+		}
+		groups[gi] = append(groups[gi], i)
+	}
+	return groups
+}
+
+// sameSlot refuses, on a cluster, a completion whose effect keys are not all
+// in the slot of its record: one script cannot apply them atomically.
+func (s *Redis) sameSlot(c *Completion) error {
+	if _, ok := s.c.(*redis.ClusterClient); !ok {
+		return nil
+	}
+	want := slot(c.Lease.Key)
+	for _, op := range c.Effects {
+		if slot(op.Key) != want {
+			return fmt.Errorf("%w: effect key %s is not in the hash slot of %s: give it the record's hash tag", ErrInvalid, op.Key, c.Lease.Key)
+		}
+	}
+	return nil
+}
+
+// run sends one script call per group of items, all in one pipeline, and
+// returns the answered calls. A call answered NOSCRIPT did not run: it is
+// resent once the scripts are loaded again. A call of several items that
+// failed as a whole with an error about the call (a runtime error in the
+// script, a wrong type) is resent item by item, so that each item gets its
+// own answer; resending is safe, since every script is. Any other error (the
+// connection, a timeout, LOADING, OOM, READONLY …) fails the batch: the
+// store fails closed.
+func (s *Redis) run(ctx context.Context, groups [][]int, call func(p redis.Pipeliner, items []int) *redis.Cmd) ([]chunk, error) {
+	done := make([]chunk, 0, len(groups))
+	pending := make([]chunk, len(groups))
+	for i, g := range groups {
+		pending[i].items = g
+	}
+	for reloads := 0; len(pending) > 0; {
 		p := s.c.Pipeline()
-		if pending == nil {
-			for i := range cmds {
-				cmds[i] = call(p, i)
-			}
-		} else {
-			for _, i := range pending {
-				cmds[i] = call(p, i)
-			}
+		for i := range pending {
+			pending[i].cmd = call(p, pending[i].items)
 		}
 		_, _ = p.Exec(ctx) // errors are read per command below
 		s.trips.Add(1)
-		var retry []int
-		check := func(i int) error {
-			switch err := cmds[i].Err(); {
-			case err == nil, itemError(err):
-				// Item errors are reported per item by the caller.
+		var next []chunk
+		var noscript error
+		for _, c := range pending {
+			switch err := c.cmd.Err(); {
+			case err == nil:
+				done = append(done, c)
 			case redis.HasErrorPrefix(err, "NOSCRIPT"):
-				retry = append(retry, i)
+				noscript = err
+				next = append(next, chunk{items: c.items})
+			case itemError(err) && len(c.items) > 1:
+				for _, i := range c.items {
+					next = append(next, chunk{items: []int{i}})
+				}
+			case itemError(err):
+				done = append(done, c)
 			default:
-				return err
-			}
-			return nil
-		}
-		if pending == nil {
-			for i := range cmds {
-				if err := check(i); err != nil {
-					return nil, err
-				}
-			}
-		} else {
-			for _, i := range pending {
-				if err := check(i); err != nil {
-					return nil, err
-				}
+				return nil, err
 			}
 		}
-		if len(retry) == 0 {
-			return cmds, nil
+		if noscript != nil {
+			if reloads == 2 {
+				return nil, fmt.Errorf("scripts missing after reload: %w", noscript)
+			}
+			reloads++
+			if err := s.Load(ctx); err != nil {
+				return nil, err
+			}
 		}
-		if attempt == 2 {
-			return nil, fmt.Errorf("scripts missing after reload: %w", cmds[retry[0]].Err())
-		}
-		if err := s.Load(ctx); err != nil {
-			return nil, err
-		}
-		pending = retry
+		pending = next
 	}
+	return done, nil
 }
 
 // itemError reports whether err is an error reply about one script call (a

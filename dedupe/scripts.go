@@ -39,6 +39,7 @@ const (
 	replyDup      = 2
 	replyConflict = 3
 	replyBusy     = 4
+	replyError    = -2
 )
 
 // luaMS accepts a positive integer number of milliseconds as Go formats it.
@@ -46,45 +47,67 @@ const luaMS = `
 local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v, '^[1-9]%d*$') ~= nil end
 `
 
-// claimScript: KEYS[1] record; ARGV owner, lease ms, fingerprint,
-// retention ms.
-// Reply {1, fence, attempts, takenover} acquired | {2, result} duplicate |
-// {3} conflict | {4, ms left} busy | {-1, reason} invalid.
+// claimScript claims a batch: one script call for many records, so that the
+// per-call cost of a script is paid once per batch. KEYS[i] record i; ARGV[1]
+// lease ms, ARGV[2] retention ms, then owner and fingerprint of each record
+// (ARGV[1+2i], ARGV[2+2i]). Claims of one key in one batch run in order.
+// Reply: one item per record, {1, fence, attempts, takenover} acquired |
+// {2, result} duplicate | {3} conflict | {4, ms left} busy | {-1, reason}
+// invalid | {-2, error} the key holds something other than a record.
 // Safe to repeat: the owner token identifies the call. A re-sent takeover
 // answers TakenOver 0, since the record does not remember how it was taken.
 const claimScript = luaMS + `
-if not ms(ARGV[2]) or not ms(ARGV[4]) then return {-1, 'lease and retention must be positive ms'} end
-local r = redis.call('HMGET', KEYS[1], 's', 'f', 'o', 'l', 'a', 'p', 'r')
-local state = r[1]
-if state == 'd' then
-  if r[6] ~= ARGV[3] then return {3} end
-  return {2, r[7] or ''}
+local n = #KEYS
+if not ms(ARGV[1]) or not ms(ARGV[2]) or #ARGV ~= 2 + 2 * n then
+  return redis.error_reply('ERR fleet claim: malformed batch')
 end
-if state == 'p' and r[3] == ARGV[1] then return {1, tonumber(r[2]), tonumber(r[5]), 0} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = now + tonumber(ARGV[2])
-if not state then
-  redis.call('HSET', KEYS[1], 's', 'p', 'f', 1, 'o', ARGV[1], 'l', deadline, 'a', 1, 'p', ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {1, 1, 1, 0}
+local lease, retention = tonumber(ARGV[1]), ARGV[2]
+local now
+local function deadline()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now + lease
 end
-if state == 'p' then
-  local left = (tonumber(r[4]) or 0) - now
-  if left > 0 then return {4, left} end
-elseif state ~= 'r' then
-  return {-1, 'record in unknown state ' .. tostring(state)}
+local function claim(key, owner, fp)
+  -- Most claims are of new events: one field tells (every record has s).
+  local state = redis.pcall('HGET', key, 's')
+  if type(state) == 'table' then return {-2, state.err} end
+  if not state then
+    redis.call('HSET', key, 's', 'p', 'f', 1, 'o', owner, 'l', deadline(), 'a', 1, 'p', fp)
+    redis.call('PEXPIRE', key, retention)
+    return {1, 1, 1, 0}
+  end
+  local r = redis.call('HMGET', key, 'f', 'o', 'l', 'a', 'p', 'r')
+  if state == 'd' then
+    if r[5] ~= fp then return {3} end
+    return {2, r[6] or ''}
+  end
+  if state == 'p' and r[2] == owner then return {1, tonumber(r[1]), tonumber(r[4]), 0} end
+  local dl = deadline()
+  if state == 'p' then
+    local left = (tonumber(r[3]) or 0) - now
+    if left > 0 then return {4, left} end
+  elseif state ~= 'r' then
+    return {-1, 'record in unknown state ' .. tostring(state)}
+  end
+  if not string.match(r[1] or '', '^%d+$') or not string.match(r[4] or '', '^%d+$') then
+    return {-1, 'record has a corrupt fence or attempt count'}
+  end
+  local fence = redis.call('HINCRBY', key, 'f', 1)
+  local attempts = redis.call('HINCRBY', key, 'a', 1)
+  redis.call('HSET', key, 's', 'p', 'o', owner, 'l', dl, 'p', fp)
+  redis.call('PEXPIRE', key, retention)
+  local took = 0
+  if state == 'p' then took = 1 end
+  return {1, fence, attempts, took}
 end
-if not string.match(r[2] or '', '^%d+$') or not string.match(r[5] or '', '^%d+$') then
-  return {-1, 'record has a corrupt fence or attempt count'}
+local out = {}
+for i = 1, n do
+  out[i] = claim(KEYS[i], ARGV[1 + 2 * i], ARGV[2 + 2 * i])
 end
-local fence = redis.call('HINCRBY', KEYS[1], 'f', 1)
-local attempts = redis.call('HINCRBY', KEYS[1], 'a', 1)
-redis.call('HSET', KEYS[1], 's', 'p', 'o', ARGV[1], 'l', deadline, 'p', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local took = 0
-if state == 'p' then took = 1 end
-return {1, fence, attempts, took}
+return out
 `
 
 // extendScript: KEYS[1] record; ARGV owner, fence, lease ms, retention ms.
@@ -102,33 +125,55 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 `
 
-// completeScript: KEYS[1] record, KEYS[2..] effect keys; ARGV owner, fence,
-// retention ms, result, op count, then four slots per op:
+// completeScript completes a batch, each completion atomically with its
+// effects, in one script call. ARGV[1] retention ms, ARGV[2] the number of
+// completions; then per completion a header of five (key count, owner,
+// fence, result, op count) and four slots per op:
 //
-//	INCRBY  key-index delta  ''
-//	SET     key-index value  ''
-//	DEL     key-index ''     ''
-//	HSET    key-index field  value
-//	HINCRBY key-index field  delta
-//	HDEL    key-index field  ''
-//	PEXPIRE key-index ms     ''
+//	INCRBY  key  delta  ''
+//	SET     key  value  ''
+//	DEL     key  ''     ''
+//	HSET    key  field  value
+//	HINCRBY key  field  delta
+//	HDEL    key  field  ''
+//	PEXPIRE key  ms     ''
 //
-// Reply {1} done | {0} lost | {-1, reason} invalid (nothing written).
+// where key indexes the completion's own keys: KEYS holds, per completion,
+// its record and then its effect keys, so key 1 is the record and 2.. the
+// effect keys.
+//
+// Reply: one item per completion, {1} done | {0} lost | {-1, reason}
+// invalid (nothing of it written) | {-2, error} the record key holds
+// something other than a record.
 // Safe to repeat: a record done at this fence answers {1} and applies
 // nothing. An expired lease that nobody took over still completes: the owner
 // and fence match, so nothing else can have run the event.
 //
-// The first pass simulates every op on a shadow of the keys it touches
-// (types, integer values, hash fields), with Redis's own integer rules (no
-// '+', no leading zeros, 64-bit range, overflow), so that the second pass,
-// which writes, cannot fail.
+// For each completion, a first pass simulates every op on a shadow of the
+// keys it touches (types, integer values, hash fields), with Redis's own
+// integer rules (no '+', no leading zeros, 64-bit range, overflow), so that
+// the second pass, which writes, cannot fail. Completions run one after
+// another: each sees the writes of the ones before it.
 const completeScript = luaMS + `
-local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f')
-if r[1] == 'd' and r[3] == ARGV[2] then return {1} end
-if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return {0} end
-local n = tonumber(ARGV[5])
-if not ms(ARGV[3]) then return {-1, 'retention must be positive ms'} end
-if not n or n < 0 or n % 1 ~= 0 or #ARGV ~= 5 + 4 * n then return {-1, 'malformed effects'} end
+local n = tonumber(ARGV[2])
+if not ms(ARGV[1]) or not n or n < 0 or n % 1 ~= 0 then
+  return redis.error_reply('ERR fleet complete: malformed batch')
+end
+local retention = ARGV[1]
+-- The layout is checked whole before anything is written.
+do
+  local kb, a = 1, 3
+  for i = 1, n do
+    local nk, nops = tonumber(ARGV[a]), tonumber(ARGV[a + 4])
+    if not nk or not nops or nk < 1 or nk % 1 ~= 0 or nops < 0 or nops % 1 ~= 0 then
+      return redis.error_reply('ERR fleet complete: malformed batch')
+    end
+    kb, a = kb + nk, a + 5 + 4 * nops
+  end
+  if kb ~= #KEYS + 1 or a ~= #ARGV + 1 then
+    return redis.error_reply('ERR fleet complete: malformed batch')
+  end
+end
 
 local B = 1000000000
 local ZERO = {false, 0, 0}
@@ -146,9 +191,8 @@ local function int(v)
   local len = #d
   if len > 19 or not string.match(d, '^[1-9]%d*$') then return nil end
   if len == 19 and d > (neg and '9223372036854775808' or '9223372036854775807') then return nil end
-  local hi = 0
-  if len > 9 then hi = tonumber(string.sub(d, 1, len - 9)) end
-  return {neg, hi, tonumber(string.sub(d, -9))}
+  if len <= 9 then return {neg, 0, tonumber(d)} end
+  return {neg, tonumber(string.sub(d, 1, len - 9)), tonumber(string.sub(d, -9))}
 end
 -- add returns a + b exactly, or nil when the sum leaves the 64-bit range.
 local function add(a, b)
@@ -168,13 +212,28 @@ end
 -- The shadow of a key: t type, v string value (loaded lazily), f hash fields
 -- (false: absent), dn fields added minus removed, fresh when nothing of
 -- the key in Redis is left to read.
-local sim = {}
+local sim
 local function fresh(t, v) return {t = t, v = v, f = {}, dn = 0, fresh = true} end
 local function load(k)
   local st = sim[k]
   if st == nil then
     local t = redis.call('TYPE', k)['ok']
     st = {t = t, f = {}, dn = 0, fresh = (t == 'none')}
+    sim[k] = st
+  end
+  return st
+end
+-- loadValue is load for a string op: one GET tells the type of most keys.
+local function loadValue(k)
+  local st = sim[k]
+  if st == nil then
+    local v = redis.pcall('GET', k)
+    if type(v) == 'table' then return load(k) end
+    if v then
+      st = {t = 'string', v = v, f = {}, dn = 0, fresh = false}
+    else
+      st = {t = 'none', f = {}, dn = 0, fresh = true}
+    end
     sim[k] = st
   end
   return st
@@ -189,87 +248,112 @@ local function field(st, k, f)
 end
 local function bad(i, msg) return {-1, 'effect ' .. i .. ': ' .. msg} end
 
-for i = 0, n - 1 do
-  local b = 6 + 4 * i
-  local op, k, x, y = ARGV[b], KEYS[tonumber(ARGV[b + 1])], ARGV[b + 2], ARGV[b + 3]
-  if not k then return bad(i, 'no key') end
-  if k == KEYS[1] then return bad(i, op .. ' on the idempotency record') end
-  if op == 'SET' then
-    sim[k] = fresh('string', x)
-  elseif op == 'DEL' then
-    sim[k] = fresh('none')
-  elseif op == 'PEXPIRE' then
-    local d = int(x)
-    if not d or d[2] >= 9000000000 then return bad(i, 'PEXPIRE ' .. k .. ' by ' .. x .. ' ms') end
-    if d[1] or d == ZERO then sim[k] = fresh('none') end
-  elseif op == 'INCRBY' then
-    local d = int(x)
-    if not d then return bad(i, 'INCRBY ' .. k .. ' by ' .. x) end
-    local st = load(k)
-    local cur = ZERO
-    if st.t == 'string' then
-      if st.v == nil then st.v = redis.call('GET', k) end
-      cur = int(st.v)
-      if not cur then return bad(i, 'INCRBY ' .. k .. ': value is not an integer') end
-    elseif st.t ~= 'none' then
-      return bad(i, 'INCRBY ' .. k .. ': key holds a ' .. st.t)
-    end
-    local s = add(cur, d)
-    if not s then return bad(i, 'INCRBY ' .. k .. ': overflow') end
-    st.t, st.v = 'string', s
-  elseif op == 'HSET' or op == 'HINCRBY' or op == 'HDEL' then
-    local st = load(k)
-    if st.t ~= 'hash' and st.t ~= 'none' then return bad(i, op .. ' ' .. k .. ': key holds a ' .. st.t) end
-    if op == 'HDEL' then
-      if st.t == 'hash' and field(st, k, x) then
-        st.f[x], st.dn = false, st.dn - 1
-        local left = st.dn
-        if not st.fresh then left = left + redis.call('HLEN', k) end
-        if left == 0 then sim[k] = fresh('none') end
+-- complete1 completes the record KEYS[kb] with nk keys; its owner is ARGV[a].
+local function complete1(kb, nk, a)
+  local rec = KEYS[kb]
+  local owner, fence, result, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local r = redis.pcall('HMGET', rec, 's', 'o', 'f')
+  if r.err then return {-2, r.err} end
+  if r[1] == 'd' and r[3] == fence then return {1} end
+  if r[1] ~= 'p' or r[2] ~= owner or r[3] ~= fence then return {0} end
+  local function key(j)
+    j = tonumber(j)
+    if not j or j < 2 or j > nk or j % 1 ~= 0 then return nil end
+    return KEYS[kb + j - 1]
+  end
+
+  sim = {}
+  for i = 0, n - 1 do
+    local b = a + 4 + 4 * i
+    local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
+    if not k then return bad(i, 'no key') end
+    if k == rec then return bad(i, op .. ' on the idempotency record') end
+    if op == 'SET' then
+      sim[k] = fresh('string', x)
+    elseif op == 'DEL' then
+      sim[k] = fresh('none')
+    elseif op == 'PEXPIRE' then
+      local d = int(x)
+      if not d or d[2] >= 9000000000 then return bad(i, 'PEXPIRE ' .. k .. ' by ' .. x .. ' ms') end
+      if d[1] or d == ZERO then sim[k] = fresh('none') end
+    elseif op == 'INCRBY' then
+      local d = int(x)
+      if not d then return bad(i, 'INCRBY ' .. k .. ' by ' .. x) end
+      local st = loadValue(k)
+      local cur = ZERO
+      if st.t == 'string' then
+        if st.v == nil then st.v = redis.call('GET', k) end
+        cur = int(st.v)
+        if not cur then return bad(i, 'INCRBY ' .. k .. ': value is not an integer') end
+      elseif st.t ~= 'none' then
+        return bad(i, 'INCRBY ' .. k .. ': key holds a ' .. st.t)
+      end
+      local s = add(cur, d)
+      if not s then return bad(i, 'INCRBY ' .. k .. ': overflow') end
+      st.t, st.v = 'string', s
+    elseif op == 'HSET' or op == 'HINCRBY' or op == 'HDEL' then
+      local st = load(k)
+      if st.t ~= 'hash' and st.t ~= 'none' then return bad(i, op .. ' ' .. k .. ': key holds a ' .. st.t) end
+      if op == 'HDEL' then
+        if st.t == 'hash' and field(st, k, x) then
+          st.f[x], st.dn = false, st.dn - 1
+          local left = st.dn
+          if not st.fresh then left = left + redis.call('HLEN', k) end
+          if left == 0 then sim[k] = fresh('none') end
+        end
+      else
+        local v = y
+        local d
+        if op == 'HINCRBY' then
+          d = int(y)
+          if not d then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ' by ' .. y) end
+        end
+        st.t = 'hash'
+        local old = field(st, k, x)
+        if d then
+          local cur = ZERO
+          if old then
+            cur = int(old)
+            if not cur then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ': value is not an integer') end
+          end
+          v = add(cur, d)
+          if not v then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ': overflow') end
+        end
+        if not old then st.dn = st.dn + 1 end
+        st.f[x] = v
       end
     else
-      local v = y
-      local d
-      if op == 'HINCRBY' then
-        d = int(y)
-        if not d then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ' by ' .. y) end
-      end
-      st.t = 'hash'
-      local old = field(st, k, x)
-      if d then
-        local cur = ZERO
-        if old then
-          cur = int(old)
-          if not cur then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ': value is not an integer') end
-        end
-        v = add(cur, d)
-        if not v then return bad(i, 'HINCRBY ' .. k .. ' ' .. x .. ': overflow') end
-      end
-      if not old then st.dn = st.dn + 1 end
-      st.f[x] = v
+      return bad(i, 'unknown operation ' .. tostring(op))
     end
-  else
-    return bad(i, 'unknown operation ' .. tostring(op))
   end
+
+  for i = 0, n - 1 do
+    local b = a + 4 + 4 * i
+    local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
+    if op == 'INCRBY' then redis.call('INCRBY', k, x)
+    elseif op == 'SET' then redis.call('SET', k, x)
+    elseif op == 'DEL' then redis.call('DEL', k)
+    elseif op == 'HSET' then redis.call('HSET', k, x, y)
+    elseif op == 'HINCRBY' then redis.call('HINCRBY', k, x, y)
+    elseif op == 'HDEL' then redis.call('HDEL', k, x)
+    elseif op == 'PEXPIRE' then redis.call('PEXPIRE', k, x)
+    end
+  end
+  redis.call('HSET', rec, 's', 'd')
+  redis.call('HDEL', rec, 'o', 'l')
+  if result ~= '' then redis.call('HSET', rec, 'r', result) end
+  redis.call('PEXPIRE', rec, retention)
+  return {1}
 end
 
-for i = 0, n - 1 do
-  local b = 6 + 4 * i
-  local op, k, x, y = ARGV[b], KEYS[tonumber(ARGV[b + 1])], ARGV[b + 2], ARGV[b + 3]
-  if op == 'INCRBY' then redis.call('INCRBY', k, x)
-  elseif op == 'SET' then redis.call('SET', k, x)
-  elseif op == 'DEL' then redis.call('DEL', k)
-  elseif op == 'HSET' then redis.call('HSET', k, x, y)
-  elseif op == 'HINCRBY' then redis.call('HINCRBY', k, x, y)
-  elseif op == 'HDEL' then redis.call('HDEL', k, x)
-  elseif op == 'PEXPIRE' then redis.call('PEXPIRE', k, x)
-  end
+local out = {}
+local kb, a = 1, 3
+for i = 1, n do
+  local nk, nops = tonumber(ARGV[a]), tonumber(ARGV[a + 4])
+  out[i] = complete1(kb, nk, a + 1)
+  kb, a = kb + nk, a + 5 + 4 * nops
 end
-redis.call('HSET', KEYS[1], 's', 'd')
-redis.call('HDEL', KEYS[1], 'o', 'l')
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'r', ARGV[4]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1}
+return out
 `
 
 // releaseScript: KEYS[1] record; ARGV owner, fence, retention ms.

@@ -2,6 +2,8 @@ package dedupe_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -169,6 +171,72 @@ func TestRedisScriptFlush(t *testing.T) {
 	}
 	if trips := s.RoundTrips() - before; trips != 1 {
 		t.Fatalf("a batch of %d claims took %d round trips, want 1", len(claims), trips)
+	}
+}
+
+// TestRedisBatchCalls checks the batch calls beyond one script call: a batch
+// larger than a call's cap is still one round trip and answers in order, and
+// a record key holding something else fails only its own item.
+func TestRedisBatchCalls(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	s, err := dedupe.NewRedis(c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	claims := make([]dedupe.Claim, 300)
+	for i := range claims {
+		claims[i] = dedupe.Claim{Key: fmt.Sprintf("k%d", i%290), Fingerprint: "fp"}
+	}
+	before := s.RoundTrips()
+	res, err := s.ClaimBatch(ctx, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trips := s.RoundTrips() - before; trips != 1 {
+		t.Fatalf("%d claims took %d round trips, want 1", len(claims), trips)
+	}
+	comps := make([]dedupe.Completion, 0, len(claims))
+	for i, r := range res {
+		want := dedupe.Acquired
+		if i >= 290 {
+			want = dedupe.Busy // the same key as item i-290, claimed before it in this batch
+		}
+		if r.Outcome != want {
+			t.Fatalf("claim %d: %v, want %v", i, r.Outcome, want)
+		}
+		if r.Outcome == dedupe.Acquired {
+			comps = append(comps, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "total", Delta: int64(i)}}})
+		}
+	}
+	// Item 7's record is overwritten with a string behind the store's back.
+	if err := c.Set(ctx, comps[7].Lease.Key, "not a record", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs, err := s.CompleteBatch(ctx, comps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for i, e := range errs {
+		switch {
+		case i == 7 && !errors.Is(e, dedupe.ErrInvalid):
+			t.Fatalf("completion of a clobbered record: %v, want ErrInvalid", e)
+		case i != 7 && e != nil:
+			t.Fatalf("completion %d: %v", i, e)
+		case i != 7:
+			want += int64(i)
+		}
+	}
+	if got, _ := c.Get(ctx, "total").Int64(); got != want {
+		t.Fatalf("total = %d, want %d", got, want)
+	}
+	if _, err := s.ClaimBatch(ctx, claims[:10]); !errors.Is(err, dedupe.ErrInvalid) {
+		t.Fatalf("claiming a clobbered record: %v, want ErrInvalid", err)
 	}
 }
 

@@ -204,6 +204,35 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		}
 	})
 
+	t.Run("batch completions apply each on its own", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		h.SetString("word", "hello")
+		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{
+			{Key: "a", Fingerprint: "fp"}, {Key: "b", Fingerprint: "fp"}, {Key: "c", Fingerprint: "fp"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs, err := h.Store.CompleteBatch(ctx, []dedupe.Completion{
+			{Lease: res[0].Lease, Effects: incr("sum", 2)},
+			{Lease: res[1].Lease, Effects: append(incr("sum", 10), incr("word", 1)...)},
+			{Lease: res[2].Lease, Effects: incr("sum", 3)},
+			{Lease: res[0].Lease, Effects: incr("sum", 2)}, // sent twice in one batch
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errs[0] != nil || errs[2] != nil || errs[3] != nil || !errors.Is(errs[1], dedupe.ErrInvalid) {
+			t.Fatalf("answers %v, want nil, ErrInvalid, nil, nil", errs)
+		}
+		if got := h.Int("sum"); got != 5 {
+			t.Fatalf("sum = %d, want 5: each valid completion once, nothing of the invalid one", got)
+		}
+		if b := claim(t, h, "b", "fp"); b.Outcome != dedupe.Busy {
+			t.Fatalf("the refused completion's record should still be processing: %+v", b)
+		}
+	})
+
 	t.Run("effects", func(t *testing.T) {
 		h := newHarness(t, cfg)
 		r := claim(t, h, "k", "fp")
