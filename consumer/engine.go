@@ -54,6 +54,17 @@ type Engine struct {
 	storeErr atomic.Pointer[string]
 
 	completions chan *work
+	claims      chan *claimRequest
+}
+
+// claimRequest is one partition's batch of claims waiting for the engine's
+// group commit; done is closed when results or err are set, so a requester
+// that stopped waiting never blocks the loop.
+type claimRequest struct {
+	claims  []dedupe.Claim
+	results []dedupe.ClaimResult
+	err     error
+	done    chan struct{}
 }
 
 // New returns an engine. The publisher receives dead letters; it must
@@ -74,6 +85,7 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 		log:         log,
 		m:           m,
 		completions: make(chan *work, cfg.MaxInFlight),
+		claims:      make(chan *claimRequest, 64),
 	}, nil
 }
 
@@ -150,6 +162,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { e.completeLoop(bg) })
+	wg.Go(func() { e.claimLoop(bg) })
 	if p, ok := e.store.(Pinger); ok {
 		wg.Go(func() { e.probeStore(bg, p) })
 	}
@@ -371,6 +384,66 @@ func (e *Engine) completeLoop(ctx context.Context) {
 				return
 			}
 		}
+	}
+}
+
+// claimLoop is the group commit of claims: it takes every partition's batch
+// that is waiting, up to 4 batches' worth of claims, claims them all in one
+// store round trip and answers each requester. It makes one attempt per
+// round; requesters retry (and fail closed) themselves.
+func (e *Engine) claimLoop(ctx context.Context) {
+	limit := 4 * e.cfg.BatchSize
+	var reqs []*claimRequest
+	var all []dedupe.Claim
+	for {
+		reqs, all = reqs[:0], all[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-e.claims:
+			reqs = append(reqs, r)
+			all = append(all, r.claims...)
+		}
+	fill:
+		for len(all) < limit {
+			select {
+			case r := <-e.claims:
+				reqs = append(reqs, r)
+				all = append(all, r.claims...)
+			default:
+				break fill
+			}
+		}
+		start := time.Now()
+		results, err := e.store.ClaimBatch(ctx, all)
+		e.m.storeTime.WithLabelValues("claim").Observe(time.Since(start).Seconds())
+		for _, r := range reqs {
+			if err != nil {
+				r.err = err
+			} else {
+				r.results = results[:len(r.claims):len(r.claims)]
+				results = results[len(r.claims):]
+			}
+			close(r.done)
+		}
+		clear(reqs)
+	}
+}
+
+// claim sends claims through the engine's group commit and waits for the
+// answer, or until ctx is done.
+func (e *Engine) claim(ctx context.Context, claims []dedupe.Claim) ([]dedupe.ClaimResult, error) {
+	r := &claimRequest{claims: claims, done: make(chan struct{})}
+	select {
+	case e.claims <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.results, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

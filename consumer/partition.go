@@ -287,9 +287,7 @@ func (p *partition) laneOf(w *work) int {
 func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, bool) {
 	e := p.e
 	for attempt := 0; ; attempt++ {
-		start := time.Now()
-		results, err := e.store.ClaimBatch(p.work, claims)
-		e.m.storeTime.WithLabelValues("claim").Observe(time.Since(start).Seconds())
+		results, err := e.claim(p.work, claims)
 		if err == nil {
 			e.storeOK()
 			for _, r := range results {
