@@ -30,17 +30,19 @@ import (
 // idempotent loop and through fleet, each in a child process, measured in
 // the same run; then fleet's produce-to-done latency at half its throughput.
 type benchCmd struct {
-	Events     int      `default:"200000" help:"Unique events to load."`
-	Duplicates float64  `default:"0.1" help:"Share of events republished with the same id."`
-	Accounts   int      `default:"1000" help:"Accounts the events spread over."`
-	Partitions int      `default:"8" help:"Partitions of the bench topics."`
-	Lanes      int      `default:"16" help:"fleet: key-ordered lanes per partition."`
-	BatchSize  int      `default:"256" help:"fleet: events claimed in one round trip."`
-	Brokers    []string `sep:"," help:"Use these brokers instead of an embedded one."`
-	Redis      string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
-	NoNaive    bool     `help:"Skip the naive loop."`
-	LatencyFor string   `default:"5s" help:"How long the latency phase publishes."`
-	JSON       bool     `name:"json" help:"Print the results as JSON."`
+	Events      int      `default:"200000" help:"Unique events to load."`
+	Duplicates  float64  `default:"0.1" help:"Share of events republished with the same id."`
+	Accounts    int      `default:"1000" help:"Accounts the events spread over."`
+	Partitions  int      `default:"8" help:"Partitions of the bench topics."`
+	Lanes       int      `default:"16" help:"fleet: key-ordered lanes per partition."`
+	BatchSize   int      `default:"256" help:"fleet: events claimed in one round trip."`
+	MaxInFlight int      `default:"0" help:"fleet: in-flight events per partition (0: the engine's default)."`
+	Profile     string   `help:"Write CPU and heap profiles of the fleet throughput run into this directory (fleet.cpu.pprof, fleet.heap.pprof)."`
+	Brokers     []string `sep:"," help:"Use these brokers instead of an embedded one."`
+	Redis       string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
+	NoNaive     bool     `help:"Skip the naive loop."`
+	LatencyFor  string   `default:"5s" help:"How long the latency phase publishes."`
+	JSON        bool     `name:"json" help:"Print the results as JSON."`
 }
 
 // benchResult is one worker's measured run.
@@ -191,9 +193,11 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	ready := filepath.Join(dir, "ready")
 	args := []string{"bench-worker", "--mode", mode, "--brokers", strings.Join(brokers, ","), "--topic", topic,
 		"--group", group, "--redis", redisURL, "--expect", strconv.Itoa(expect), "--ready-file", ready,
-		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize)}
+		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize), "--max-in-flight", strconv.Itoa(c.MaxInFlight)}
 	if feed != nil {
 		args = append(args, "--latency")
+	} else if mode == "fleet" && c.Profile != "" {
+		args = append(args, "--profile", c.Profile)
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	var stdout, stderr bytes.Buffer

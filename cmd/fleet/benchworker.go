@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,17 +32,19 @@ import (
 // process so that its memory and CPU are its own. It consumes until it has
 // finished --expect messages, then prints a workerResult as JSON.
 type benchWorkerCmd struct {
-	Mode       string   `enum:"naive,fleet" required:"" help:"naive or fleet."`
-	Brokers    []string `sep:"," required:""`
-	Topic      string   `required:""`
-	Group      string   `required:""`
-	Redis      string   `required:""`
-	Expect     int      `required:"" help:"Messages to finish before exiting."`
-	Lanes      int      `default:"16"`
-	BatchSize  int      `default:"256"`
-	Latency    bool     `help:"Record produce-to-done latency of every event."`
-	ReadyFile  string   `help:"Touch this file once consuming has started."`
-	TimeoutSec int      `default:"600"`
+	Mode        string   `enum:"naive,fleet" required:"" help:"naive or fleet."`
+	Brokers     []string `sep:"," required:""`
+	Topic       string   `required:""`
+	Group       string   `required:""`
+	Redis       string   `required:""`
+	Expect      int      `required:"" help:"Messages to finish before exiting."`
+	Lanes       int      `default:"16"`
+	BatchSize   int      `default:"256"`
+	MaxInFlight int      `default:"0"`
+	Profile     string   `help:"Write fleet.cpu.pprof and fleet.heap.pprof into this directory."`
+	Latency     bool     `help:"Record produce-to-done latency of every event."`
+	ReadyFile   string   `help:"Touch this file once consuming has started."`
+	TimeoutSec  int      `default:"600"`
 }
 
 // workerResult is what a bench worker reports.
@@ -67,6 +71,13 @@ func (c *benchWorkerCmd) Run() error {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	var res workerResult
+	if c.Profile != "" {
+		stopProfile, err := startProfile(c.Profile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	if c.Mode == "naive" {
 		res, err = c.naive(ctx, rdb)
 	} else {
@@ -80,6 +91,36 @@ func (c *benchWorkerCmd) Run() error {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// startProfile starts a CPU profile into dir/fleet.cpu.pprof; the function it
+// returns stops it and writes the heap profile (in use and allocated since
+// start) into dir/fleet.heap.pprof.
+func startProfile(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	cpu, err := os.Create(filepath.Join(dir, "fleet.cpu.pprof"))
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		cpu.Close()
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		cpu.Close()
+		heap, err := os.Create(filepath.Join(dir, "fleet.heap.pprof"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "heap profile:", err)
+			return
+		}
+		defer heap.Close()
+		if err := pprof.Lookup("heap").WriteTo(heap, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "heap profile:", err)
+		}
+	}, nil
 }
 
 // peakRSS reads this process's peak resident set size (VmHWM), in KiB.
@@ -191,6 +232,9 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	cfg := consumer.DefaultConfig()
 	cfg.Brokers, cfg.Topics, cfg.Group = c.Brokers, []string{c.Topic}, c.Group
 	cfg.Lanes, cfg.BatchSize = c.Lanes, c.BatchSize
+	if c.MaxInFlight > 0 {
+		cfg.MaxInFlight = c.MaxInFlight
+	}
 	cfg.MaxWait = 50 * time.Millisecond
 	cfg.OnFinish = func(m *kafka.Message, _ string) {
 		now := time.Now()
