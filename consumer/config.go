@@ -24,6 +24,10 @@ type Config struct {
 	Lanes int
 	// MaxInFlight caps fetched-but-unfinished events per partition.
 	MaxInFlight int
+	// MaxInFlightBytes caps the bytes (keys, values, headers) of those
+	// events per partition; a single larger message still goes through,
+	// alone.
+	MaxInFlightBytes int64
 	// BatchSize caps the events claimed in one store round trip.
 	BatchSize int
 
@@ -68,7 +72,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Lanes:             16,
-		MaxInFlight:       1024,
+		MaxInFlight:       256,
+		MaxInFlightBytes:  4 << 20,
 		BatchSize:         256,
 		MaxAttempts:       5,
 		RetryBackoff:      100 * time.Millisecond,
@@ -118,6 +123,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		bad("max in flight %d: must be at least 1", c.MaxInFlight)
+	}
+	if c.MaxInFlightBytes < 1 {
+		bad("max in flight bytes %d: must be at least 1", c.MaxInFlightBytes)
 	}
 	if c.BatchSize < 1 {
 		bad("batch size %d: must be at least 1", c.BatchSize)

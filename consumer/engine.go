@@ -77,10 +77,12 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 		return nil, errors.New("consumer: store, router, publisher, logger and metrics are required")
 	}
 	return &Engine{
-		cfg:         cfg,
-		store:       store,
-		router:      router,
-		handler:     handlers.Chain(router, handlers.Recover(), handlers.Timeout(cfg.HandlerTimeout)),
+		cfg:    cfg,
+		store:  store,
+		router: router,
+		// The handler timeout is the deadline of each attempt's context
+		// (see runHandler), not a middleware: one context per attempt.
+		handler:     handlers.Chain(router, handlers.Recover()),
 		dlq:         dlq,
 		log:         log,
 		m:           m,
@@ -355,8 +357,8 @@ func (e *Engine) completeLoop(ctx context.Context) {
 			live := batch[:0]
 			reqs = reqs[:0]
 			for _, w := range batch {
-				if w.ctx.Err() != nil {
-					w.completed <- w.ctx.Err()
+				if err := w.p.work.Err(); err != nil {
+					w.completed <- err
 					continue
 				}
 				live = append(live, w)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,6 +183,88 @@ func TestFlakyHandlerAppliedOnce(t *testing.T) {
 	}
 	if r := en.counter("fleet_consumer_retries_total"); r != 2 {
 		t.Errorf("retries = %v, want 2", r)
+	}
+}
+
+// TestHandlerTimeoutRetries lets a handler overrun its timeout once: its
+// context ends at the deadline, the attempt counts as a retryable failure,
+// and the next attempt applies the effect once.
+func TestHandlerTimeoutRetries(t *testing.T) {
+	e := newEnv(t, 1)
+	var mu sync.Mutex
+	overran := false
+	router, counts := newCountingRouter(t, nil)
+	slow := handlers.NewRouter()
+	for _, typ := range router.Types() {
+		next, _ := router.Lookup(typ)
+		if err := slow.Register(typ, handlers.HandlerFunc(func(ctx context.Context, ev handlers.Event, tx *handlers.Tx) error {
+			mu.Lock()
+			first := !overran
+			overran = true
+			mu.Unlock()
+			if first {
+				<-ctx.Done() // past the handler timeout
+				return ctx.Err()
+			}
+			return next.Handle(ctx, ev, tx)
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	en := e.start(options{router: slow, configure: func(c *consumer.Config) { c.HandlerTimeout = 200 * time.Millisecond }})
+	e.publish(payment("slow", "acct-3", ledger.TypeCaptured, 700))
+	waitFor(t, 20*time.Second, "event processed", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+	if got := e.balances([]string{"acct-3"})["acct-3"]; got != 700 {
+		t.Fatalf("balance = %d, want 700", got)
+	}
+	if calls := counts.callCount(); calls != 1 {
+		t.Errorf("ledger handler completed %d times, want 1", calls)
+	}
+	if r := en.counter("fleet_consumer_retries_total"); r != 1 {
+		t.Errorf("retries = %v, want 1", r)
+	}
+}
+
+// TestInFlightBytesCapped publishes events whose bytes exceed a partition's
+// in-flight byte budget: the engine takes in only what fits, and the rest
+// follows as handlers finish.
+func TestInFlightBytesCapped(t *testing.T) {
+	e := newEnv(t, 1)
+	var msgs []kafka.Message
+	size := 0
+	for i := range 20 {
+		m := payment(fmt.Sprintf("big-%d", i), fmt.Sprintf("acct-%d", i), ledger.TypeCaptured, 100)
+		size = len(m.Key) + len(m.Value)
+		for _, h := range m.Headers {
+			size += len(h.Key) + len(h.Value)
+		}
+		msgs = append(msgs, m)
+	}
+	e.publish(msgs...)
+	const fits = 3
+	gate := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(1)
+	var once sync.Once
+	router, counts := newCountingRouter(t, func(handlers.Event) error {
+		once.Do(started.Done)
+		<-gate
+		return nil
+	})
+	en := e.start(options{router: router, configure: func(c *consumer.Config) {
+		c.MaxInFlightBytes = int64(fits*size + size/2)
+	}})
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the engine stops, even when the test fails
+	started.Wait()
+	if n := en.gauge("fleet_consumer_in_flight_events"); n > fits {
+		t.Fatalf("%v events in flight with room for %d", n, fits)
+	}
+	open()
+	waitFor(t, 20*time.Second, "all events processed", func() bool { return en.finished(consumer.OutcomeProcessed) == len(msgs) })
+	if calls := counts.callCount(); calls != len(msgs) {
+		t.Errorf("handler called %d times, want %d", calls, len(msgs))
 	}
 }
 

@@ -184,6 +184,19 @@ func (en *engine) counter(name string) float64 {
 	return v
 }
 
+func (en *engine) gauge(name string) float64 {
+	mfs, _ := en.reg.Gather()
+	v := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return v
+}
+
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -40,13 +40,20 @@ type work struct {
 	lease dedupe.Lease
 	tx    *handlers.Tx
 
-	// ctx is the context of the current run; cancel ends it (lease lost).
-	ctx       context.Context
-	cancel    context.CancelFunc
-	lost      atomic.Bool
+	// p is the partition the event belongs to.
+	p *partition
+	// ctx is the context of the current run, with the handler timeout as its
+	// deadline; cancel ends it (lease lost, run over).
+	ctx    context.Context
+	cancel context.CancelFunc
+	lost   atomic.Bool
+	// completed answers a completion; it is the lane's, which has one event
+	// at a time.
 	completed chan error
 
 	firstFailure, lastFailure time.Time
+	// size is the message's share of the partition's byte budget.
+	size int64
 }
 
 // heldRun is a running attempt whose lease the heartbeat extends.
@@ -68,7 +75,11 @@ type partition struct {
 	work  context.Context
 	lanes []chan *work
 	slots chan struct{}
-	seed  maphash.Seed
+	bytes *byteBudget
+	// next is a message fetched but over the byte budget: the first of the
+	// next batch.
+	next *kafka.Message
+	seed maphash.Seed
 
 	mu   sync.Mutex
 	held map[*work]heldRun
@@ -84,6 +95,7 @@ func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-
 		work:  workCtx,
 		lanes: make([]chan *work, e.cfg.Lanes),
 		slots: make(chan struct{}, e.cfg.MaxInFlight),
+		bytes: newByteBudget(e.cfg.MaxInFlightBytes),
 		seed:  maphash.MakeSeed(),
 		held:  make(map[*work]heldRun),
 		lag:   e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
@@ -200,14 +212,17 @@ func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
 			}
 		}
 		var m kafka.Message
-		if len(*batch) == 0 {
+		switch {
+		case p.next != nil:
+			m, p.next = *p.next, nil
+		case len(*batch) == 0:
 			select {
 			case m = <-msgs:
 			case <-p.stop:
 				<-p.slots
 				return false
 			}
-		} else {
+		default:
 			select {
 			case m = <-msgs:
 			default:
@@ -215,9 +230,73 @@ func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
 				return true
 			}
 		}
-		*batch = append(*batch, &work{msg: m, completed: make(chan error, 1)})
+		// Backpressure: bytes in flight. A message over the budget waits for
+		// the next batch, or alone when nothing else is in flight.
+		size := messageSize(&m)
+		if !p.bytes.take(size, len(*batch) == 0, p.stop) {
+			p.next = &m
+			<-p.slots
+			return len(*batch) > 0
+		}
+		*batch = append(*batch, &work{msg: m, p: p, size: size})
 	}
 	return true
+}
+
+// messageSize is what a message holds in memory, roughly: key, value and
+// headers.
+func messageSize(m *kafka.Message) int64 {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
+}
+
+// byteBudget caps the bytes of a partition's in-flight messages. One
+// goroutine takes (the collector); any goroutine gives back.
+type byteBudget struct {
+	mu    sync.Mutex
+	used  int64
+	max   int64
+	freed chan struct{}
+}
+
+func newByteBudget(max int64) *byteBudget {
+	return &byteBudget{max: max, freed: make(chan struct{}, 1)}
+}
+
+// take reserves n bytes. Over budget, it waits for bytes to be given back
+// when wait is set (or until stop), and otherwise reports false. With
+// nothing in flight any n fits, so an oversized message still goes through.
+func (b *byteBudget) take(n int64, wait bool, stop <-chan struct{}) bool {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return true
+		}
+		b.mu.Unlock()
+		if !wait {
+			return false
+		}
+		select {
+		case <-b.freed:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+func (b *byteBudget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	select {
+	case b.freed <- struct{}{}:
+	default:
+	}
 }
 
 // dispatch decodes a batch, claims the decodable events in one round trip
@@ -314,7 +393,9 @@ func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, boo
 
 // lane processes its events one after another, in offset order.
 func (p *partition) lane(ch <-chan *work) {
+	completed := make(chan error, 1)
 	for w := range ch {
+		w.completed = completed
 		if p.stopping() {
 			p.abandon(w)
 			continue
@@ -460,7 +541,11 @@ func (p *partition) awaitStore() bool {
 func (p *partition) runHandler(w *work) error {
 	e := p.e
 	w.lost.Store(false)
-	w.ctx, w.cancel = context.WithCancel(p.work)
+	if d := e.cfg.HandlerTimeout; d > 0 {
+		w.ctx, w.cancel = context.WithTimeout(p.work, d)
+	} else {
+		w.ctx, w.cancel = context.WithCancel(p.work)
+	}
 	w.tx = handlers.NewTx(w.lease.Key, w.lease.Fence, w.res.Attempts)
 	p.mu.Lock()
 	p.held[w] = heldRun{lease: w.lease, cancel: w.cancel}
@@ -490,13 +575,12 @@ func (p *partition) complete(w *work) error {
 	if w.lost.Load() {
 		return dedupe.ErrLeaseLost
 	}
+	// Not w.ctx: its deadline bounds the handler, not the completion. A lease
+	// lost meanwhile makes the store refuse the completion.
 	select {
 	case p.e.completions <- w:
-	case <-w.ctx.Done():
-		if w.lost.Load() {
-			return dedupe.ErrLeaseLost
-		}
-		return w.ctx.Err()
+	case <-p.work.Done():
+		return p.work.Err()
 	}
 	err := <-w.completed
 	if err != nil && w.lost.Load() {
@@ -644,17 +728,18 @@ func (p *partition) finish(w *work, outcome string) {
 	if e.cfg.OnFinish != nil {
 		e.cfg.OnFinish(&w.msg, outcome)
 	}
-	p.free()
+	p.free(w)
 }
 
 // abandon gives w up without finishing it: its offset stays uncommitted and
 // its claim, if any, is released for the next owner.
 func (p *partition) abandon(w *work) {
 	p.release(w)
-	p.free()
+	p.free(w)
 }
 
-func (p *partition) free() {
+func (p *partition) free(w *work) {
 	p.e.m.inFlight.Dec()
+	p.bytes.give(w.size)
 	<-p.slots
 }

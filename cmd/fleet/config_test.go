@@ -61,7 +61,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 		"--redis", "rediss://user:secret@redis.example:6380/2", "--http-addr", "127.0.0.1:9000",
 		"--lease", "12s", "--retention", "2h", "--attempts", "7", "--concurrency", "4",
 		"--session-timeout", "45s", "--drain-timeout", "20s", "--handler-timeout", "5s",
-		"--batch-size", "64", "--max-in-flight", "512", "--heartbeat-interval", "2s",
+		"--batch-size", "64", "--max-in-flight", "512", "--max-in-flight-bytes", "1048576", "--heartbeat-interval", "2s",
 		"--commit-interval", "500ms", "--log-level", "debug", "--log-format", "text",
 	}
 	env := map[string]string{}
@@ -76,7 +76,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 	want.Brokers, want.Topics, want.Group = []string{"k1:9092", "k2:9092"}, []string{"payments", "orders"}, "ledger"
 	want.Lease, want.MaxAttempts, want.Lanes = 12*time.Second, 7, 4
 	want.SessionTimeout, want.RebalanceTimeout, want.DrainTimeout = 45*time.Second, 45*time.Second, 20*time.Second
-	want.HandlerTimeout, want.BatchSize, want.MaxInFlight = 5*time.Second, 64, 512
+	want.HandlerTimeout, want.BatchSize, want.MaxInFlight, want.MaxInFlightBytes = 5*time.Second, 64, 512, 1<<20
 	want.HeartbeatInterval, want.CommitInterval = 2*time.Second, 500*time.Millisecond
 	wantStore := dedupe.Config{Lease: 12 * time.Second, Retention: 2 * time.Hour}
 
@@ -132,6 +132,7 @@ func diffConfig(got, want consumer.Config) string {
 	field("Group", got.Group, want.Group)
 	field("Lanes", got.Lanes, want.Lanes)
 	field("MaxInFlight", got.MaxInFlight, want.MaxInFlight)
+	field("MaxInFlightBytes", got.MaxInFlightBytes, want.MaxInFlightBytes)
 	field("BatchSize", got.BatchSize, want.BatchSize)
 	field("MaxAttempts", got.MaxAttempts, want.MaxAttempts)
 	field("RetryBackoff", got.RetryBackoff, want.RetryBackoff)

@@ -47,7 +47,8 @@ type runCmd struct {
 	DrainTimeout      time.Duration `env:"FLEET_DRAIN_TIMEOUT" default:"10s" help:"Budget for in-flight handlers on rebalance or shutdown; at most 2/3 of the session timeout."`
 	HandlerTimeout    time.Duration `env:"FLEET_HANDLER_TIMEOUT" default:"30s" help:"Bound on one handler attempt (0: none)."`
 	BatchSize         int           `env:"FLEET_BATCH_SIZE" default:"256" help:"Events claimed in one Redis round trip."`
-	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"1024" help:"Fetched but unfinished events per partition."`
+	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"256" help:"Fetched but unfinished events per partition."`
+	MaxInFlightBytes  int64         `env:"FLEET_MAX_IN_FLIGHT_BYTES" default:"4194304" help:"Bytes (keys, values, headers) of those events per partition; a larger message goes through alone."`
 	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
 
 	LogLevel  string `env:"FLEET_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
@@ -69,6 +70,7 @@ func (c *runCmd) consumerConfig() consumer.Config {
 	cfg.HandlerTimeout = c.HandlerTimeout
 	cfg.BatchSize = c.BatchSize
 	cfg.MaxInFlight = c.MaxInFlight
+	cfg.MaxInFlightBytes = c.MaxInFlightBytes
 	cfg.CommitInterval = c.CommitInterval
 	return cfg
 }
