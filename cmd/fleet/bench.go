@@ -37,7 +37,7 @@ type benchCmd struct {
 	Lanes       int      `default:"16" help:"fleet: key-ordered lanes per partition."`
 	BatchSize   int      `default:"256" help:"fleet: events claimed in one round trip."`
 	MaxInFlight int      `default:"0" help:"fleet: in-flight events per partition (0: the engine's default)."`
-	Profile     string   `help:"Write CPU and heap profiles of the fleet throughput run into this directory (fleet.cpu.pprof, fleet.heap.pprof)."`
+	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run)."`
 	Brokers     []string `sep:"," help:"Use these brokers instead of an embedded one."`
 	Redis       string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
 	NoNaive     bool     `help:"Skip the naive loop."`
@@ -196,8 +196,13 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize), "--max-in-flight", strconv.Itoa(c.MaxInFlight)}
 	if feed != nil {
 		args = append(args, "--latency")
-	} else if mode == "fleet" && c.Profile != "" {
-		args = append(args, "--profile", c.Profile)
+	}
+	if mode == "fleet" && c.Profile != "" {
+		name := "fleet"
+		if feed != nil {
+			name = "latency"
+		}
+		args = append(args, "--profile", filepath.Join(c.Profile, name))
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	var stdout, stderr bytes.Buffer

@@ -41,7 +41,7 @@ type benchWorkerCmd struct {
 	Lanes       int      `default:"16"`
 	BatchSize   int      `default:"256"`
 	MaxInFlight int      `default:"0"`
-	Profile     string   `help:"Write fleet.cpu.pprof and fleet.heap.pprof into this directory."`
+	Profile     string   `help:"Write <profile>.cpu.pprof and <profile>.heap.pprof."`
 	Latency     bool     `help:"Record produce-to-done latency of every event."`
 	ReadyFile   string   `help:"Touch this file once consuming has started."`
 	TimeoutSec  int      `default:"600"`
@@ -93,14 +93,14 @@ func (c *benchWorkerCmd) Run() error {
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
-// startProfile starts a CPU profile into dir/fleet.cpu.pprof; the function it
+// startProfile starts a CPU profile into prefix.cpu.pprof; the function it
 // returns stops it and writes the heap profile (in use and allocated since
-// start) into dir/fleet.heap.pprof.
-func startProfile(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// start) into prefix.heap.pprof.
+func startProfile(prefix string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(prefix), 0o755); err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
-	cpu, err := os.Create(filepath.Join(dir, "fleet.cpu.pprof"))
+	cpu, err := os.Create(prefix + ".cpu.pprof")
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
@@ -111,7 +111,7 @@ func startProfile(dir string) (func(), error) {
 	return func() {
 		pprof.StopCPUProfile()
 		cpu.Close()
-		heap, err := os.Create(filepath.Join(dir, "fleet.heap.pprof"))
+		heap, err := os.Create(prefix + ".heap.pprof")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "heap profile:", err)
 			return
@@ -263,6 +263,11 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	runCtx, stop := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- engine.Run(runCtx) }()
+	// Ready once a member of the group with its partitions assigned, so that
+	// the latency phase does not time the group join.
+	for engine.Ready() != nil && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
 	c.touchReady()
 	select {
 	case <-done:

@@ -67,17 +67,26 @@ func Refunded(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
 // Decode parses and checks a payment. Every error it returns is permanent: a
 // missing account, or an amount that is not a positive integer.
 func Decode(data []byte) (Payment, error) {
-	var raw struct {
-		Account     *string         `json:"account"`
-		AmountCents json.RawMessage `json:"amount_cents"`
+	account, rawAmount, ok := scanPayment(data)
+	if !ok {
+		var raw struct {
+			Account     *string         `json:"account"`
+			AmountCents json.RawMessage `json:"amount_cents"`
+		}
+		if err := json.Unmarshal(data, &raw); err != nil {
+			return Payment{}, handlers.Permanentf("decode payment: %v", err)
+		}
+		account, rawAmount = raw.Account, raw.AmountCents
 	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return Payment{}, handlers.Permanentf("decode payment: %v", err)
-	}
-	if raw.Account == nil || *raw.Account == "" {
+	return check(account, rawAmount)
+}
+
+// check validates a decoded payment.
+func check(account *string, rawAmount []byte) (Payment, error) {
+	if account == nil || *account == "" {
 		return Payment{}, handlers.Permanentf("payment: missing account")
 	}
-	amount := string(bytes.TrimSpace(raw.AmountCents))
+	amount := string(bytes.TrimSpace(rawAmount))
 	if amount == "" || amount == "null" {
 		return Payment{}, handlers.Permanentf("payment: missing amount_cents")
 	}
@@ -89,7 +98,7 @@ func Decode(data []byte) (Payment, error) {
 	if n <= 0 {
 		return Payment{}, handlers.Permanentf("payment: amount_cents must be positive, got %d", n)
 	}
-	return Payment{Account: *raw.Account, AmountCents: n}, nil
+	return Payment{Account: *account, AmountCents: n}, nil
 }
 
 // Delta is the change a payment event makes to its account's balance, for
