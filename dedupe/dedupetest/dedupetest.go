@@ -233,6 +233,38 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		}
 	})
 
+	t.Run("single increments at the edges", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		h.SetString("word", "hello")
+		h.SetString("big", "9223372036854775806")
+		h.SetString("padded", "007")
+		cases := []struct {
+			key     string
+			delta   int64
+			invalid bool
+		}{
+			{"word", 1, true},
+			{"padded", 1, true},
+			{"big", 1, false},
+			{"big", 1, true}, // past the 64-bit range
+			{"fresh", -9223372036854775807, false},
+			{"fresh", -2, true},
+		}
+		for i, c := range cases {
+			r := claim(t, h, fmt.Sprintf("edge-%d", i), "fp")
+			err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr(c.key, c.delta)})
+			if c.invalid != errors.Is(err, dedupe.ErrInvalid) || (!c.invalid && err != nil) {
+				t.Fatalf("INCRBY %s %d: %v, want invalid %v", c.key, c.delta, err, c.invalid)
+			}
+		}
+		if got := h.Int("big"); got != 9223372036854775807 {
+			t.Fatalf("big = %d", got)
+		}
+		if got := h.Int("fresh"); got != -9223372036854775807 {
+			t.Fatalf("fresh = %d", got)
+		}
+	})
+
 	t.Run("effects", func(t *testing.T) {
 		h := newHarness(t, cfg)
 		r := claim(t, h, "k", "fp")
