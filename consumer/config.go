@@ -64,7 +64,8 @@ type Config struct {
 
 	// OnFinish, when set, is called for every finished event (processed,
 	// duplicate or dead-lettered) with its message and outcome, on the
-	// engine's goroutine: it must return quickly. Benchmarks use it.
+	// engine's goroutine: it must return quickly, and msg is valid only
+	// during the call. Benchmarks use it.
 	OnFinish func(msg *kafka.Message, outcome string)
 }
 

@@ -238,7 +238,9 @@ func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
 			<-p.slots
 			return len(*batch) > 0
 		}
-		*batch = append(*batch, &work{msg: m, p: p, size: size})
+		w := workPool.Get().(*work)
+		w.msg, w.p, w.size = m, p, size
+		*batch = append(*batch, w)
 	}
 	return true
 }
@@ -738,8 +740,15 @@ func (p *partition) abandon(w *work) {
 	p.free(w)
 }
 
+// free ends w's time in flight. Nothing may use w afterwards: it goes back
+// to the pool.
 func (p *partition) free(w *work) {
 	p.e.m.inFlight.Dec()
 	p.bytes.give(w.size)
 	<-p.slots
+	*w = work{}
+	workPool.Put(w)
 }
+
+// workPool recycles work items, the largest allocation per event.
+var workPool = sync.Pool{New: func() any { return new(work) }}
