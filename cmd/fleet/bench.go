@@ -44,6 +44,8 @@ type benchCmd struct {
 	NoNaive     bool     `help:"Skip the naive loop."`
 	LatencyFor  string   `default:"5s" help:"How long the latency phase publishes."`
 	JSON        bool     `name:"json" help:"Print the results as JSON."`
+
+	rdb *redis.Client // the run's Redis, to read its CPU time
 }
 
 // benchResult is one worker's measured run.
@@ -54,6 +56,11 @@ type benchResult struct {
 	Seconds         float64 `json:"seconds"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	CPUSeconds      float64 `json:"cpu_seconds"`
+	// RedisCPUSeconds and BenchCPUSeconds are the CPU that Redis and this
+	// process (the embedded broker and the load generator) used while the
+	// worker ran: on one machine, what the worker competes with.
+	RedisCPUSeconds float64 `json:"redis_cpu_seconds"`
+	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
 	TripsPerEvent   float64 `json:"redis_round_trips_per_event"`
 	P50ms           float64 `json:"latency_p50_ms,omitempty"`
 	P95ms           float64 `json:"latency_p95_ms,omitempty"`
@@ -124,6 +131,7 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
+	c.rdb = rdb
 
 	run := fmt.Sprint(time.Now().UnixNano())
 	stream, err := demo.New(c.Events, c.Accounts, c.Duplicates, uint64(time.Now().UnixNano()))
@@ -217,6 +225,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	cmd := exec.CommandContext(ctx, exe, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	redisBefore, benchBefore := redisCPU(ctx, c.rdb), selfCPU()
 	if err := cmd.Start(); err != nil {
 		return benchResult{}, err
 	}
@@ -243,16 +252,21 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	if err := <-exited; err != nil {
 		return benchResult{}, fmt.Errorf("%v: %s", err, stderr.String())
 	}
+	redisAfter, benchAfter := redisCPU(ctx, c.rdb), selfCPU()
 	var wr workerResult
 	if err := json.Unmarshal(stdout.Bytes(), &wr); err != nil {
 		return benchResult{}, fmt.Errorf("worker result %q: %w", stdout.String(), err)
 	}
 	r := benchResult{
-		Name:          mode,
-		Events:        wr.Events,
-		Seconds:       wr.Seconds,
-		CPUSeconds:    (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(),
-		TripsPerEvent: float64(wr.RoundTrips) / float64(max(wr.Events, 1)),
+		Name:            mode,
+		Events:          wr.Events,
+		Seconds:         wr.Seconds,
+		CPUSeconds:      (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(),
+		TripsPerEvent:   float64(wr.RoundTrips) / float64(max(wr.Events, 1)),
+		BenchCPUSeconds: benchAfter - benchBefore,
+	}
+	if redisBefore >= 0 && redisAfter >= 0 {
+		r.RedisCPUSeconds = redisAfter - redisBefore
 	}
 	if wr.Seconds > 0 {
 		r.EventsPerSecond = float64(wr.Events-1) / wr.Seconds
@@ -332,6 +346,36 @@ func producePaced(ctx context.Context, brokers []string, topic string, msgs []ka
 	return nil
 }
 
+// redisCPU is the CPU time Redis has used (INFO cpu), or -1 when it cannot
+// be read.
+func redisCPU(ctx context.Context, rdb *redis.Client) float64 {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return -1
+	}
+	total := 0.0
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return -1
+			}
+			total += f
+		}
+	}
+	return total
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 // deleteTopics deletes topics and waits for the answer.
 func deleteTopics(ctx context.Context, brokers []string, topics []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -409,7 +453,7 @@ func (r *benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "%d unique events, %d messages (%.0f%% duplicates), %d partitions\n\n",
 		r.Events, r.Messages, r.Duplicates*100, r.Partitions)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tevents/s\tp50 ms\tp95 ms\tp99 ms\tpeak RSS MiB\tCPU s\tRedis trips/event\t")
+	fmt.Fprintln(tw, "run\tevents/s\tp50 ms\tp95 ms\tp99 ms\tpeak RSS MiB\tCPU s\tRedis trips/event\tRedis CPU s\tbench CPU s\t")
 	for _, x := range r.Runs {
 		lat := func(v float64) string {
 			if v == 0 {
@@ -417,8 +461,8 @@ func (r *benchReport) print(w io.Writer) {
 			}
 			return fmt.Sprintf("%.2f", v)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f\t%.2f\t%.3f\t\n", x.Name, x.EventsPerSecond,
-			lat(x.P50ms), lat(x.P95ms), lat(x.P99ms), x.PeakRSSMiB, x.CPUSeconds, x.TripsPerEvent)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f\t%.2f\t%.3f\t%.2f\t%.2f\t\n", x.Name, x.EventsPerSecond,
+			lat(x.P50ms), lat(x.P95ms), lat(x.P99ms), x.PeakRSSMiB, x.CPUSeconds, x.TripsPerEvent, x.RedisCPUSeconds, x.BenchCPUSeconds)
 	}
 	tw.Flush()
 	if r.Speedup > 0 {
