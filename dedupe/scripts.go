@@ -257,11 +257,6 @@ local function done(rec, result)
   redis.call('PEXPIRE', rec, retention)
   return {1}
 end
--- small: an integer Redis accepts, of at most 15 characters, so that two
--- of them add up without leaving the 64-bit range.
-local function small(v)
-  return #v <= 15 and (v == '0' or string.match(v, '^-?[1-9]%d*$') ~= nil)
-end
 
 local function complete1(kb, nk, a)
   local rec = KEYS[kb]
@@ -275,14 +270,17 @@ local function complete1(kb, nk, a)
     if r[1] == 'd' and r[2] == fence then return {1} end
     return {0}
   end
-  -- The common effect, one INCRBY of a small integer on a key that holds
-  -- one or nothing, cannot fail: no shadow needed.
-  if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and small(ARGV[a + 6]) then
-    local k = KEYS[kb + 1]
-    local v = redis.pcall('GET', k)
-    if k ~= rec and (v == false or (type(v) == 'string' and small(v))) then
-      redis.call('INCRBY', k, ARGV[a + 6])
-      return done(rec, result)
+  -- The common effect, a single INCRBY, needs no shadow: a command that
+  -- fails writes nothing, so it is simply tried. A wrong type, a value that
+  -- is no integer or an overflow make the completion invalid; any other
+  -- refusal (OOM, READONLY, NOPERM) goes on to the general path, which
+  -- meets it again and fails the call.
+  if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and KEYS[kb + 1] ~= rec then
+    local r = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
+    if type(r) ~= 'table' then return done(rec, result) end
+    local e = tostring(r.err)
+    if string.sub(e, 1, 10) == 'WRONGTYPE ' or string.sub(e, 1, 4) == 'ERR ' then
+      return {-1, 'effect 0: INCRBY ' .. KEYS[kb + 1] .. ': ' .. e}
     end
   end
   local function key(j)

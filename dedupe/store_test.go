@@ -112,6 +112,7 @@ func TestMiniredisContract(t *testing.T) {
 		h.ExpireLease = func(string) {
 			mr.SetTime(time.Now().Add(cfg.Lease + time.Second))
 		}
+		h.LooseIntegers = true
 		return h
 	})
 }

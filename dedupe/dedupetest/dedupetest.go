@@ -25,6 +25,9 @@ type Harness struct {
 	SetString func(key, value string)
 	// ExpireLease returns once the lease of key has passed its deadline.
 	ExpireLease func(key string)
+	// LooseIntegers is set for a store whose integers follow Go's strconv
+	// rather than Redis's (miniredis takes "007" for 7).
+	LooseIntegers bool
 }
 
 // Run runs the suite. newHarness returns a fresh, empty store with cfg.
@@ -251,6 +254,9 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 			{"fresh", -2, true},
 		}
 		for i, c := range cases {
+			if c.key == "padded" && h.LooseIntegers {
+				continue
+			}
 			r := claim(t, h, fmt.Sprintf("edge-%d", i), "fp")
 			err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr(c.key, c.delta)})
 			if c.invalid != errors.Is(err, dedupe.ErrInvalid) || (!c.invalid && err != nil) {
