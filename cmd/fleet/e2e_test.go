@@ -436,7 +436,9 @@ func TestBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three worker processes")
 	}
-	out, err := exec.Command(binary, "bench", "--events", "3000", "--accounts", "50", "--partitions", "4", "--latency-for", "1s", "--json").Output()
+	prof := t.TempDir()
+	out, err := exec.Command(binary, "bench", "--events", "3000", "--accounts", "50", "--partitions", "4", "--latency-for", "1s",
+		"--profile", prof, "--json").Output()
 	if err != nil {
 		t.Fatalf("fleet bench: %v", err)
 	}
@@ -460,5 +462,15 @@ func TestBench(t *testing.T) {
 	}
 	if r.Speedup <= 0 || r.BytesPerRecord <= 0 {
 		t.Errorf("speedup %v, bytes per record %v", r.Speedup, r.BytesPerRecord)
+	}
+	for _, run := range r.Runs {
+		if run.RedisCPUSeconds <= 0 || run.BenchCPUSeconds <= 0 {
+			t.Errorf("run %s: Redis CPU %v s, bench CPU %v s", run.Name, run.RedisCPUSeconds, run.BenchCPUSeconds)
+		}
+	}
+	for _, name := range []string{"fleet.cpu.pprof", "fleet.heap.pprof", "latency.cpu.pprof", "latency.heap.pprof"} {
+		if fi, err := os.Stat(filepath.Join(prof, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
+		}
 	}
 }
