@@ -24,9 +24,9 @@ type Config struct {
 	Lanes int
 	// MaxInFlight caps fetched-but-unfinished events per partition.
 	MaxInFlight int
-	// MaxInFlightBytes caps the bytes (keys, values, headers) of those
-	// events per partition; a single larger message still goes through,
-	// alone.
+	// MaxInFlightBytes caps the bytes (keys, values, headers) of a
+	// partition's messages from fetch to finish, those queued for the next
+	// batch included; a single larger message still goes through, alone.
 	MaxInFlightBytes int64
 	// BatchSize caps the events claimed in one store round trip.
 	BatchSize int

@@ -76,10 +76,7 @@ type partition struct {
 	lanes []chan *work
 	slots chan struct{}
 	bytes *byteBudget
-	// next is a message fetched but over the byte budget: the first of the
-	// next batch.
-	next *kafka.Message
-	seed maphash.Seed
+	seed  maphash.Seed
 
 	mu   sync.Mutex
 	held map[*work]heldRun
@@ -184,6 +181,12 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafk
 			continue
 		}
 		attempt = 0
+		// Backpressure: the bytes of the messages queued here and in flight
+		// are capped; a message over the budget waits until it fits, or
+		// goes alone when nothing else is held.
+		if !p.bytes.take(messageSize(&m), ctx.Done()) {
+			return
+		}
 		select {
 		case msgs <- m:
 		case <-ctx.Done():
@@ -212,17 +215,14 @@ func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
 			}
 		}
 		var m kafka.Message
-		switch {
-		case p.next != nil:
-			m, p.next = *p.next, nil
-		case len(*batch) == 0:
+		if len(*batch) == 0 {
 			select {
 			case m = <-msgs:
 			case <-p.stop:
 				<-p.slots
 				return false
 			}
-		default:
+		} else {
 			select {
 			case m = <-msgs:
 			default:
@@ -230,16 +230,8 @@ func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
 				return true
 			}
 		}
-		// Backpressure: bytes in flight. A message over the budget waits for
-		// the next batch, or alone when nothing else is in flight.
-		size := messageSize(&m)
-		if !p.bytes.take(size, len(*batch) == 0, p.stop) {
-			p.next = &m
-			<-p.slots
-			return len(*batch) > 0
-		}
 		w := workPool.Get().(*work)
-		w.msg, w.p, w.size = m, p, size
+		w.msg, w.p, w.size = m, p, messageSize(&m) // its bytes were taken by fetch
 		*batch = append(*batch, w)
 	}
 	return true
@@ -255,8 +247,8 @@ func messageSize(m *kafka.Message) int64 {
 	return int64(n)
 }
 
-// byteBudget caps the bytes of a partition's in-flight messages. One
-// goroutine takes (the collector); any goroutine gives back.
+// byteBudget caps the bytes of a partition's messages between fetch and
+// finish. One goroutine takes (the fetcher); any goroutine gives back.
 type byteBudget struct {
 	mu    sync.Mutex
 	used  int64
@@ -268,10 +260,10 @@ func newByteBudget(max int64) *byteBudget {
 	return &byteBudget{max: max, freed: make(chan struct{}, 1)}
 }
 
-// take reserves n bytes. Over budget, it waits for bytes to be given back
-// when wait is set (or until stop), and otherwise reports false. With
-// nothing in flight any n fits, so an oversized message still goes through.
-func (b *byteBudget) take(n int64, wait bool, stop <-chan struct{}) bool {
+// take reserves n bytes, waiting for bytes to be given back while over
+// budget; it reports false if stop closes first. With nothing held any n
+// fits, so an oversized message still goes through.
+func (b *byteBudget) take(n int64, stop <-chan struct{}) bool {
 	for {
 		b.mu.Lock()
 		if b.used == 0 || b.used+n <= b.max {
@@ -280,9 +272,6 @@ func (b *byteBudget) take(n int64, wait bool, stop <-chan struct{}) bool {
 			return true
 		}
 		b.mu.Unlock()
-		if !wait {
-			return false
-		}
 		select {
 		case <-b.freed:
 		case <-stop:

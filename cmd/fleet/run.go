@@ -48,7 +48,7 @@ type runCmd struct {
 	HandlerTimeout    time.Duration `env:"FLEET_HANDLER_TIMEOUT" default:"30s" help:"Bound on one handler attempt (0: none)."`
 	BatchSize         int           `env:"FLEET_BATCH_SIZE" default:"256" help:"Events claimed in one Redis round trip."`
 	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"256" help:"Fetched but unfinished events per partition."`
-	MaxInFlightBytes  int64         `env:"FLEET_MAX_IN_FLIGHT_BYTES" default:"4194304" help:"Bytes (keys, values, headers) of those events per partition; a larger message goes through alone."`
+	MaxInFlightBytes  int64         `env:"FLEET_MAX_IN_FLIGHT_BYTES" default:"4194304" help:"Bytes (keys, values, headers) a partition holds from fetch to finish; a larger message goes through alone."`
 	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
 
 	LogLevel  string `env:"FLEET_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
