@@ -72,7 +72,7 @@ type Config struct {
 // DefaultConfig returns the defaults; Brokers, Topics and Group stay empty.
 func DefaultConfig() Config {
 	return Config{
-		Lanes:             16,
+		Lanes:             64,
 		MaxInFlight:       256,
 		MaxInFlightBytes:  4 << 20,
 		BatchSize:         256,

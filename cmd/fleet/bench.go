@@ -35,7 +35,7 @@ type benchCmd struct {
 	Duplicates  float64  `default:"0.1" help:"Share of events republished with the same id."`
 	Accounts    int      `default:"1000" help:"Accounts the events spread over."`
 	Partitions  int      `default:"8" help:"Partitions of the bench topics."`
-	Lanes       int      `default:"16" help:"fleet: key-ordered lanes per partition."`
+	Lanes       int      `default:"64" help:"fleet: key-ordered lanes per partition."`
 	BatchSize   int      `default:"256" help:"fleet: events claimed in one round trip."`
 	MaxInFlight int      `default:"0" help:"fleet: in-flight events per partition (0: the engine's default)."`
 	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run)."`

@@ -38,7 +38,7 @@ type benchWorkerCmd struct {
 	Group       string   `required:""`
 	Redis       string   `required:""`
 	Expect      int      `required:"" help:"Messages to finish before exiting."`
-	Lanes       int      `default:"16"`
+	Lanes       int      `default:"64"`
 	BatchSize   int      `default:"256"`
 	MaxInFlight int      `default:"0"`
 	Profile     string   `help:"Write <profile>.cpu.pprof and <profile>.heap.pprof."`

@@ -41,7 +41,7 @@ type runCmd struct {
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
 	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
 	Attempts          int           `env:"FLEET_ATTEMPTS" default:"5" help:"Attempt budget of one event before it is dead-lettered."`
-	Concurrency       int           `env:"FLEET_CONCURRENCY" default:"16" help:"Key-ordered lanes per partition."`
+	Concurrency       int           `env:"FLEET_CONCURRENCY" default:"64" help:"Key-ordered lanes per partition."`
 	SessionTimeout    time.Duration `env:"FLEET_SESSION_TIMEOUT" default:"30s" help:"Kafka consumer group session timeout."`
 	HeartbeatInterval time.Duration `env:"FLEET_HEARTBEAT_INTERVAL" default:"3s" help:"Kafka consumer group heartbeat interval."`
 	DrainTimeout      time.Duration `env:"FLEET_DRAIN_TIMEOUT" default:"10s" help:"Budget for in-flight handlers on rebalance or shutdown; at most 2/3 of the session timeout."`
