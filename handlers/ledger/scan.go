@@ -1,6 +1,9 @@
 package ledger
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // scanPayment reads the usual shape of a payment without reflection: a flat
 // JSON object whose values are strings without escapes, numbers, booleans
@@ -59,7 +62,7 @@ func scanPayment(data []byte) (account *string, amount []byte, ok bool) {
 				return nil, nil, false
 			}
 			amount = data[start:i]
-		case foldEqual(k, "account"), foldEqual(k, "amount_cents"):
+		case strings.EqualFold(k, "account"), strings.EqualFold(k, "amount_cents"):
 			return nil, nil, false
 		}
 		i = skipSpace(data, i)
@@ -154,21 +157,4 @@ func digits(data []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// foldEqual reports whether a and b (ASCII) are equal regardless of case.
-func foldEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
