@@ -138,9 +138,9 @@ func (p *partition) run() {
 
 	fetchCtx, cancelFetch := context.WithCancel(p.work)
 	defer cancelFetch()
-	msgs := make(chan kafka.Message, e.cfg.BatchSize)
+	fetched := make(chan *work, e.cfg.BatchSize)
 	var wg sync.WaitGroup
-	wg.Go(func() { p.fetch(fetchCtx, reader, msgs) })
+	wg.Go(func() { p.fetch(fetchCtx, reader, fetched) })
 	for _, lane := range p.lanes {
 		wg.Go(func() { p.lane(lane) })
 	}
@@ -149,7 +149,7 @@ func (p *partition) run() {
 	hb.Go(func() { p.heartbeat(beat) })
 
 	batch := make([]*work, 0, e.cfg.BatchSize)
-	for p.collect(msgs, &batch) {
+	for p.collect(fetched, &batch) {
 		p.dispatch(batch)
 		batch = batch[:0]
 	}
@@ -164,9 +164,10 @@ func (p *partition) run() {
 	hb.Wait()
 }
 
-// fetch reads messages into msgs until ctx is cancelled. kafka-go retries
-// broker errors itself; other errors are logged and retried with backoff.
-func (p *partition) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafka.Message) {
+// fetch reads messages into work items on fetched until ctx is cancelled.
+// kafka-go retries broker errors itself; other errors are logged and retried
+// with backoff.
+func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *work) {
 	for attempt := 0; ; {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -184,11 +185,14 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafk
 		// Backpressure: the bytes of the messages queued here and in flight
 		// are capped; a message over the budget waits until it fits, or
 		// goes alone when nothing else is held.
-		if !p.bytes.take(messageSize(&m), ctx.Done()) {
+		size := messageSize(&m)
+		if !p.bytes.take(size, ctx.Done()) {
 			return
 		}
+		w := workPool.Get().(*work)
+		w.msg, w.p, w.size = m, p, size
 		select {
-		case msgs <- m:
+		case fetched <- w:
 		case <-ctx.Done():
 			return
 		}
@@ -198,7 +202,7 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, msgs chan<- kafk
 // collect waits for the next batch: one message, then whatever else is
 // already fetched, up to BatchSize and the in-flight cap. It reports false
 // when the partition drains.
-func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
+func (p *partition) collect(fetched <-chan *work, batch *[]*work) bool {
 	for len(*batch) < cap(*batch) {
 		// Backpressure: a slot per in-flight event.
 		if len(*batch) == 0 {
@@ -214,24 +218,22 @@ func (p *partition) collect(msgs <-chan kafka.Message, batch *[]*work) bool {
 				return true
 			}
 		}
-		var m kafka.Message
+		var w *work
 		if len(*batch) == 0 {
 			select {
-			case m = <-msgs:
+			case w = <-fetched:
 			case <-p.stop:
 				<-p.slots
 				return false
 			}
 		} else {
 			select {
-			case m = <-msgs:
+			case w = <-fetched:
 			default:
 				<-p.slots
 				return true
 			}
 		}
-		w := workPool.Get().(*work)
-		w.msg, w.p, w.size = m, p, messageSize(&m) // its bytes were taken by fetch
 		*batch = append(*batch, w)
 	}
 	return true
