@@ -181,7 +181,7 @@ func TestFlakyHandlerAppliedOnce(t *testing.T) {
 	if calls := counts.callCount(); calls != 3 {
 		t.Errorf("handler called %d times, want 3", calls)
 	}
-	if r := en.counter("fleet_consumer_retries_total"); r != 2 {
+	if r := en.value("fleet_consumer_retries_total"); r != 2 {
 		t.Errorf("retries = %v, want 2", r)
 	}
 }
@@ -220,7 +220,7 @@ func TestHandlerTimeoutRetries(t *testing.T) {
 	if calls := counts.callCount(); calls != 1 {
 		t.Errorf("ledger handler completed %d times, want 1", calls)
 	}
-	if r := en.counter("fleet_consumer_retries_total"); r != 1 {
+	if r := en.value("fleet_consumer_retries_total"); r != 1 {
 		t.Errorf("retries = %v, want 1", r)
 	}
 }
@@ -258,7 +258,7 @@ func TestInFlightBytesCapped(t *testing.T) {
 	open := func() { release.Do(func() { close(gate) }) }
 	t.Cleanup(open) // before the engine stops, even when the test fails
 	started.Wait()
-	if n := en.gauge("fleet_consumer_in_flight_events"); n > fits {
+	if n := en.value("fleet_consumer_in_flight_events"); n > fits {
 		t.Fatalf("%v events in flight with room for %d", n, fits)
 	}
 	open()
@@ -299,14 +299,14 @@ func TestRedisOutageFailsClosed(t *testing.T) {
 	e.redis.Stop()
 	waitFor(t, 10*time.Second, "not ready", func() bool { return en.Ready() != nil })
 	calls := counts.callCount()
-	errsBefore := en.counter("fleet_store_errors_total")
+	errsBefore := en.value("fleet_store_errors_total")
 	e.publish(s.unique[half:]...)
 	// A partition whose claim is refused stops there: it does not fetch on.
 	waitFor(t, 30*time.Second, "second half arriving", func() bool {
-		return en.counter("fleet_consumer_events_received_total") > float64(half)
+		return en.value("fleet_consumer_events_received_total") > float64(half)
 	})
 	waitFor(t, 30*time.Second, "claims refused by the outage", func() bool {
-		return en.counter("fleet_store_errors_total") >= errsBefore+3
+		return en.value("fleet_store_errors_total") >= errsBefore+3
 	})
 	if got := counts.callCount(); got != calls {
 		t.Fatalf("handler ran %d times while Redis was down", got-calls)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -167,30 +166,14 @@ func (en *engine) finished(outcome string) int {
 	return int(n)
 }
 
-func (en *engine) counter(name string) float64 {
-	n, err := testutil.GatherAndCount(en.reg, name)
-	if err != nil || n == 0 {
-		return 0
-	}
+// value sums the samples of a counter or gauge (0 when it has none).
+func (en *engine) value(name string) float64 {
 	mfs, _ := en.reg.Gather()
 	v := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
-				v += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return v
-}
-
-func (en *engine) gauge(name string) float64 {
-	mfs, _ := en.reg.Gather()
-	v := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetGauge().GetValue()
+				v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
