@@ -214,10 +214,10 @@ type countingRouter struct {
 	mu     sync.Mutex
 	runs   map[string]int // successful runs by event id
 	calls  int
-	before func(ev handlers.Event) error
+	before func(ctx context.Context, ev handlers.Event) error
 }
 
-func newCountingRouter(t *testing.T, before func(ev handlers.Event) error) (*handlers.Router, *countingRouter) {
+func newCountingRouter(t *testing.T, before func(ctx context.Context, ev handlers.Event) error) (*handlers.Router, *countingRouter) {
 	c := &countingRouter{runs: map[string]int{}, before: before}
 	inner := handlers.NewRouter()
 	if err := ledger.Register(inner); err != nil {
@@ -231,7 +231,7 @@ func newCountingRouter(t *testing.T, before func(ev handlers.Event) error) (*han
 			c.calls++
 			c.mu.Unlock()
 			if c.before != nil {
-				if err := c.before(ev); err != nil {
+				if err := c.before(ctx, ev); err != nil {
 					return err
 				}
 			}
