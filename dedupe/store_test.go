@@ -49,15 +49,30 @@ func TestMemoryContract(t *testing.T) {
 	})
 }
 
-func redisHarness(t *testing.T, c redis.UniversalClient, cfg dedupe.Config) dedupetest.Harness {
+// loadedStore returns a store on c with its scripts loaded.
+func loadedStore(t *testing.T, c redis.UniversalClient, cfg dedupe.Config) *dedupe.Redis {
+	t.Helper()
 	s, err := dedupe.NewRedis(c, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := s.Load(ctx); err != nil {
+	if err := s.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// newRedisStore starts a private redis-server and returns a loaded store on
+// it and a client.
+func newRedisStore(t *testing.T, cfg dedupe.Config) (*dedupe.Redis, *redis.Client) {
+	t.Helper()
+	c := redistest.Start(t).Client(t)
+	return loadedStore(t, c, cfg), c
+}
+
+func redisHarness(t *testing.T, c redis.UniversalClient, cfg dedupe.Config) dedupetest.Harness {
+	s := loadedStore(t, c, cfg)
+	ctx := context.Background()
 	return dedupetest.Harness{
 		Store: s,
 		Int: func(k string) int64 {
@@ -120,16 +135,8 @@ func TestMiniredisContract(t *testing.T) {
 // TestRedisScriptFlush flushes the script cache between every step of a run:
 // each call reloads the scripts and goes on (as after a restart or failover).
 func TestRedisScriptFlush(t *testing.T) {
-	srv := redistest.Start(t)
-	c := srv.Client(t)
+	s, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Hour})
 	ctx := context.Background()
-	s, err := dedupe.NewRedis(c, dedupe.Config{Lease: time.Second, Retention: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	flush := func() {
 		if err := c.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
@@ -179,16 +186,8 @@ func TestRedisScriptFlush(t *testing.T) {
 // larger than a call's cap is still one round trip and answers in order, and
 // a record key holding something else fails only its own item.
 func TestRedisBatchCalls(t *testing.T) {
-	srv := redistest.Start(t)
-	c := srv.Client(t)
+	s, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
 	ctx := context.Background()
-	s, err := dedupe.NewRedis(c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	claims := make([]dedupe.Claim, 300)
 	for i := range claims {
 		claims[i] = dedupe.Claim{Key: fmt.Sprintf("k%d", i%290), Fingerprint: "fp"}
@@ -244,13 +243,8 @@ func TestRedisBatchCalls(t *testing.T) {
 // TestRedisRecordLayout checks what a done record keeps, its time to live,
 // and reports its memory.
 func TestRedisRecordLayout(t *testing.T) {
-	srv := redistest.Start(t)
-	c := srv.Client(t)
+	s, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Hour})
 	ctx := context.Background()
-	s, _ := dedupe.NewRedis(c, dedupe.Config{Lease: time.Second, Retention: time.Hour})
-	if err := s.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	key := dedupe.Key("ledger", "acct-123", "payments-api", "4f6c1d2e-8a9b-4c3d-9e0f-112233445566")
 	if key != "fleet:idem:{acct-123}:ledger:payments-api:4f6c1d2e-8a9b-4c3d-9e0f-112233445566" {
 		t.Fatalf("key layout changed: %s", key)
