@@ -349,15 +349,14 @@ func producePaced(ctx context.Context, brokers []string, topic string, msgs []ka
 // redisCPU is the CPU time Redis has used (INFO cpu), or -1 when it cannot
 // be read.
 func redisCPU(ctx context.Context, rdb *redis.Client) float64 {
-	info, err := rdb.Info(ctx, "cpu").Result()
+	info, err := rdb.InfoMap(ctx, "cpu").Result()
 	if err != nil {
 		return -1
 	}
 	total := 0.0
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
+	for _, section := range info {
+		for _, k := range []string{"used_cpu_sys", "used_cpu_user"} {
+			f, err := strconv.ParseFloat(section[k], 64)
 			if err != nil {
 				return -1
 			}
