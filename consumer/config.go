@@ -19,8 +19,10 @@ type Config struct {
 	// Dialer connects to Kafka (TLS, SASL); nil uses kafka-go's default.
 	Dialer *kafka.Dialer
 
-	// Lanes is the number of key-ordered lanes per partition: events with one
-	// key run one after another, different keys in parallel.
+	// Lanes is the number of events a partition runs at once: events with
+	// one key (the message key, or the id when there is none) run one after
+	// another in offset order, each after the one before it finished;
+	// different keys run in parallel on any free lane.
 	Lanes int
 	// MaxInFlight caps fetched-but-unfinished events per partition.
 	MaxInFlight int

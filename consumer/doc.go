@@ -9,7 +9,7 @@
 // assigned partition, runs a reader and a pipeline:
 //
 //	fetch ─► batch ─► decode ─► claim the batch (one store round trip)
-//	      ─► lanes by message key (one key in order, keys in parallel)
+//	      ─► lanes (one key's events in offset order, keys in parallel)
 //	      ─► handler ─► complete (group commit: one round trip for all waiting)
 //	      ─► watermark ─► CommitOffsets every CommitInterval
 //

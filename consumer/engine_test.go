@@ -350,3 +350,88 @@ func TestDrainOnShutdown(t *testing.T) {
 		t.Errorf("processed %d times across both engines, want %d", total, len(s.unique))
 	}
 }
+
+// TestKeysRunInOrder publishes interleaved events of a few keys, some of
+// which fail once: each key's events run one at a time and in offset order,
+// retries included, while different keys run at once.
+func TestKeysRunInOrder(t *testing.T) {
+	e := newEnv(t, 1)
+	const keys, perKey = 20, 100
+	var (
+		mu      sync.Mutex
+		running = map[string]bool{}
+		last    = map[string]int{}
+		failed  = map[string]bool{}
+		errs    []string
+	)
+	// The first event of acct-000 holds its lane until another key starts:
+	// the engine must run it alongside.
+	other := make(chan struct{})
+	var otherOnce sync.Once
+	router, _ := newCountingRouter(t, func(ctx context.Context, ev handlers.Event) error {
+		var seq int
+		if _, err := fmt.Sscanf(ev.ID[len(ev.Key)+1:], "%d", &seq); err != nil {
+			return err
+		}
+		mu.Lock()
+		if running[ev.Key] {
+			errs = append(errs, fmt.Sprintf("%s: event %d ran while another event of its key ran", ev.Key, seq))
+		}
+		if want := last[ev.Key] + 1; seq != want {
+			errs = append(errs, fmt.Sprintf("%s: event %d ran after event %d", ev.Key, seq, want-1))
+		}
+		running[ev.Key] = true
+		retry := seq%7 == 3 && !failed[ev.ID]
+		failed[ev.ID] = true
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			running[ev.Key] = false
+			if !retry {
+				last[ev.Key] = seq
+			}
+			mu.Unlock()
+		}()
+		if ev.Key != "acct-000" {
+			otherOnce.Do(func() { close(other) })
+		} else if seq == 1 {
+			select {
+			case <-other:
+			case <-ctx.Done():
+				mu.Lock()
+				errs = append(errs, "no other key ran while acct-000's first event ran")
+				mu.Unlock()
+				return ctx.Err()
+			}
+		}
+		if retry {
+			return fmt.Errorf("fails once: %s", ev.ID)
+		}
+		return nil
+	})
+	var msgs []kafka.Message
+	want := map[string]int64{}
+	var accounts []string
+	for k := range keys {
+		accounts = append(accounts, fmt.Sprintf("acct-%03d", k))
+	}
+	for seq := 1; seq <= perKey; seq++ {
+		for _, acct := range accounts {
+			msgs = append(msgs, payment(fmt.Sprintf("%s/%d", acct, seq), acct, ledger.TypeCaptured, int64(seq)))
+			want[acct] += int64(seq)
+		}
+	}
+	en := e.start(options{router: router, configure: func(c *consumer.Config) { c.HandlerTimeout = 10 * time.Second }})
+	e.publish(msgs...)
+	waitFor(t, 60*time.Second, "every event processed", func() bool { return en.finished(consumer.OutcomeProcessed) == len(msgs) })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	for acct, got := range e.balances(accounts) {
+		if got != want[acct] {
+			t.Errorf("balance of %s = %d, want %d", acct, got, want[acct])
+		}
+	}
+}

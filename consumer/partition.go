@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"hash/maphash"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,6 +49,8 @@ type work struct {
 	// completed answers a completion; it is the lane's, which has one event
 	// at a time.
 	completed chan error
+	// next is the following event of the same key, queued behind this one.
+	next *work
 
 	firstFailure, lastFailure time.Time
 	// size is the message's share of the partition's byte budget.
@@ -71,12 +72,18 @@ type partition struct {
 	wm    *watermark
 	// stop is closed when the generation drains; work is cancelled when the
 	// drain budget runs out.
-	stop  <-chan struct{}
-	work  context.Context
-	lanes []chan *work
+	stop <-chan struct{}
+	work context.Context
+	// ready holds events whose key has nothing before it in flight; the
+	// lanes take them from there.
+	ready chan *work
 	slots chan struct{}
 	bytes *byteBudget
-	seed  maphash.Seed
+
+	// keys holds, for every key with an event in a lane, the last event of
+	// that key queued behind it (or the running event itself).
+	keysMu sync.Mutex
+	keys   map[string]*work
 
 	mu   sync.Mutex
 	held map[*work]heldRun
@@ -90,15 +97,12 @@ func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-
 		wm:    newWatermark(a.Offset),
 		stop:  stop,
 		work:  workCtx,
-		lanes: make([]chan *work, e.cfg.Lanes),
+		ready: make(chan *work, e.cfg.MaxInFlight),
 		slots: make(chan struct{}, e.cfg.MaxInFlight),
 		bytes: newByteBudget(e.cfg.MaxInFlightBytes),
-		seed:  maphash.MakeSeed(),
+		keys:  make(map[string]*work),
 		held:  make(map[*work]heldRun),
 		lag:   e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
-	}
-	for i := range p.lanes {
-		p.lanes[i] = make(chan *work, e.cfg.MaxInFlight)
 	}
 	return p
 }
@@ -141,8 +145,8 @@ func (p *partition) run() {
 	fetched := make(chan *work, e.cfg.BatchSize)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.fetch(fetchCtx, reader, fetched) })
-	for _, lane := range p.lanes {
-		wg.Go(func() { p.lane(lane) })
+	for range e.cfg.Lanes {
+		wg.Go(p.lane)
 	}
 	beat := make(chan struct{})
 	var hb sync.WaitGroup
@@ -156,9 +160,7 @@ func (p *partition) run() {
 	// Draining: nothing new is dispatched; events already fetched but not
 	// dispatched are simply not finished, so the watermark stays before them.
 	cancelFetch()
-	for _, lane := range p.lanes {
-		close(lane)
-	}
+	close(p.ready)
 	wg.Wait()
 	close(beat)
 	hb.Wait()
@@ -293,7 +295,8 @@ func (b *byteBudget) give(n int64) {
 }
 
 // dispatch decodes a batch, claims the decodable events in one round trip
-// and hands every event to the lane of its key.
+// and hands every event to the lanes, in offset order: an event whose key
+// has an earlier event in flight waits behind it.
 func (p *partition) dispatch(batch []*work) {
 	e := p.e
 	claims := make([]dedupe.Claim, 0, len(batch))
@@ -327,6 +330,7 @@ func (p *partition) dispatch(batch []*work) {
 			// sure, and nothing is finished. Give the slots back.
 			for _, w := range batch {
 				p.abandon(w)
+				recycle(w)
 			}
 			return
 		}
@@ -335,22 +339,52 @@ func (p *partition) dispatch(batch []*work) {
 			w.lease = w.res.Lease
 		}
 	}
+	ready := batch[:0]
+	p.keysMu.Lock()
 	for _, w := range batch {
-		p.lanes[p.laneOf(w)] <- w
+		k := orderKey(w)
+		if k == "" {
+			ready = append(ready, w)
+			continue
+		}
+		if last, ok := p.keys[k]; ok {
+			last.next = w
+		} else {
+			ready = append(ready, w)
+		}
+		p.keys[k] = w
+	}
+	p.keysMu.Unlock()
+	// Never blocks: ready holds MaxInFlight, and every event holds a slot.
+	for _, w := range ready {
+		p.ready <- w
 	}
 }
 
-// laneOf keeps one key in one lane. Events without a key are spread by id,
-// so that redeliveries of one event meet in one lane.
-func (p *partition) laneOf(w *work) int {
-	k := w.ev.Key
-	if k == "" {
-		k = w.ev.ID
+// orderKey is what orders w among the partition's events: its message key,
+// or for events without one their id, so that redeliveries of one event
+// never run at once. Events with neither (undecodable) are not ordered.
+func orderKey(w *work) string {
+	if w.ev.Key != "" {
+		return w.ev.Key
 	}
-	if k == "" {
-		return int(w.msg.Offset % int64(len(p.lanes)))
+	return w.ev.ID
+}
+
+// after is called when w is finished or abandoned, before it is recycled:
+// it returns the next event of w's key, which the caller runs next, or nil.
+func (p *partition) after(w *work, key string) *work {
+	if key == "" {
+		return nil
 	}
-	return int(maphash.String(p.seed, k) % uint64(len(p.lanes)))
+	p.keysMu.Lock()
+	defer p.keysMu.Unlock()
+	next := w.next
+	if next == nil {
+		// w is the last of its key.
+		delete(p.keys, key)
+	}
+	return next
 }
 
 // claimBatch claims until the store answers, failing closed: while it does
@@ -384,16 +418,25 @@ func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, boo
 	}
 }
 
-// lane processes its events one after another, in offset order.
-func (p *partition) lane(ch <-chan *work) {
+// lane runs events from ready, one at a time; when an event is finished it
+// runs the next event of the same key, if one waits, so that one key's
+// events run in offset order. Once ready is closed and drained, every
+// event was run or abandoned.
+func (p *partition) lane() {
 	completed := make(chan error, 1)
-	for w := range ch {
-		w.completed = completed
-		if p.stopping() {
-			p.abandon(w)
-			continue
+	for w := range p.ready {
+		for w != nil {
+			key := orderKey(w)
+			w.completed = completed
+			if p.stopping() {
+				p.abandon(w)
+			} else {
+				p.process(w)
+			}
+			next := p.after(w, key)
+			recycle(w)
+			w = next
 		}
-		p.process(w)
 	}
 }
 
@@ -731,12 +774,15 @@ func (p *partition) abandon(w *work) {
 	p.free(w)
 }
 
-// free ends w's time in flight. Nothing may use w afterwards: it goes back
-// to the pool.
+// free ends w's time in flight: its slot and bytes are given back.
 func (p *partition) free(w *work) {
 	p.e.m.inFlight.Dec()
 	p.bytes.give(w.size)
 	<-p.slots
+}
+
+// recycle puts w back into the pool once nothing refers to it any more.
+func recycle(w *work) {
 	*w = work{}
 	workPool.Put(w)
 }
