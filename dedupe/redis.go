@@ -178,14 +178,15 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 func (s *Redis) claimBatch(ctx context.Context, claims []Claim, owners []string) ([]ClaimResult, error) {
 	groups := s.group(len(claims), func(i int) string { return claims[i].Key })
 	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
-		keys := make([]string, len(items))
-		args := make([]any, 2, 2+2*len(items))
+		n := len(items)
+		cmd := evalsha(s.claim, n, 2+2*n)
+		keys, args := cmd[3:3+n], cmd[3+n:]
 		args[0], args[1] = s.leaseMS, s.retentionMS
 		for j, i := range items {
 			keys[j] = claims[i].Key
-			args = append(args, owners[i], claims[i].Fingerprint)
+			args[2+2*j], args[3+2*j] = owners[i], claims[i].Fingerprint
 		}
-		return s.claim.EvalSha(ctx, p, keys, args...)
+		return queue(ctx, p, cmd)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim batch: %w", err)
@@ -197,8 +198,7 @@ func (s *Redis) claimBatch(ctx context.Context, claims []Claim, owners []string)
 			return nil, fmt.Errorf("claim batch: claim %s: %w: %w", claims[c.items[0]].Key, ErrInvalid, err)
 		}
 		for j, i := range c.items {
-			v, _ := replies[j].([]any)
-			r, err := claimResult(v, claims[i].Key, owners[i])
+			r, err := claimResult(replies[j], claims[i].Key, owners[i])
 			if err != nil {
 				return nil, fmt.Errorf("claim batch: claim %s: %w", claims[i].Key, err)
 			}
@@ -208,8 +208,13 @@ func (s *Redis) claimBatch(ctx context.Context, claims []Claim, owners []string)
 	return out, nil
 }
 
-// claimResult decodes one item of a claim reply.
-func claimResult(v []any, key, owner string) (ClaimResult, error) {
+// claimResult decodes one item of a claim reply: a list, or the bare
+// integer 1 for the common answer, acquired at fence 1 on the first attempt.
+func claimResult(item any, key, owner string) (ClaimResult, error) {
+	if n, ok := item.(int64); ok && n == replyAcquired {
+		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: key, Owner: owner, Fence: 1}, Attempts: 1}, nil
+	}
+	v, _ := item.([]any)
 	code, _ := replyInt(v, 0)
 	switch code {
 	case replyAcquired:
@@ -244,7 +249,7 @@ func claimResult(v []any, key, owner string) (ClaimResult, error) {
 	case replyInvalid, replyError:
 		return ClaimResult{}, fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
 	}
-	return ClaimResult{}, fmt.Errorf("unexpected reply %v", v)
+	return ClaimResult{}, fmt.Errorf("unexpected reply %v", item)
 }
 
 // ExtendBatch renews leases in one round trip. A per-item ErrLeaseLost means
@@ -296,8 +301,7 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 		}
 	}
 	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
-		keys, args := completionArgs(completions, items, s.retentionMS)
-		return s.complete.EvalSha(ctx, p, keys, args...)
+		return queue(ctx, p, s.completionCmd(completions, items))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("complete batch: %w", err)
@@ -313,15 +317,20 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 			continue
 		}
 		for j, i := range c.items {
+			// Done and lost are bare integers; the rest are lists.
+			code, ok := replies[j].(int64)
 			v, _ := replies[j].([]any)
-			switch code, _ := replyInt(v, 0); code {
+			if !ok {
+				code, _ = replyInt(v, 0)
+			}
+			switch code {
 			case replyOK:
 			case replyLost:
 				out[i] = ErrLeaseLost
 			case replyInvalid, replyError:
 				out[i] = fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
 			default:
-				out[i] = fmt.Errorf("%w: unexpected reply %v", ErrInvalid, v)
+				out[i] = fmt.Errorf("%w: unexpected reply %v", ErrInvalid, replies[j])
 			}
 		}
 	}
@@ -366,17 +375,20 @@ var opNames = [...]string{
 	handlers.OpExpire:  "PEXPIRE",
 }
 
-// completionArgs encodes the completions items for completeScript. An op of
-// an unknown kind is sent as "?", which the script refuses as invalid.
-func completionArgs(all []Completion, items []int, retentionMS any) ([]string, []any) {
+// completionCmd encodes the completions items as one call of
+// completeScript. An op of an unknown kind is sent as "?", which the script
+// refuses as invalid.
+func (s *Redis) completionCmd(all []Completion, items []int) []any {
 	nk, na := 0, 2
 	for _, i := range items {
 		nk += 1 + len(all[i].Effects)
 		na += 5 + 4*len(all[i].Effects)
 	}
-	keys := make([]string, 0, nk)
-	args := make([]any, 0, na)
-	args = append(args, retentionMS, len(items))
+	cmd := evalsha(s.complete, nk, na)
+	// Keys and arguments are appended side by side into their own parts of
+	// cmd, which has exactly the room for both.
+	keys, args := cmd[3:3], cmd[3+nk:3+nk]
+	args = append(args, s.retentionMS, len(items))
 	for _, i := range items {
 		c := &all[i]
 		keys = append(keys, c.Lease.Key)
@@ -406,7 +418,27 @@ func completionArgs(all []Completion, items []int, retentionMS any) ([]string, [
 			}
 		}
 	}
-	return keys, args
+	return cmd
+}
+
+// evalsha returns the arguments of an EVALSHA of sc with nkeys keys and
+// nargs arguments, the keys and arguments still to be filled in.
+func evalsha(sc *redis.Script, nkeys, nargs int) []any {
+	cmd := make([]any, 3+nkeys+nargs)
+	cmd[0], cmd[1], cmd[2] = "evalsha", sc.Hash(), nkeys
+	return cmd
+}
+
+// queue queues an EVALSHA built by evalsha on p. Built in place, the
+// arguments are not copied again as Script.EvalSha would; on a cluster the
+// command is routed by its first key.
+func queue(ctx context.Context, p redis.Pipeliner, args []any) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, args...)
+	if args[2] != 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	_ = p.Process(ctx, cmd)
+	return cmd
 }
 
 // maxChunk caps the items of one script call, so that one call keeps the

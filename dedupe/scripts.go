@@ -51,8 +51,9 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // per-call cost of a script is paid once per batch. KEYS[i] record i; ARGV[1]
 // lease ms, ARGV[2] retention ms, then owner and fingerprint of each record
 // (ARGV[1+2i], ARGV[2+2i]). Claims of one key in one batch run in order.
-// Reply: one item per record, {1, fence, attempts, takenover} acquired |
-// {2, result} duplicate | {3} conflict | {4, ms left} busy | {-1, reason}
+// Reply: one item per record, {1, fence, attempts, takenover} acquired, or
+// the bare integer 1 for a new record (fence 1, first attempt) | {2, result}
+// duplicate | {3} conflict | {4, ms left} busy | {-1, reason}
 // invalid | {-2, error} the key holds something other than a record.
 // Safe to repeat: the owner token identifies the call. A re-sent takeover
 // answers TakenOver 0, since the record does not remember how it was taken.
@@ -77,7 +78,7 @@ local function claim(key, owner, fp)
   if not state then
     redis.call('HSET', key, 's', 'p', 'f', 1, 'o', owner, 'l', deadline(), 'a', 1, 'p', fp)
     redis.call('PEXPIRE', key, retention)
-    return {1, 1, 1, 0}
+    return 1
   end
   local r = redis.call('HMGET', key, 'f', 'o', 'l', 'a', 'p', 'r')
   if state == 'd' then
@@ -142,10 +143,10 @@ return 1
 // its record and then its effect keys, so key 1 is the record and 2.. the
 // effect keys.
 //
-// Reply: one item per completion, {1} done | {0} lost | {-1, reason}
+// Reply: one item per completion, 1 done | 0 lost | {-1, reason}
 // invalid (nothing of it written) | {-2, error} the record key holds
 // something other than a record.
-// Safe to repeat: a record done at this fence answers {1} and applies
+// Safe to repeat: a record done at this fence answers 1 and applies
 // nothing. An expired lease that nobody took over still completes: the owner
 // and fence match, so nothing else can have run the event.
 //
@@ -255,7 +256,7 @@ local function done(rec, result)
   redis.call('HDEL', rec, 'o', 'l')
   if result ~= '' then redis.call('HSET', rec, 'r', result) end
   redis.call('PEXPIRE', rec, retention)
-  return {1}
+  return 1
 end
 
 local function complete1(kb, nk, a)
@@ -267,8 +268,8 @@ local function complete1(kb, nk, a)
   if type(o) == 'table' then return {-2, o.err} end
   if o ~= owner then
     local r = redis.call('HMGET', rec, 's', 'f')
-    if r[1] == 'd' and r[2] == fence then return {1} end
-    return {0}
+    if r[1] == 'd' and r[2] == fence then return 1 end
+    return 0
   end
   -- The common effect, a single INCRBY, needs no shadow: a command that
   -- fails writes nothing, so it is simply tried. A wrong type, a value that
