@@ -132,6 +132,15 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	c.rdb = rdb
+	if c.Redis == "" {
+		// Each phase leaves at most a key per event (the naive loop's
+		// markers, fleet's records), and the balances.
+		keys := 3*c.Events + c.Accounts + 1024
+		fmt.Fprintf(progress, "sizing the private Redis's keyspace for %d keys\n", keys)
+		if err := presize(ctx, rdb, keys); err != nil {
+			return nil, fmt.Errorf("size the private Redis: %w", err)
+		}
+	}
 
 	run := fmt.Sprint(time.Now().UnixNano())
 	stream, err := demo.New(c.Events, c.Accounts, c.Duplicates, uint64(time.Now().UnixNano()))
@@ -311,13 +320,22 @@ func produce(ctx context.Context, brokers []string, topic string, msgs []kafka.M
 // producePaced publishes msgs at rate per second, in small batches every
 // 5 ms, each message stamped when it is handed to the writer.
 func producePaced(ctx context.Context, brokers []string, topic string, msgs []kafka.Message, rate float64) error {
+	// What is due is handed over in one call, so the writer need not
+	// linger for more: it sends at once, as a producer tuned for latency
+	// (linger 0) would.
+	t := &kafka.Transport{}
+	defer t.CloseIdleConnections()
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Async: true}
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 100 * time.Microsecond, Async: true, Transport: t}
 	defer w.Close()
+	// A running producer is connected and knows the topic's partitions: the
+	// first messages should not wait for the connection and the metadata.
+	if _, err := (&kafka.Client{Addr: w.Addr, Transport: t}).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}}); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
 	start := time.Now()
-	// Every 5 ms, what is due goes to the writer in one call, as a producer
-	// with a short linger would send it; each message's timestamp is the
-	// time of that call.
+	// Every 5 ms, what is due goes to the writer in one call; each
+	// message's timestamp is the time of that call.
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	sent := 0
@@ -407,6 +425,39 @@ func recordBytes(ctx context.Context, rdb *redis.Client, pattern string) float64
 		total += float64(n)
 	}
 	return total / float64(len(keys))
+}
+
+// presize grows an empty Redis's keyspace, and its table of keys with a
+// TTL, so that n more keys fit without a resize: it adds placeholder keys
+// (with a TTL, so that both tables grow) until the tables have room for
+// them and n keys more.
+//
+// A Redis holding a dedupe window is at a steady size: records expire as
+// fast as new ones come. A private Redis starts empty, and on this kind of
+// machine each doubling of its tables (at 2^16, 2^17, 2^18 … keys) stalls
+// the server for most of a second while the new table's pages are first
+// touched; a measurement would time those stalls, not the fleet.
+func presize(ctx context.Context, rdb *redis.Client, n int) error {
+	size := 1
+	for size < 2*n {
+		size *= 2
+	}
+	// More than half the target size grows the tables to it; the keys the
+	// run adds then fit, since n <= size/2.
+	placeholders := size/2 + 1
+	const chunk = 50000
+	fill := redis.NewScript(`
+for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  redis.call('SET', 'fleet-bench:placeholder:' .. i, '', 'PX', ARGV[3])
+end
+return 1`)
+	for lo := 0; lo < placeholders; lo += chunk {
+		hi := min(lo+chunk, placeholders) - 1
+		if err := fill.Run(ctx, rdb, nil, lo, hi, (24 * time.Hour).Milliseconds()).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startRedis starts a private redis-server on a free port for the run.
