@@ -373,7 +373,8 @@ func orderKey(w *work) string {
 
 // after is called when w is finished or abandoned, before it is recycled:
 // it returns the next event of w's key, which the caller runs next, or nil.
-func (p *partition) after(w *work, key string) *work {
+func (p *partition) after(w *work) *work {
+	key := orderKey(w)
 	if key == "" {
 		return nil
 	}
@@ -426,14 +427,13 @@ func (p *partition) lane() {
 	completed := make(chan error, 1)
 	for w := range p.ready {
 		for w != nil {
-			key := orderKey(w)
 			w.completed = completed
 			if p.stopping() {
 				p.abandon(w)
 			} else {
 				p.process(w)
 			}
-			next := p.after(w, key)
+			next := p.after(w)
 			recycle(w)
 			w = next
 		}
