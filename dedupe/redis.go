@@ -176,10 +176,10 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 // claimBatch claims with the given owner tokens; a test calls it twice with
 // the same tokens to see a re-sent claim.
 func (s *Redis) claimBatch(ctx context.Context, claims []Claim, owners []string) ([]ClaimResult, error) {
-	groups := s.group(len(claims), func(i int) string { return claims[i].Key })
+	groups := s.group(indices(len(claims)), func(i int) string { return claims[i].Key })
 	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
 		n := len(items)
-		cmd := evalsha(s.claim, n, 2+2*n)
+		cmd := evalshaN(s.claim, n, 2+2*n)
 		keys, args := cmd[3:3+n], cmd[3+n:]
 		args[0], args[1] = s.leaseMS, s.retentionMS
 		for j, i := range items {
@@ -262,7 +262,7 @@ func (s *Redis) ExtendBatch(ctx context.Context, leases []Lease) ([]error, error
 	}
 	chunks, err := s.run(ctx, singles(len(leases)), func(p redis.Pipeliner, items []int) *redis.Cmd {
 		l := &leases[items[0]]
-		return s.extend.EvalSha(ctx, p, []string{l.Key}, l.Owner, l.Fence, s.leaseMS, s.retentionMS)
+		return queue(ctx, p, evalsha(s.extend, l.Key, l.Owner, l.Fence, s.leaseMS, s.retentionMS))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("extend batch: %w", err)
@@ -294,12 +294,7 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 		}
 		send = append(send, i)
 	}
-	groups := s.group(len(send), func(j int) string { return completions[send[j]].Lease.Key })
-	for _, g := range groups {
-		for j, i := range g {
-			g[j] = send[i]
-		}
-	}
+	groups := s.group(send, func(i int) string { return completions[i].Lease.Key })
 	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
 		return queue(ctx, p, s.completionCmd(completions, items))
 	})
@@ -342,7 +337,7 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 // error means the store could not be asked, and the lease expires by itself.
 func (s *Redis) Release(ctx context.Context, l Lease) error {
 	chunks, err := s.run(ctx, singles(1), func(p redis.Pipeliner, _ []int) *redis.Cmd {
-		return s.release.EvalSha(ctx, p, []string{l.Key}, l.Owner, l.Fence, s.retentionMS)
+		return queue(ctx, p, evalsha(s.release, l.Key, l.Owner, l.Fence, s.retentionMS))
 	})
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
@@ -384,7 +379,7 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 		nk += 1 + len(all[i].Effects)
 		na += 5 + 4*len(all[i].Effects)
 	}
-	cmd := evalsha(s.complete, nk, na)
+	cmd := evalshaN(s.complete, nk, na)
 	// Keys and arguments are appended side by side into their own parts of
 	// cmd, which has exactly the room for both.
 	keys, args := cmd[3:3], cmd[3+nk:3+nk]
@@ -421,22 +416,29 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 	return cmd
 }
 
-// evalsha returns the arguments of an EVALSHA of sc with nkeys keys and
-// nargs arguments, the keys and arguments still to be filled in.
-func evalsha(sc *redis.Script, nkeys, nargs int) []any {
+// evalshaN returns the arguments of an EVALSHA of sc with nkeys keys and
+// nargs arguments, the keys and arguments still to be filled in. Every
+// script of the store has at least one key.
+func evalshaN(sc *redis.Script, nkeys, nargs int) []any {
 	cmd := make([]any, 3+nkeys+nargs)
 	cmd[0], cmd[1], cmd[2] = "evalsha", sc.Hash(), nkeys
 	return cmd
 }
 
-// queue queues an EVALSHA built by evalsha on p. Built in place, the
+// evalsha returns the arguments of an EVALSHA of sc on one key.
+func evalsha(sc *redis.Script, key string, args ...any) []any {
+	cmd := evalshaN(sc, 1, len(args))
+	cmd[3] = key
+	copy(cmd[4:], args)
+	return cmd
+}
+
+// queue queues an EVALSHA built by evalshaN on p. Built in place, the
 // arguments are not copied again as Script.EvalSha would; on a cluster the
 // command is routed by its first key.
 func queue(ctx context.Context, p redis.Pipeliner, args []any) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
-	if args[2] != 0 {
-		cmd.SetFirstKeyPos(3)
-	}
+	cmd.SetFirstKeyPos(3)
 	_ = p.Process(ctx, cmd)
 	return cmd
 }
@@ -473,23 +475,30 @@ func singles(n int) [][]int {
 	return g
 }
 
-// group splits n items into script calls of at most maxChunk items, keeping
-// their order: consecutive runs on a single server, and on a cluster the
-// items of one hash slot together (a script may only touch one slot).
-func (s *Redis) group(n int, key func(i int) string) [][]int {
+// indices returns the items 0 … n-1.
+func indices(n int) []int {
+	items := make([]int, n)
+	for i := range items {
+		items[i] = i
+	}
+	return items
+}
+
+// group splits items (indices into a batch) into script calls of at most
+// maxChunk items, keeping their order: consecutive runs on a single server,
+// and on a cluster the items of one hash slot together (a script may only
+// touch one slot). key returns the key of batch item i.
+func (s *Redis) group(items []int, key func(i int) string) [][]int {
 	var groups [][]int
 	if _, ok := s.c.(*redis.ClusterClient); !ok {
-		for lo := 0; lo < n; lo += maxChunk {
-			g := make([]int, 0, min(maxChunk, n-lo))
-			for i := lo; i < min(lo+maxChunk, n); i++ {
-				g = append(g, i)
-			}
-			groups = append(groups, g)
+		for lo := 0; lo < len(items); lo += maxChunk {
+			hi := min(lo+maxChunk, len(items))
+			groups = append(groups, items[lo:hi:hi])
 		}
 		return groups
 	}
 	open := map[uint16]int{} // slot -> index of its open group
-	for i := range n {
+	for _, i := range items {
 		sl := slot(key(i))
 		gi, ok := open[sl]
 		if !ok || len(groups[gi]) == maxChunk {
