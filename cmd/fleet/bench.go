@@ -35,8 +35,8 @@ type benchCmd struct {
 	Duplicates  float64  `default:"0.1" help:"Share of events republished with the same id."`
 	Accounts    int      `default:"1000" help:"Accounts the events spread over."`
 	Partitions  int      `default:"8" help:"Partitions of the bench topics."`
-	Lanes       int      `default:"64" help:"fleet: key-ordered lanes per partition."`
-	BatchSize   int      `default:"256" help:"fleet: events claimed in one round trip."`
+	Lanes       int      `default:"0" help:"fleet: key-ordered lanes per partition (0: the engine's default)."`
+	BatchSize   int      `default:"0" help:"fleet: events claimed in one round trip (0: the engine's default)."`
 	MaxInFlight int      `default:"0" help:"fleet: in-flight events per partition (0: the engine's default)."`
 	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run)."`
 	Brokers     []string `sep:"," help:"Use these brokers instead of an embedded one."`
@@ -89,6 +89,8 @@ func (c *benchCmd) Run() error {
 		return configError{errors.New("events, accounts and partitions must be at least 1")}
 	case c.Duplicates < 0 || c.Duplicates > 1:
 		return configError{fmt.Errorf("duplicates %v: must be between 0 and 1", c.Duplicates)}
+	case c.Lanes < 0 || c.BatchSize < 0 || c.MaxInFlight < 0:
+		return configError{errors.New("lanes, batch size and max in flight must not be negative (0: the engine's default)")}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

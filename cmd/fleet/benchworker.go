@@ -38,8 +38,8 @@ type benchWorkerCmd struct {
 	Group       string   `required:""`
 	Redis       string   `required:""`
 	Expect      int      `required:"" help:"Messages to finish before exiting."`
-	Lanes       int      `default:"64"`
-	BatchSize   int      `default:"256"`
+	Lanes       int      `default:"0"`
+	BatchSize   int      `default:"0"`
 	MaxInFlight int      `default:"0"`
 	Profile     string   `help:"Write <profile>.cpu.pprof and <profile>.heap.pprof."`
 	Latency     bool     `help:"Record produce-to-done latency of every event."`
@@ -231,7 +231,13 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	}
 	cfg := consumer.DefaultConfig()
 	cfg.Brokers, cfg.Topics, cfg.Group = c.Brokers, []string{c.Topic}, c.Group
-	cfg.Lanes, cfg.BatchSize = c.Lanes, c.BatchSize
+	// Zero keeps the engine's default.
+	if c.Lanes > 0 {
+		cfg.Lanes = c.Lanes
+	}
+	if c.BatchSize > 0 {
+		cfg.BatchSize = c.BatchSize
+	}
 	if c.MaxInFlight > 0 {
 		cfg.MaxInFlight = c.MaxInFlight
 	}
