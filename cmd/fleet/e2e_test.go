@@ -457,6 +457,9 @@ func TestBench(t *testing.T) {
 	if lat := r.Runs[2]; lat.P50ms <= 0 || lat.P99ms < lat.P50ms {
 		t.Errorf("latency figures: %+v", lat)
 	}
+	if rate := r.Runs[2].RatePerSecond; rate != 20000 {
+		t.Errorf("latency phase paced at %v events/s, want half of the 40,000 target", rate)
+	}
 	if r.Runs[0].Events != r.Messages || r.Runs[1].Events != r.Messages {
 		t.Errorf("a worker finished %d/%d of %d messages", r.Runs[0].Events, r.Runs[1].Events, r.Messages)
 	}
