@@ -3,6 +3,8 @@ package consumer
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -34,8 +36,19 @@ type Config struct {
 	BatchSize int
 
 	// MaxAttempts is the attempt budget of one event, kept in its idempotency
-	// record across restarts; past it the event is dead-lettered.
+	// record across restarts, rebalances and retry tiers; past it the event
+	// is dead-lettered.
 	MaxAttempts int
+	// InPlaceAttempts is how many attempts one delivery of an event gets,
+	// with backoff between them, before the event moves on to the next
+	// retry topic (or to the dead-letter topic after the last one).
+	InPlaceAttempts int
+	// RetryDelays are the retry tiers: an event that failed its in-place
+	// attempts on a source topic goes to <topic>.retry.1, which runs it
+	// again RetryDelays[0] later, then to <topic>.retry.2, and so on; after
+	// the last tier it goes to <topic>.dlq. Empty: no retry topics, straight
+	// to the dead-letter topic.
+	RetryDelays []time.Duration
 	// RetryBackoff and MaxRetryBackoff bound the exponential backoff (with
 	// jitter) between in-place attempts.
 	RetryBackoff    time.Duration
@@ -78,7 +91,9 @@ func DefaultConfig() Config {
 		MaxInFlight:       256,
 		MaxInFlightBytes:  4 << 20,
 		BatchSize:         256,
-		MaxAttempts:       5,
+		MaxAttempts:       12,
+		InPlaceAttempts:   3,
+		RetryDelays:       []time.Duration{time.Second, 10 * time.Second, time.Minute},
 		RetryBackoff:      100 * time.Millisecond,
 		MaxRetryBackoff:   5 * time.Second,
 		HandlerTimeout:    30 * time.Second,
@@ -136,6 +151,22 @@ func (c Config) Validate() error {
 	if c.MaxAttempts < 1 {
 		bad("attempts %d: must be at least 1", c.MaxAttempts)
 	}
+	if c.InPlaceAttempts < 1 {
+		bad("in-place attempts %d: must be at least 1", c.InPlaceAttempts)
+	}
+	for i, d := range c.RetryDelays {
+		if d <= 0 {
+			bad("retry delay %d (%v): must be positive", i+1, d)
+		}
+	}
+	if len(c.RetryDelays) > 32 {
+		bad("retry delays: %d tiers, at most 32", len(c.RetryDelays))
+	}
+	for _, t := range c.Topics {
+		if _, _, ok := parseRetryTopic(t); ok || strings.HasSuffix(t, ".dlq") {
+			bad("topics: %q is a retry or dead-letter topic; list its source topic instead", t)
+		}
+	}
 	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
 		bad("retry backoff %v..%v: must be positive and ordered", c.RetryBackoff, c.MaxRetryBackoff)
 	}
@@ -171,3 +202,39 @@ func (c Config) Validate() error {
 
 // DeadLetterTopic is the dead-letter topic of a source topic.
 func DeadLetterTopic(topic string) string { return topic + ".dlq" }
+
+// RetryTopic is retry tier n (1-based) of a source topic.
+func RetryTopic(topic string, n int) string { return topic + ".retry." + strconv.Itoa(n) }
+
+// parseRetryTopic splits a retry topic into its source topic and tier.
+func parseRetryTopic(t string) (source string, tier int, ok bool) {
+	i := strings.LastIndex(t, ".retry.")
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(t[i+len(".retry."):])
+	if err != nil || n < 1 || strconv.Itoa(n) != t[i+len(".retry."):] {
+		return "", 0, false
+	}
+	return t[:i], n, true
+}
+
+// route is what the engine knows of a topic it consumes: the source topic
+// whose events it carries, and its retry tier (0 for the source itself).
+type route struct {
+	source string
+	tier   int
+}
+
+// routes lists every topic the engine subscribes to: the sources and each
+// of their retry tiers.
+func (c Config) routes() map[string]route {
+	r := make(map[string]route, len(c.Topics)*(1+len(c.RetryDelays)))
+	for _, t := range c.Topics {
+		r[t] = route{source: t}
+		for n := 1; n <= len(c.RetryDelays); n++ {
+			r[RetryTopic(t, n)] = route{source: t, tier: n}
+		}
+	}
+	return r
+}

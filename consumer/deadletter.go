@@ -21,36 +21,125 @@ const (
 	HeaderAttempts          = "fleet-attempts"
 	HeaderFirstFailure      = "fleet-first-failure-time"
 	HeaderLastFailure       = "fleet-last-failure-time"
+	// HeaderRetryTier is the retry tier a message was written to (on a
+	// retry topic) or the last one it went through (on a dead letter).
+	HeaderRetryTier = "fleet-retry-tier"
+	// HeaderNotBefore is when a retry topic's consumer may run the event,
+	// RFC 3339 with nanoseconds, UTC.
+	HeaderNotBefore = "fleet-not-before"
 )
+
+// origin is where an event was first consumed: its source topic, partition
+// and offset, and when it first failed (zero if it had not).
+type origin struct {
+	topic        string
+	partition    int
+	offset       int64
+	firstFailure time.Time
+	tier         int
+}
+
+// originOf reads m's origin: m itself on a source topic; the headers the
+// engine wrote on a retry topic.
+func originOf(m *kafka.Message, r route) origin {
+	o := origin{topic: r.source, partition: m.Partition, offset: m.Offset, tier: r.tier}
+	if r.tier == 0 {
+		return o
+	}
+	for _, h := range m.Headers {
+		v := string(h.Value)
+		switch h.Key {
+		case HeaderOriginalTopic:
+			if v == r.source {
+				o.topic = v
+			}
+		case HeaderOriginalPartition:
+			if n, err := strconv.Atoi(v); err == nil {
+				o.partition = n
+			}
+		case HeaderOriginalOffset:
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				o.offset = n
+			}
+		case HeaderFirstFailure:
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				o.firstFailure = t
+			}
+		}
+	}
+	return o
+}
+
+// lastHeader returns the value of m's last header named key.
+func lastHeader(m *kafka.Message, key string) (string, bool) {
+	for i := len(m.Headers) - 1; i >= 0; i-- {
+		if m.Headers[i].Key == key {
+			return string(m.Headers[i].Value), true
+		}
+	}
+	return "", false
+}
 
 // maxErrorMessage caps the error message header, in bytes.
 const maxErrorMessage = 1024
 
-// deadLetterMessage builds the dead letter of m. Headers fleet adds replace
-// any left on the message by an earlier trip through a dead-letter topic.
-func deadLetterMessage(m *kafka.Message, group, reason string, cause error, attempts int, first, last time.Time) kafka.Message {
-	headers := make([]kafka.Header, 0, len(m.Headers)+9)
+// failure describes why an event leaves its partition for a retry or
+// dead-letter topic.
+type failure struct {
+	group       string
+	reason      string
+	cause       error
+	attempts    int
+	first, last time.Time
+}
+
+// deadLetterMessage builds the dead letter of m, consumed from a topic with
+// route r. Headers fleet adds replace any left on the message by an earlier
+// trip through a retry or dead-letter topic; the origin stays the first.
+func deadLetterMessage(m *kafka.Message, r route, f failure) kafka.Message {
+	o := originOf(m, r)
+	return failureMessage(m, DeadLetterTopic(o.topic), o, f, nil)
+}
+
+// retryMessage builds the message of m for retry tier n, to run no earlier
+// than notBefore.
+func retryMessage(m *kafka.Message, r route, f failure, n int, notBefore time.Time) kafka.Message {
+	o := originOf(m, r)
+	o.tier = n
+	return failureMessage(m, RetryTopic(o.topic, n), o, f, &notBefore)
+}
+
+func failureMessage(m *kafka.Message, topic string, o origin, f failure, notBefore *time.Time) kafka.Message {
+	headers := make([]kafka.Header, 0, len(m.Headers)+11)
 	for _, h := range m.Headers {
 		if !strings.HasPrefix(h.Key, "fleet-") {
 			headers = append(headers, h)
 		}
 	}
 	msg := ""
-	if cause != nil {
-		msg = truncate(cause.Error(), maxErrorMessage)
+	if f.cause != nil {
+		msg = truncate(f.cause.Error(), maxErrorMessage)
+	}
+	first := f.first
+	if !o.firstFailure.IsZero() && o.firstFailure.Before(first) {
+		first = o.firstFailure
 	}
 	add := func(k, v string) { headers = append(headers, kafka.Header{Key: k, Value: []byte(v)}) }
-	add(HeaderOriginalTopic, m.Topic)
-	add(HeaderOriginalPartition, strconv.Itoa(m.Partition))
-	add(HeaderOriginalOffset, strconv.FormatInt(m.Offset, 10))
-	add(HeaderConsumerGroup, group)
-	add(HeaderErrorKind, reason)
+	add(HeaderOriginalTopic, o.topic)
+	add(HeaderOriginalPartition, strconv.Itoa(o.partition))
+	add(HeaderOriginalOffset, strconv.FormatInt(o.offset, 10))
+	add(HeaderConsumerGroup, f.group)
+	add(HeaderErrorKind, f.reason)
 	add(HeaderErrorMessage, msg)
-	add(HeaderAttempts, strconv.Itoa(attempts))
+	add(HeaderAttempts, strconv.Itoa(f.attempts))
 	add(HeaderFirstFailure, first.UTC().Format(time.RFC3339Nano))
-	add(HeaderLastFailure, last.UTC().Format(time.RFC3339Nano))
+	add(HeaderLastFailure, f.last.UTC().Format(time.RFC3339Nano))
+	add(HeaderRetryTier, strconv.Itoa(o.tier))
+	if notBefore != nil {
+		add(HeaderNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
+	}
 	return kafka.Message{
-		Topic:   DeadLetterTopic(m.Topic),
+		Topic:   topic,
 		Key:     m.Key,
 		Value:   m.Value,
 		Headers: headers,

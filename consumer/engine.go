@@ -43,6 +43,7 @@ type Publisher interface {
 // with [New] and call [Engine.Run] once.
 type Engine struct {
 	cfg     Config
+	routes  map[string]route
 	store   Store
 	router  *handlers.Router
 	handler handlers.Handler
@@ -78,6 +79,7 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 	}
 	return &Engine{
 		cfg:    cfg,
+		routes: cfg.routes(),
 		store:  store,
 		router: router,
 		// The handler timeout is the deadline of each attempt's context
@@ -144,11 +146,15 @@ func (e *Engine) Ready() error {
 // then drains within the drain budget, commits, leaves the group and returns
 // nil. It returns an error only when the group cannot be created.
 func (e *Engine) Run(ctx context.Context) error {
+	topics, err := e.ensureTopics(ctx)
+	if err != nil {
+		return nil // cancelled before the cluster answered
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                e.cfg.Group,
 		Brokers:           e.cfg.Brokers,
 		Dialer:            e.cfg.Dialer,
-		Topics:            e.cfg.Topics,
+		Topics:            topics,
 		SessionTimeout:    e.cfg.SessionTimeout,
 		RebalanceTimeout:  e.cfg.RebalanceTimeout,
 		HeartbeatInterval: e.cfg.HeartbeatInterval,

@@ -273,6 +273,13 @@ func (e *env) balances(accounts []string) map[string]int64 {
 // dlq reads n messages from the dead-letter topic.
 func (e *env) dlq(n int) []kafka.Message {
 	e.t.Helper()
+	return e.read(consumer.DeadLetterTopic(topic), n)
+}
+
+// read reads a topic from its start to its end, partition by partition, and
+// fails the test unless it holds n messages.
+func (e *env) read(name string, n int) []kafka.Message {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out []kafka.Message
@@ -280,12 +287,12 @@ func (e *env) dlq(n int) []kafka.Message {
 	// cluster, which may predate the dead-letter topic.
 	fresh := &kafka.Transport{}
 	defer fresh.CloseIdleConnections()
-	parts, err := (&kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: fresh}).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{consumer.DeadLetterTopic(topic)}})
+	parts, err := (&kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: fresh}).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{name}})
 	if err != nil || len(parts.Topics) != 1 || parts.Topics[0].Error != nil {
-		e.t.Fatalf("dlq metadata: %v %+v", err, parts)
+		e.t.Fatalf("%s metadata: %v %+v", name, err, parts)
 	}
 	for _, p := range parts.Topics[0].Partitions {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: consumer.DeadLetterTopic(topic), Partition: p.ID, MaxWait: 50 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: name, Partition: p.ID, MaxWait: 50 * time.Millisecond})
 		last, err := r.ReadLag(ctx)
 		if err != nil {
 			e.t.Fatalf("dlq lag: %v", err)
@@ -300,7 +307,7 @@ func (e *env) dlq(n int) []kafka.Message {
 		r.Close()
 	}
 	if len(out) != n {
-		e.t.Fatalf("dead-letter topic holds %d messages, want %d", len(out), n)
+		e.t.Fatalf("%s holds %d messages, want %d", name, len(out), n)
 	}
 	return out
 }

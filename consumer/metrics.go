@@ -9,6 +9,10 @@ const (
 	OutcomeProcessed    = "processed"
 	OutcomeDuplicate    = "duplicate"
 	OutcomeDeadLettered = "dead_lettered"
+	// OutcomeRetried: written to the next retry topic.
+	OutcomeRetried = "retried"
+	// OutcomeOtherGroup: a retry-topic message of another consumer group.
+	OutcomeOtherGroup = "other_group"
 )
 
 // Metrics are the engine's Prometheus metrics. Labels are bounded: topics,
@@ -19,6 +23,7 @@ type Metrics struct {
 	finished     *prometheus.CounterVec
 	retries      *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
+	retryTopics  *prometheus.CounterVec
 	handlerTime  *prometheus.HistogramVec
 	latency      prometheus.Histogram
 	leaseLost    prometheus.Counter
@@ -46,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"topic"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleet_consumer_events_finished_total",
-			Help: "Events finished, by outcome: processed, duplicate or dead_lettered.",
+			Help: "Events finished, by outcome: processed, duplicate, retried (to a retry topic), dead_lettered or other_group (another group's retry).",
 		}, []string{"topic", "type", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleet_consumer_retries_total",
@@ -56,6 +61,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fleet_consumer_dead_letters_total",
 			Help: "Events written to a dead-letter topic, by reason.",
 		}, []string{"topic", "reason"}),
+		retryTopics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_retry_topic_events_total",
+			Help: "Events written to a retry topic after their in-place attempts failed, by source topic and tier.",
+		}, []string{"topic", "tier"}),
 		handlerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                        "fleet_handler_duration_seconds",
 			Help:                        "Duration of one handler attempt.",
@@ -123,7 +132,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed writes to dead-letter topics (they are retried).",
 		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.handlerTime, m.latency,
+	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.retryTopics, m.handlerTime, m.latency,
 		m.leaseLost, m.storeTime, m.storeErrors, m.busy, m.takeovers, m.assigned, m.rebalances,
 		m.inFlight, m.lag, m.commits, m.storeUp, m.groupJoined, m.publishError)
 	return m

@@ -23,7 +23,14 @@ const (
 	ReasonConflict          = "conflict"
 	ReasonAttemptsExhausted = "attempts_exhausted"
 	ReasonInvalidEffect     = "invalid_effect"
+	// ReasonRetryable is the error kind on a retry topic: the handler failed
+	// with a retryable error in every in-place attempt of a delivery.
+	ReasonRetryable = "retryable"
 )
+
+// verdictOtherGroup marks a retry-topic message another consumer group
+// wrote: not this group's to run, so it is only acknowledged.
+const verdictOtherGroup = "other_group"
 
 // work is one fetched message on its way through the pipeline.
 type work struct {
@@ -53,6 +60,8 @@ type work struct {
 	next *work
 
 	firstFailure, lastFailure time.Time
+	// tries counts the handler runs of this delivery.
+	tries int
 	// size is the message's share of the partition's byte budget.
 	size int64
 }
@@ -67,6 +76,7 @@ type heldRun struct {
 type partition struct {
 	e     *Engine
 	topic string
+	route route
 	id    int
 	start int64
 	wm    *watermark
@@ -93,7 +103,7 @@ type partition struct {
 
 func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-chan struct{}, workCtx context.Context) *partition {
 	p := &partition{
-		e: e, topic: topic, id: a.ID, start: a.Offset,
+		e: e, topic: topic, route: e.routes[topic], id: a.ID, start: a.Offset,
 		wm:    newWatermark(a.Offset),
 		stop:  stop,
 		work:  workCtx,
@@ -193,12 +203,38 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 		}
 		w := workPool.Get().(*work)
 		w.msg, w.p, w.size = m, p, size
+		// A retry topic's partition waits, fetching nothing more, until its
+		// next event is due: its events are in due order, since one tier
+		// has one delay. Other partitions and topics go on meanwhile.
+		if p.route.tier > 0 {
+			if !p.due(ctx, &w.msg) {
+				return
+			}
+		}
 		select {
 		case fetched <- w:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// due waits until m's not-before time, or until ctx is done; it reports
+// false in the latter case. A message without a readable not-before time is
+// due at once.
+func (p *partition) due(ctx context.Context, m *kafka.Message) bool {
+	v, ok := lastHeader(m, HeaderNotBefore)
+	if !ok {
+		return true
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return true
+	}
+	if d := time.Until(t); d > 0 {
+		return sleep(ctx, d)
+	}
+	return true
 }
 
 // collect waits for the next batch: one message, then whatever else is
@@ -309,6 +345,8 @@ func (p *partition) dispatch(batch []*work) {
 		w.ev = ev
 		w.typeLabel = "unknown"
 		switch {
+		case p.route.tier > 0 && !p.ours(&w.msg):
+			w.verdict = verdictOtherGroup
 		case err != nil:
 			w.verdict, w.verdictErr = ReasonDecode, err
 		default:
@@ -359,6 +397,14 @@ func (p *partition) dispatch(batch []*work) {
 	for _, w := range ready {
 		p.ready <- w
 	}
+}
+
+// ours reports whether a retry-topic message was written by this consumer
+// group: retry topics are per source topic, and every group consuming that
+// topic reads them.
+func (p *partition) ours(m *kafka.Message) bool {
+	g, ok := lastHeader(m, HeaderConsumerGroup)
+	return !ok || g == p.e.cfg.Group
 }
 
 // orderKey is what orders w among the partition's events: its message key,
@@ -445,7 +491,12 @@ func (p *partition) lane() {
 // released and its offset stays uncommitted, so the next owner runs it.
 func (p *partition) process(w *work) {
 	e := p.e
-	if w.verdict != "" {
+	switch w.verdict {
+	case "":
+	case verdictOtherGroup:
+		p.finish(w, OutcomeOtherGroup)
+		return
+	default:
 		p.deadLetter(w, w.verdict, w.verdictErr, 0)
 		return
 	}
@@ -489,6 +540,7 @@ func (p *partition) process(w *work) {
 				p.abandon(w)
 				return
 			}
+			w.tries++
 			err := p.runHandler(w)
 			if err == nil {
 				switch err = p.complete(w); {
@@ -535,6 +587,12 @@ func (p *partition) process(w *work) {
 				p.deadLetter(w, ReasonUnknownType, err, w.res.Attempts)
 				return
 			case w.res.Attempts >= e.cfg.MaxAttempts:
+				p.deadLetter(w, ReasonAttemptsExhausted, err, w.res.Attempts)
+				return
+			case w.tries >= e.cfg.InPlaceAttempts && p.route.tier < len(e.cfg.RetryDelays):
+				p.retryLater(w, err)
+				return
+			case w.tries >= e.cfg.InPlaceAttempts:
 				p.deadLetter(w, ReasonAttemptsExhausted, err, w.res.Attempts)
 				return
 			}
@@ -721,11 +779,44 @@ func (p *partition) release(w *work) {
 	}
 }
 
-// deadLetter writes w to the dead-letter topic, releases its claim and
-// finishes it. The write is retried until acknowledged; if the partition
-// drains first, the event is abandoned instead (and not committed).
+// deadLetter writes w to the dead-letter topic of its source, releases its
+// claim and finishes it. The write is retried until acknowledged; if the
+// partition drains first, the event is abandoned instead (and not
+// committed).
 func (p *partition) deadLetter(w *work, reason string, cause error, attempts int) {
+	msg := deadLetterMessage(&w.msg, p.route, p.failure(w, reason, cause, attempts))
+	if !p.publish(w, msg) {
+		p.abandon(w)
+		return
+	}
+	p.e.m.deadLetters.WithLabelValues(p.route.source, reason).Inc()
+	p.e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
+		"id", w.ev.ID, "type", w.ev.Type, "reason", reason, "attempts", attempts, "err", cause)
+	p.release(w)
+	p.finish(w, OutcomeDeadLettered)
+}
+
+// retryLater writes w to the next retry tier, due after that tier's delay,
+// releases its claim (the attempt count stays in the record) and finishes
+// it here. If the partition drains before the write is acknowledged, the
+// event is abandoned instead.
+func (p *partition) retryLater(w *work, cause error) {
 	e := p.e
+	n := p.route.tier + 1
+	notBefore := time.Now().Add(e.cfg.RetryDelays[n-1])
+	msg := retryMessage(&w.msg, p.route, p.failure(w, ReasonRetryable, cause, w.res.Attempts), n, notBefore)
+	if !p.publish(w, msg) {
+		p.abandon(w)
+		return
+	}
+	e.m.retryTopics.WithLabelValues(p.route.source, strconv.Itoa(n)).Inc()
+	e.log.Info("sent to retry topic", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
+		"id", w.ev.ID, "type", w.ev.Type, "retry_topic", msg.Topic, "attempts", w.res.Attempts, "not_before", notBefore, "err", cause)
+	p.release(w)
+	p.finish(w, OutcomeRetried)
+}
+
+func (p *partition) failure(w *work, reason string, cause error, attempts int) failure {
 	now := time.Now()
 	if w.firstFailure.IsZero() {
 		w.firstFailure = now
@@ -733,24 +824,24 @@ func (p *partition) deadLetter(w *work, reason string, cause error, attempts int
 	if w.lastFailure.IsZero() {
 		w.lastFailure = now
 	}
-	msg := deadLetterMessage(&w.msg, e.cfg.Group, reason, cause, attempts, w.firstFailure, w.lastFailure)
+	return failure{group: p.e.cfg.Group, reason: reason, cause: cause, attempts: attempts, first: w.firstFailure, last: w.lastFailure}
+}
+
+// publish writes msg until it is acknowledged; it reports false if the
+// partition's work is cancelled first.
+func (p *partition) publish(w *work, msg kafka.Message) bool {
+	e := p.e
 	for attempt := 0; ; attempt++ {
 		err := e.dlq.WriteMessages(p.work, msg)
 		if err == nil {
-			break
+			return true
 		}
 		e.m.publishError.WithLabelValues(msg.Topic).Inc()
-		e.log.Error("write dead letter", "topic", msg.Topic, "offset", w.msg.Offset, "err", err)
+		e.log.Error("write to "+msg.Topic, "topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "err", err)
 		if p.work.Err() != nil || !sleep(p.work, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
-			p.abandon(w)
-			return
+			return false
 		}
 	}
-	e.m.deadLetters.WithLabelValues(p.topic, reason).Inc()
-	e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
-		"id", w.ev.ID, "type", w.ev.Type, "reason", reason, "attempts", attempts, "err", cause)
-	p.release(w)
-	p.finish(w, OutcomeDeadLettered)
 }
 
 // finish marks w's offset done.

@@ -59,7 +59,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 	flags := []string{
 		"--brokers", "k1:9092, k2:9092", "--topics", "payments,orders", "--group", "ledger",
 		"--redis", "rediss://user:secret@redis.example:6380/2", "--http-addr", "127.0.0.1:9000",
-		"--lease", "12s", "--retention", "2h", "--attempts", "7", "--concurrency", "4",
+		"--lease", "12s", "--retention", "2h", "--attempts", "7", "--in-place-attempts", "2", "--retry-delays", "2s, 30s", "--concurrency", "4",
 		"--session-timeout", "45s", "--drain-timeout", "20s", "--handler-timeout", "5s",
 		"--batch-size", "64", "--max-in-flight", "512", "--max-in-flight-bytes", "1048576", "--heartbeat-interval", "2s",
 		"--commit-interval", "500ms", "--log-level", "debug", "--log-format", "text",
@@ -75,6 +75,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 	want := consumer.DefaultConfig()
 	want.Brokers, want.Topics, want.Group = []string{"k1:9092", "k2:9092"}, []string{"payments", "orders"}, "ledger"
 	want.Lease, want.MaxAttempts, want.Lanes = 12*time.Second, 7, 4
+	want.InPlaceAttempts, want.RetryDelays = 2, []time.Duration{2 * time.Second, 30 * time.Second}
 	want.SessionTimeout, want.RebalanceTimeout, want.DrainTimeout = 45*time.Second, 45*time.Second, 20*time.Second
 	want.HandlerTimeout, want.BatchSize, want.MaxInFlight, want.MaxInFlightBytes = 5*time.Second, 64, 512, 1<<20
 	want.HeartbeatInterval, want.CommitInterval = 2*time.Second, 500*time.Millisecond
@@ -135,6 +136,8 @@ func diffConfig(got, want consumer.Config) string {
 	field("MaxInFlightBytes", got.MaxInFlightBytes, want.MaxInFlightBytes)
 	field("BatchSize", got.BatchSize, want.BatchSize)
 	field("MaxAttempts", got.MaxAttempts, want.MaxAttempts)
+	field("InPlaceAttempts", got.InPlaceAttempts, want.InPlaceAttempts)
+	field("RetryDelays", fmt.Sprint(got.RetryDelays), fmt.Sprint(want.RetryDelays))
 	field("RetryBackoff", got.RetryBackoff, want.RetryBackoff)
 	field("MaxRetryBackoff", got.MaxRetryBackoff, want.MaxRetryBackoff)
 	field("HandlerTimeout", got.HandlerTimeout, want.HandlerTimeout)
@@ -170,6 +173,10 @@ func TestRunInvalidConfiguration(t *testing.T) {
 		{"lease too short, once", with("--lease", "50ms"), []string{"lease 50ms: must be at least 100ms"}},
 		{"retention under lease", with("--lease", "1m", "--retention", "30s"), []string{"retention 30s"}},
 		{"no attempts", with("--attempts", "0"), []string{"attempts 0"}},
+		{"no in-place attempts", with("--in-place-attempts", "0"), []string{"in-place attempts 0"}},
+		{"retry delay not a duration", with("--retry-delays", "1s,soon"), []string{`retry delays "1s,soon": "soon" is not a positive duration`}},
+		{"retry delay negative", with("--retry-delays=-1s"), []string{`"-1s" is not a positive duration`}},
+		{"retry topic as source", with("--topics", "payments.retry.1"), []string{`"payments.retry.1" is a retry or dead-letter topic`}},
 		{"no lanes", with("--concurrency", "0"), []string{"lanes 0"}},
 		{"no batch", with("--batch-size", "0"), []string{"batch size 0"}},
 		{"no in-flight", with("--max-in-flight", "0"), []string{"max in flight 0"}},

@@ -40,7 +40,9 @@ type runCmd struct {
 
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
 	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
-	Attempts          int           `env:"FLEET_ATTEMPTS" default:"5" help:"Attempt budget of one event before it is dead-lettered."`
+	Attempts          int           `env:"FLEET_ATTEMPTS" default:"12" help:"Attempt budget of one event, kept in its idempotency record across restarts and retry tiers; past it the event is dead-lettered."`
+	InPlaceAttempts   int           `env:"FLEET_IN_PLACE_ATTEMPTS" default:"3" help:"Attempts of one delivery, with backoff, before the event moves to the next retry topic."`
+	RetryDelays       string        `env:"FLEET_RETRY_DELAYS" default:"1s,10s,1m" help:"Delays of the retry topics <topic>.retry.1, .2, …, comma-separated; after the last, <topic>.dlq. \"none\": no retry topics."`
 	Concurrency       int           `env:"FLEET_CONCURRENCY" default:"64" help:"Key-ordered lanes per partition."`
 	SessionTimeout    time.Duration `env:"FLEET_SESSION_TIMEOUT" default:"30s" help:"Kafka consumer group session timeout."`
 	HeartbeatInterval time.Duration `env:"FLEET_HEARTBEAT_INTERVAL" default:"3s" help:"Kafka consumer group heartbeat interval."`
@@ -62,6 +64,8 @@ func (c *runCmd) consumerConfig() consumer.Config {
 	cfg.Group = c.Group
 	cfg.Lease = c.Lease
 	cfg.MaxAttempts = c.Attempts
+	cfg.InPlaceAttempts = c.InPlaceAttempts
+	cfg.RetryDelays, _ = parseDelays(c.RetryDelays)
 	cfg.Lanes = c.Concurrency
 	cfg.SessionTimeout = c.SessionTimeout
 	cfg.RebalanceTimeout = c.SessionTimeout
@@ -81,6 +85,9 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, err
 	cfg := c.consumerConfig()
 	store := dedupe.Config{Lease: c.Lease, Retention: c.Retention}
 	var errs []error
+	if _, err := parseDelays(c.RetryDelays); err != nil {
+		errs = append(errs, err)
+	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -98,6 +105,24 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, err
 		return cfg, store, nil, configError{err}
 	}
 	return cfg, store, opts, nil
+}
+
+// parseDelays parses the retry tiers: durations, comma-separated; "none"
+// or nothing is no tier.
+func parseDelays(s string) ([]time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "none" {
+		return nil, nil
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("retry delays %q: %q is not a positive duration", s, strings.TrimSpace(f))
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // parseRedisURL parses a redis:// or rediss:// URL. Its errors never

@@ -1,0 +1,106 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// ensureTopics creates the retry and dead-letter topics of every source
+// topic that exists and lacks them, with the source's partition count and
+// replication factor, and returns the topics to subscribe to: the sources,
+// and each retry topic that exists. A retry topic that cannot be created
+// (no permission, say) is left out with a warning: its tier's events are
+// then written to it, and wait there, until it is created.
+//
+// It retries while the cluster cannot be asked at all, until ctx is done.
+func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
+	t := &kafka.Transport{}
+	if d := e.cfg.Dialer; d != nil {
+		t.TLS, t.SASL, t.ClientID = d.TLS, d.SASLMechanism, d.ClientID
+	}
+	defer t.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(e.cfg.Brokers...), Transport: t, Timeout: 10 * time.Second}
+
+	all := slices.Sorted(maps.Keys(e.routes))
+	want := slices.Clone(all)
+	for _, s := range e.cfg.Topics {
+		want = append(want, DeadLetterTopic(s))
+	}
+	for attempt := 0; ; attempt++ {
+		subscribe, err := e.createMissing(ctx, client, want)
+		if err == nil {
+			return subscribe, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		e.log.Warn("read topic metadata", "err", err)
+		if !sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second)) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (e *Engine) createMissing(ctx context.Context, client *kafka.Client, want []string) ([]string, error) {
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: want})
+	if err != nil {
+		return nil, err
+	}
+	exists := map[string]kafka.Topic{}
+	for _, t := range md.Topics {
+		if t.Error == nil && len(t.Partitions) > 0 {
+			exists[t.Name] = t
+		}
+	}
+	var create []kafka.TopicConfig
+	for _, s := range e.cfg.Topics {
+		src, ok := exists[s]
+		if !ok {
+			e.log.Warn("source topic does not exist (yet): its retry and dead-letter topics are not created", "topic", s)
+			continue
+		}
+		derived := []string{DeadLetterTopic(s)}
+		for n := 1; n <= len(e.cfg.RetryDelays); n++ {
+			derived = append(derived, RetryTopic(s, n))
+		}
+		for _, d := range derived {
+			if _, ok := exists[d]; !ok {
+				create = append(create, kafka.TopicConfig{
+					Topic:             d,
+					NumPartitions:     len(src.Partitions),
+					ReplicationFactor: max(len(src.Partitions[0].Replicas), 1),
+				})
+			}
+		}
+	}
+	if len(create) > 0 {
+		resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
+		if err != nil {
+			return nil, fmt.Errorf("create topics: %w", err)
+		}
+		for _, c := range create {
+			switch err := resp.Errors[c.Topic]; {
+			case err == nil:
+				e.log.Info("created topic", "topic", c.Topic, "partitions", c.NumPartitions, "replication_factor", c.ReplicationFactor)
+				exists[c.Topic] = kafka.Topic{Name: c.Topic}
+			case errors.Is(err, kafka.TopicAlreadyExists):
+				exists[c.Topic] = kafka.Topic{Name: c.Topic}
+			default:
+				e.log.Warn("create topic: create it by hand", "topic", c.Topic, "err", err)
+			}
+		}
+	}
+	var subscribe []string
+	for _, t := range slices.Sorted(maps.Keys(e.routes)) {
+		if _, ok := exists[t]; ok || e.routes[t].tier == 0 {
+			subscribe = append(subscribe, t)
+		}
+	}
+	return subscribe, nil
+}
