@@ -29,6 +29,7 @@ func TestMemoryContract(t *testing.T) {
 		m := dedupe.NewMemory(cfg, clock)
 		return dedupetest.Harness{
 			Store: m,
+			Admin: m,
 			Int:   m.Int,
 			HGet: func(k, f string) string {
 				v, _ := m.HGet(k, f)
@@ -75,6 +76,7 @@ func redisHarness(t *testing.T, c redis.UniversalClient, cfg dedupe.Config) dedu
 	ctx := context.Background()
 	return dedupetest.Harness{
 		Store: s,
+		Admin: s,
 		Int: func(k string) int64 {
 			n, _ := c.Get(ctx, k).Int64()
 			return n

@@ -25,6 +25,8 @@ type Harness struct {
 	SetString func(key, value string)
 	// ExpireLease returns once the lease of key has passed its deadline.
 	ExpireLease func(key string)
+	// Admin is the store's operator interface, when it has one.
+	Admin dedupe.Admin
 	// LooseIntegers is set for a store whose integers follow Go's strconv
 	// rather than Redis's (miniredis takes "007" for 7).
 	LooseIntegers bool
@@ -318,6 +320,61 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		}
 		if b := claim(t, h, "k", "fp"); b.Outcome != dedupe.Busy {
 			t.Fatalf("record should still be processing: %+v", b)
+		}
+	})
+
+	t.Run("admin: inspect, reset attempts, forget", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		a := h.Admin
+		if a == nil {
+			t.Fatal("the store has no Admin")
+		}
+		if _, err := a.Inspect(ctx, "k"); !errors.Is(err, dedupe.ErrNotFound) {
+			t.Fatalf("inspect before any claim: %v, want ErrNotFound", err)
+		}
+		r := claim(t, h, "k", "fp")
+		rec, err := a.Inspect(ctx, "k")
+		if err != nil || rec.State != dedupe.StateProcessing || rec.Fence != 1 || rec.Attempts != 1 ||
+			rec.Owner != r.Lease.Owner || rec.Fingerprint != "fp" || rec.LeaseDeadline.IsZero() ||
+			rec.TTL <= 0 || rec.TTL > cfg.Retention {
+			t.Fatalf("processing record %+v, %v", rec, err)
+		}
+		if err := h.Store.Release(ctx, r.Lease); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := a.ResetAttempts(ctx, "k"); !ok || err != nil {
+			t.Fatalf("reset a released record: %v, %v", ok, err)
+		}
+		if rec, _ := a.Inspect(ctx, "k"); rec.State != dedupe.StateReleased || rec.Attempts != 0 || rec.Fence != 1 {
+			t.Fatalf("reset record %+v: attempts 0, fence kept", rec)
+		}
+		r = claim(t, h, "k", "fp")
+		if r.Outcome != dedupe.Acquired || r.Attempts != 1 || r.Lease.Fence != 2 {
+			t.Fatalf("claim after reset %+v: a fresh budget and a greater fence", r)
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Result: []byte("ok")}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := a.ResetAttempts(ctx, "k"); ok || err != nil {
+			t.Fatalf("reset a done record: %v, %v; want false", ok, err)
+		}
+		if rec, _ := a.Inspect(ctx, "k"); rec.State != dedupe.StateDone || string(rec.Result) != "ok" || !rec.LeaseDeadline.IsZero() {
+			t.Fatalf("done record %+v", rec)
+		}
+		if ok, err := a.Forget(ctx, "k"); !ok || err != nil {
+			t.Fatalf("forget: %v, %v", ok, err)
+		}
+		if ok, _ := a.Forget(ctx, "k"); ok {
+			t.Fatal("forgot a record twice")
+		}
+		if _, err := a.Inspect(ctx, "k"); !errors.Is(err, dedupe.ErrNotFound) {
+			t.Fatalf("inspect after forget: %v", err)
+		}
+		if r := claim(t, h, "k", "fp"); r.Outcome != dedupe.Acquired {
+			t.Fatalf("claim after forget: %v, want the event to run again", r.Outcome)
+		}
+		if ok, _ := a.ResetAttempts(ctx, "missing"); ok {
+			t.Fatal("reset a missing record")
 		}
 	})
 }

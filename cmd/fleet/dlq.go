@@ -1,0 +1,451 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/schollz/progressbar/v3"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/term"
+
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers"
+)
+
+// dlqCmd is `fleet dlq`: dead letters, listed and replayed.
+type dlqCmd struct {
+	List   dlqListCmd   `cmd:"" help:"List dead letters: a table, or JSON lines with --json."`
+	Replay dlqReplayCmd `cmd:"" help:"Republish dead letters to their original topic, with their ids: events already done are skipped."`
+}
+
+// dlqFilter selects dead letters.
+type dlqFilter struct {
+	Brokers []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
+	Topic   string   `required:"" help:"Source topic (its dead letters are in <topic>.dlq), or the dead-letter topic itself."`
+	Type    string   `help:"Only events of this type."`
+	Key     string   `help:"Only events with this message key."`
+	Source  string   `help:"Only events from this source."`
+	ID      string   `name:"id" help:"Only the event with this id."`
+	Reason  string   `help:"Only dead letters with this reason (decode, unknown_type, permanent, conflict, attempts_exhausted, invalid_effect)."`
+	Since   string   `help:"Only dead letters written at or after this time: RFC 3339, or a duration ago (90m)."`
+	Until   string   `help:"Only dead letters written before this time: RFC 3339, or a duration ago."`
+
+	since, until time.Time
+}
+
+func (f *dlqFilter) validate() error {
+	var errs []error
+	f.Brokers = trimAll(f.Brokers)
+	if len(f.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers: at least one is required (--brokers or FLEET_BROKERS)"))
+	}
+	now := time.Now()
+	var err error
+	if f.since, err = parseWhen(f.Since, now); err != nil {
+		errs = append(errs, fmt.Errorf("since: %w", err))
+	}
+	if f.until, err = parseWhen(f.Until, now); err != nil {
+		errs = append(errs, fmt.Errorf("until: %w", err))
+	}
+	if !f.since.IsZero() && !f.until.IsZero() && !f.since.Before(f.until) {
+		errs = append(errs, fmt.Errorf("since %s is not before until %s", f.Since, f.Until))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return configError{err}
+	}
+	return nil
+}
+
+// parseWhen reads an RFC 3339 time or a duration before now; "" is zero.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration", s)
+}
+
+func (f *dlqFilter) dlqTopic() string {
+	if strings.HasSuffix(f.Topic, ".dlq") {
+		return f.Topic
+	}
+	return consumer.DeadLetterTopic(f.Topic)
+}
+
+func (f *dlqFilter) match(d *deadLetter) bool {
+	switch {
+	case f.Type != "" && d.Event.Type != f.Type,
+		f.Key != "" && string(d.Msg.Key) != f.Key,
+		f.Source != "" && d.Event.Source != f.Source,
+		f.ID != "" && d.Event.ID != f.ID,
+		f.Reason != "" && d.Reason != f.Reason,
+		!f.since.IsZero() && d.Msg.Time.Before(f.since),
+		!f.until.IsZero() && !d.Msg.Time.Before(f.until):
+		return false
+	}
+	return true
+}
+
+// deadLetter is one message of a dead-letter topic, read back.
+type deadLetter struct {
+	Msg       kafka.Message
+	Event     handlers.Event
+	DecodeErr error
+
+	Reason, Error, Group string
+	Attempts             int
+	OriginalTopic        string
+	OriginalPartition    int
+	OriginalOffset       int64
+	FirstFailure         string
+	LastFailure          string
+}
+
+func newDeadLetter(m kafka.Message) deadLetter {
+	d := deadLetter{Msg: m, OriginalPartition: -1, OriginalOffset: -1}
+	d.Event, d.DecodeErr = consumer.Decode(&m)
+	for _, h := range m.Headers {
+		v := string(h.Value)
+		switch h.Key {
+		case consumer.HeaderErrorKind:
+			d.Reason = v
+		case consumer.HeaderErrorMessage:
+			d.Error = v
+		case consumer.HeaderConsumerGroup:
+			d.Group = v
+		case consumer.HeaderAttempts:
+			d.Attempts, _ = strconv.Atoi(v)
+		case consumer.HeaderOriginalTopic:
+			d.OriginalTopic = v
+		case consumer.HeaderOriginalPartition:
+			d.OriginalPartition, _ = strconv.Atoi(v)
+		case consumer.HeaderOriginalOffset:
+			d.OriginalOffset, _ = strconv.ParseInt(v, 10, 64)
+		case consumer.HeaderFirstFailure:
+			d.FirstFailure = v
+		case consumer.HeaderLastFailure:
+			d.LastFailure = v
+		}
+	}
+	return d
+}
+
+// readTopic reads every message a topic holds now, partition by partition,
+// in offset order, calling fn for each.
+func readTopic(ctx context.Context, brokers []string, topic string, fn func(kafka.Message) error) error {
+	t := &kafka.Transport{}
+	defer t.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: 10 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return fmt.Errorf("read metadata of %s: %w", topic, err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		if len(md.Topics) == 1 && errors.Is(md.Topics[0].Error, kafka.UnknownTopicOrPartition) {
+			return nil // no dead letter was ever written
+		}
+		return fmt.Errorf("topic %s: %v", topic, md.Topics[0].Error)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, p := range md.Topics[0].Partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	parts := offs.Topics[topic]
+	for i := range parts {
+		p := parts[i]
+		if p.Error != nil {
+			return fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+	}
+	// In partition order, for a stable listing.
+	for id := range len(md.Topics[0].Partitions) {
+		for _, p := range parts {
+			if p.Partition != id || p.LastOffset <= p.FirstOffset {
+				continue
+			}
+			if err := readPartition(ctx, brokers, topic, p, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func readPartition(ctx context.Context, brokers []string, topic string, p kafka.PartitionOffsets, fn func(kafka.Message) error) error {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p.Partition, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(p.FirstOffset); err != nil {
+		return err
+	}
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s/%d: %w", topic, p.Partition, err)
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		if m.Offset >= p.LastOffset-1 {
+			return nil
+		}
+	}
+}
+
+// collect reads the dead letters that match the filter.
+func (f *dlqFilter) collect(ctx context.Context) ([]deadLetter, error) {
+	var out []deadLetter
+	err := readTopic(ctx, f.Brokers, f.dlqTopic(), func(m kafka.Message) error {
+		d := newDeadLetter(m)
+		if f.match(&d) {
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+type dlqListCmd struct {
+	dlqFilter
+	JSON bool `name:"json" help:"Print JSON lines, one per dead letter."`
+}
+
+// dlqLine is a dead letter as a JSON line.
+type dlqLine struct {
+	Topic             string            `json:"topic"`
+	Partition         int               `json:"partition"`
+	Offset            int64             `json:"offset"`
+	Time              time.Time         `json:"time"`
+	Key               string            `json:"key"`
+	Type              string            `json:"type,omitempty"`
+	Source            string            `json:"source,omitempty"`
+	ID                string            `json:"id,omitempty"`
+	DecodeError       string            `json:"decode_error,omitempty"`
+	Reason            string            `json:"reason"`
+	Error             string            `json:"error"`
+	Attempts          int               `json:"attempts"`
+	Group             string            `json:"group"`
+	OriginalTopic     string            `json:"original_topic"`
+	OriginalPartition int               `json:"original_partition"`
+	OriginalOffset    int64             `json:"original_offset"`
+	FirstFailure      string            `json:"first_failure_time"`
+	LastFailure       string            `json:"last_failure_time"`
+	Headers           map[string]string `json:"headers"`
+}
+
+func (c *dlqListCmd) Run(stdout io.Writer) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	letters, err := c.collect(ctx)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(stdout)
+		for _, d := range letters {
+			l := dlqLine{Topic: d.Msg.Topic, Partition: d.Msg.Partition, Offset: d.Msg.Offset, Time: d.Msg.Time.UTC(),
+				Key: string(d.Msg.Key), Type: d.Event.Type, Source: d.Event.Source, ID: d.Event.ID,
+				Reason: d.Reason, Error: d.Error, Attempts: d.Attempts, Group: d.Group,
+				OriginalTopic: d.OriginalTopic, OriginalPartition: d.OriginalPartition, OriginalOffset: d.OriginalOffset,
+				FirstFailure: d.FirstFailure, LastFailure: d.LastFailure, Headers: map[string]string{}}
+			if d.DecodeErr != nil {
+				l.DecodeError = d.DecodeErr.Error()
+			}
+			for _, h := range d.Msg.Headers {
+				l.Headers[h.Key] = string(h.Value)
+			}
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tOFFSET\tDEAD-LETTERED\tTYPE\tSOURCE\tID\tKEY\tREASON\tATTEMPTS\tERROR")
+	for _, d := range letters {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Msg.Partition, d.Msg.Offset,
+			d.Msg.Time.UTC().Format(time.RFC3339), dash(d.Event.Type), dash(d.Event.Source), dash(d.Event.ID),
+			dash(string(d.Msg.Key)), d.Reason, d.Attempts, truncateText(d.Error, 60))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%d dead letters in %s\n", len(letters), c.dlqTopic())
+	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func truncateText(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+type dlqReplayCmd struct {
+	dlqFilter
+	Group  string `env:"FLEET_GROUP" help:"Consumer group whose records decide what is already done (default: the group each dead letter names)."`
+	Redis  string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL."`
+	DryRun bool   `help:"Say what would be replayed and what skipped, and change nothing."`
+}
+
+// Replay verdicts.
+const (
+	replayPublish     = "replay"
+	replayDone        = "skip: already done"
+	replayUndecodable = "skip: undecodable, fix the producer"
+	replayRepeat      = "skip: the same event is replayed from an earlier dead letter"
+)
+
+func (c *dlqReplayCmd) Run(stdout io.Writer) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	opts, err := parseRedisURL(c.Redis)
+	if err != nil {
+		return configError{err}
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	letters, err := c.collect(ctx)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	store, err := dedupe.NewRedis(rdb, dedupe.DefaultConfig())
+	if err != nil {
+		return err
+	}
+
+	var bar *progressbar.ProgressBar
+	if !c.DryRun && term.IsTerminal(int(os.Stderr.Fd())) {
+		bar = progressbar.NewOptions(len(letters), progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription("replaying"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+	}
+	writer := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+	defer writer.Close()
+
+	counts := map[string]int{}
+	seen := map[string]bool{}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	if c.DryRun {
+		fmt.Fprintln(tw, "PARTITION\tOFFSET\tTYPE\tID\tKEY\tTO\tVERDICT")
+	}
+	for _, d := range letters {
+		verdict, to, err := c.replayOne(ctx, store, writer, &d, seen)
+		if err != nil {
+			return fmt.Errorf("dead letter %s/%d@%d: %w (replayed so far: %d)", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset, err, counts[replayPublish])
+		}
+		counts[verdict]++
+		if c.DryRun {
+			if verdict == replayPublish {
+				verdict = "would replay"
+			} else {
+				verdict = "would " + verdict
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Msg.Partition, d.Msg.Offset, dash(d.Event.Type), dash(d.Event.ID),
+				dash(string(d.Msg.Key)), to, verdict)
+		}
+		if bar != nil {
+			_ = bar.Add(1)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	verb, skip := "replayed", "skipped"
+	if c.DryRun {
+		verb, skip = "would replay", "would skip"
+	}
+	_, err = fmt.Fprintf(stdout, "%s %d of %d dead letters; %s %d already done, %d undecodable, %d repeated\n", verb,
+		counts[replayPublish], len(letters), skip, counts[replayDone], counts[replayUndecodable], counts[replayRepeat])
+	return err
+}
+
+// replayOne decides what becomes of one dead letter and, unless this is a
+// dry run, does it: a fresh attempt budget for its record, then the event
+// republished to its original topic with its key, value and headers.
+func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, w *kafka.Writer, d *deadLetter, seen map[string]bool) (verdict, to string, err error) {
+	to = d.OriginalTopic
+	if to == "" {
+		to = strings.TrimSuffix(d.Msg.Topic, ".dlq")
+	}
+	if d.DecodeErr != nil {
+		return replayUndecodable, to, nil
+	}
+	group := c.Group
+	if group == "" {
+		group = d.Group
+	}
+	if group == "" {
+		return "", to, configError{errors.New("the dead letter names no consumer group: give --group")}
+	}
+	key := dedupe.Key(group, d.Event.Key, d.Event.Source, d.Event.ID)
+	if seen[key] {
+		return replayRepeat, to, nil
+	}
+	seen[key] = true
+	rec, err := store.Inspect(ctx, key)
+	switch {
+	case err == nil && rec.State == dedupe.StateDone:
+		return replayDone, to, nil
+	case err != nil && !errors.Is(err, dedupe.ErrNotFound):
+		return "", to, fmt.Errorf("read its idempotency record: %w", err)
+	}
+	if c.DryRun {
+		return replayPublish, to, nil
+	}
+	if err == nil {
+		if _, err := store.ResetAttempts(ctx, key); err != nil {
+			return "", to, fmt.Errorf("reset its attempt budget: %w", err)
+		}
+	}
+	msg := kafka.Message{Topic: to, Key: d.Msg.Key, Value: d.Msg.Value}
+	for _, h := range d.Msg.Headers {
+		if !strings.HasPrefix(h.Key, "fleet-") {
+			msg.Headers = append(msg.Headers, h)
+		}
+	}
+	msg.Headers = append(msg.Headers, kafka.Header{Key: "fleet-replayed-from",
+		Value: fmt.Appendf(nil, "%s/%d/%d", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset)})
+	if err := w.WriteMessages(ctx, msg); err != nil {
+		return "", to, fmt.Errorf("republish to %s: %w", to, err)
+	}
+	return replayPublish, to, nil
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetworks/fleet/dedupe"
+)
+
+// keysCmd is `fleet keys`: an operator's view of idempotency records.
+type keysCmd struct {
+	Get    keysGetCmd    `cmd:"" help:"Show an event's idempotency record."`
+	Forget keysForgetCmd `cmd:"" help:"Delete an event's idempotency record, so that the event runs again the next time it arrives (even if it was done)."`
+}
+
+// recordRef names one idempotency record: by its Redis key, or by the
+// event's group, source, id and key.
+type recordRef struct {
+	Record string `arg:"" optional:"" help:"The record's Redis key (fleet:idem:{<key>}:<group>:<source>:<id>); or give --group, --source, --id and --key."`
+	Redis  string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL."`
+	Group  string `env:"FLEET_GROUP" help:"Consumer group the record belongs to."`
+	Source string `help:"The event's CloudEvents source."`
+	ID     string `name:"id" help:"The event's CloudEvents id."`
+	Key    string `help:"The event's Kafka message key (its aggregate); empty when the message had none."`
+}
+
+func (r *recordRef) key() (string, error) {
+	if r.Record != "" {
+		if r.Source != "" || r.ID != "" || r.Key != "" {
+			return "", configError{errors.New("give the record's Redis key or --source, --id and --key, not both")}
+		}
+		if !strings.HasPrefix(r.Record, "fleet:idem:{") {
+			return "", configError{fmt.Errorf("%q is not an idempotency record key (fleet:idem:{<key>}:<group>:<source>:<id>)", r.Record)}
+		}
+		return r.Record, nil
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"--group", r.Group}, {"--source", r.Source}, {"--id", r.ID}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return "", configError{fmt.Errorf("name the record by its Redis key, or give %s", strings.Join(missing, ", "))}
+	}
+	return dedupe.Key(r.Group, r.Key, r.Source, r.ID), nil
+}
+
+// admin connects to the store named by the reference.
+func (r *recordRef) admin() (*dedupe.Redis, func(), error) {
+	opts, err := parseRedisURL(r.Redis)
+	if err != nil {
+		return nil, nil, configError{err}
+	}
+	c := redis.NewClient(opts)
+	s, err := dedupe.NewRedis(c, dedupe.DefaultConfig())
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return s, func() { c.Close() }, nil
+}
+
+type keysGetCmd struct {
+	recordRef
+	JSON bool `name:"json" help:"Print the record as JSON."`
+}
+
+func (c *keysGetCmd) Run(stdout io.Writer) error {
+	key, err := c.key()
+	if err != nil {
+		return err
+	}
+	s, done, err := c.admin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec, err := s.Inspect(ctx, key)
+	if errors.Is(err, dedupe.ErrNotFound) {
+		return fmt.Errorf("no idempotency record at %s: the event was not seen in the dedupe window, or its record expired or was forgotten", key)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	if c.JSON {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(rec)
+	}
+	return printRecord(stdout, rec, time.Now())
+}
+
+func printRecord(w io.Writer, rec dedupe.Record, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("key", rec.Key)
+	state := rec.State
+	if rec.State == dedupe.StateProcessing && !rec.LeaseDeadline.After(now) {
+		state += " (lease expired: the next claim takes it over)"
+	}
+	row("state", state)
+	row("fence", fmt.Sprint(rec.Fence))
+	row("attempts", fmt.Sprint(rec.Attempts))
+	if rec.Owner != "" {
+		row("owner", rec.Owner)
+	}
+	if !rec.LeaseDeadline.IsZero() {
+		row("lease deadline", rec.LeaseDeadline.UTC().Format(time.RFC3339Nano))
+	}
+	if rec.Fingerprint != "" {
+		row("fingerprint", rec.Fingerprint)
+	}
+	if rec.Result != nil {
+		row("result", fmt.Sprintf("%q", rec.Result))
+	}
+	if rec.TTL > 0 {
+		row("expires in", rec.TTL.Round(time.Second).String())
+	}
+	return tw.Flush()
+}
+
+type keysForgetCmd struct {
+	recordRef
+}
+
+func (c *keysForgetCmd) Run(stdout io.Writer) error {
+	key, err := c.key()
+	if err != nil {
+		return err
+	}
+	s, done, err := c.admin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok, err := s.Forget(ctx, key)
+	if err != nil {
+		return fmt.Errorf("forget %s: %w", key, err)
+	}
+	if !ok {
+		_, err = fmt.Fprintf(stdout, "no record at %s: nothing to forget\n", key)
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "forgot %s: the event runs again the next time it arrives\n", key)
+	return err
+}
