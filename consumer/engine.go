@@ -144,7 +144,8 @@ func (e *Engine) Ready() error {
 
 // Run joins the consumer group and processes events until ctx is cancelled,
 // then drains within the drain budget, commits, leaves the group and returns
-// nil. It returns an error only when the group cannot be created.
+// nil. It returns an error only when the group cannot be created or the
+// broker refuses its settings (a session timeout out of the broker's range).
 func (e *Engine) Run(ctx context.Context) error {
 	topics, err := e.ensureTopics(ctx)
 	if err != nil {
@@ -188,6 +189,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		gen, err := group.Next(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, kafka.InvalidSessionTimeout) {
+			// Configuration the broker refuses: retrying cannot help.
+			return fmt.Errorf("join consumer group %s: %w: the broker bounds it with group.min.session.timeout.ms and group.max.session.timeout.ms", e.cfg.Group, err)
 		}
 		if err != nil {
 			e.log.Warn("join consumer group", "group", e.cfg.Group, "err", err)

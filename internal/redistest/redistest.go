@@ -93,8 +93,10 @@ func (s *Server) Stop() {
 	s.proc = nil
 }
 
-// Restart stops the server if it runs, and starts it again, empty, on the
-// same port, waiting until it answers PING.
+// Restart stops the server if it runs, and starts it again on the same
+// port, waiting until it answers PING. It comes back empty, unless it was
+// started with persistence (for example "--appendonly", "yes",
+// "--appendfsync", "always"): then with what it had written.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
