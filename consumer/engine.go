@@ -19,6 +19,9 @@ import (
 // Store is the idempotency store the engine drives (implemented by
 // dedupe.Redis and dedupe.Memory). Every call is safe to repeat; an error
 // means the store could not be asked, and the engine waits and asks again.
+// Calls must honour their context's deadline (for go-redis:
+// Options.ContextTimeoutEnabled): heartbeats are bounded by a third of the
+// lease.
 type Store interface {
 	ClaimBatch(ctx context.Context, claims []dedupe.Claim) ([]dedupe.ClaimResult, error)
 	ExtendBatch(ctx context.Context, leases []dedupe.Lease) ([]error, error)

@@ -40,12 +40,18 @@ type env struct {
 
 func newEnv(t *testing.T, partitions int) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topic), kfake.AllowAutoTopicCreation())
+	return newEnvWith(t, partitions, 1)
+}
+
+// newEnvWith is newEnv with a number of brokers and redis-server arguments.
+func newEnvWith(t *testing.T, partitions, brokers int, redisArgs ...string) *env {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.SeedTopics(int32(partitions), topic), kfake.AllowAutoTopicCreation())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	e := &env{t: t, cluster: c, brokers: c.ListenAddrs(), redis: redistest.Start(t), transport: &kafka.Transport{}}
+	e := &env{t: t, cluster: c, brokers: c.ListenAddrs(), redis: redistest.Start(t, redisArgs...), transport: &kafka.Transport{}}
 	t.Cleanup(e.transport.CloseIdleConnections)
 	e.rdb = e.redis.Client(t)
 	e.writer = &kafka.Writer{

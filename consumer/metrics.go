@@ -24,6 +24,7 @@ type Metrics struct {
 	retries      *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	retryTopics  *prometheus.CounterVec
+	hung         prometheus.Counter
 	handlerTime  *prometheus.HistogramVec
 	latency      prometheus.Histogram
 	leaseLost    prometheus.Counter
@@ -65,6 +66,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fleet_consumer_retry_topic_events_total",
 			Help: "Events written to a retry topic after their in-place attempts failed, by source topic and tier.",
 		}, []string{"topic", "tier"}),
+		hung: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fleet_consumer_hung_handlers_total",
+			Help: "Handlers left running at the end of a drain because they ignored their cancelled context.",
+		}),
 		handlerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                        "fleet_handler_duration_seconds",
 			Help:                        "Duration of one handler attempt.",
@@ -132,7 +137,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed writes to dead-letter topics (they are retried).",
 		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.retryTopics, m.handlerTime, m.latency,
+	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.retryTopics, m.hung, m.handlerTime, m.latency,
 		m.leaseLost, m.storeTime, m.storeErrors, m.busy, m.takeovers, m.assigned, m.rebalances,
 		m.inFlight, m.lag, m.commits, m.storeUp, m.groupJoined, m.publishError)
 	return m

@@ -66,10 +66,17 @@ type work struct {
 	size int64
 }
 
-// heldRun is a running attempt whose lease the heartbeat extends.
+// heldRun is a running attempt whose lease the heartbeat extends while its
+// context lives. Once the context is done (timeout, lease lost, drain) the
+// lease is no longer extended; a handler still running a lease after that
+// has forfeited it: its completion is refused, as another owner may have
+// taken the event over.
 type heldRun struct {
 	lease  dedupe.Lease
+	ctx    context.Context
 	cancel context.CancelFunc
+	// ended is when the heartbeat first saw the context done.
+	ended time.Time
 }
 
 // partition processes one assigned partition for one generation.
@@ -171,9 +178,43 @@ func (p *partition) run() {
 	// dispatched are simply not finished, so the watermark stays before them.
 	cancelFetch()
 	close(p.ready)
-	wg.Wait()
+	lanesDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(lanesDone)
+	}()
+	select {
+	case <-lanesDone:
+	case <-p.work.Done():
+		// The drain budget is spent and every handler's context cancelled.
+		// A handler that ignores its context must not hold the generation
+		// (and so the whole group) hostage: after a short grace, leave it.
+		// Its offset stays uncommitted, its lease is no longer extended, and
+		// when it returns its completion is refused (the partition's work is
+		// cancelled); the next owner takes the event over once the lease
+		// expires.
+		select {
+		case <-lanesDone:
+		case <-time.After(hungGrace):
+			n := p.running()
+			e.m.hung.Add(float64(n))
+			e.log.Error("handlers ignore their cancelled context: leaving them behind so that the group can rebalance",
+				"topic", p.topic, "partition", p.id, "running", n)
+		}
+	}
 	close(beat)
 	hb.Wait()
+}
+
+// hungGrace is how long a drain waits, past its budget, for handlers whose
+// context was cancelled.
+const hungGrace = time.Second
+
+// running counts the handlers running now.
+func (p *partition) running() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held)
 }
 
 // fetch reads messages into work items on fetched until ctx is cancelled.
@@ -642,7 +683,7 @@ func (p *partition) runHandler(w *work) error {
 	}
 	w.tx = handlers.NewTx(w.lease.Key, w.lease.Fence, w.res.Attempts)
 	p.mu.Lock()
-	p.held[w] = heldRun{lease: w.lease, cancel: w.cancel}
+	p.held[w] = heldRun{lease: w.lease, ctx: w.ctx, cancel: w.cancel}
 	p.mu.Unlock()
 	start := time.Now()
 	err := e.handler.Handle(w.ctx, w.ev, w.tx)
@@ -699,8 +740,21 @@ func (p *partition) heartbeat(done <-chan struct{}) {
 		case <-t.C:
 		}
 		ws, runs, leases = ws[:0], runs[:0], leases[:0]
+		now := time.Now()
 		p.mu.Lock()
 		for w, run := range p.held {
+			if run.ctx.Err() != nil {
+				// Not extended any more; past a whole lease, forfeited.
+				if run.ended.IsZero() {
+					run.ended = now
+					p.held[w] = run
+				} else if now.Sub(run.ended) > p.e.cfg.Lease && !w.lost.Load() {
+					w.lost.Store(true)
+					p.e.log.Warn("handler still running a lease after its context ended: its lease is forfeited and its completion will be refused",
+						"topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type)
+				}
+				continue
+			}
 			ws = append(ws, w)
 			runs = append(runs, run)
 			leases = append(leases, run.lease)

@@ -136,6 +136,10 @@ func parseRedisURL(s string) (*redis.Options, error) {
 		}
 		return nil, fmt.Errorf("redis URL: %w", err)
 	}
+	// The engine bounds heartbeats, releases and probes with context
+	// deadlines (a heartbeat must not outlive a third of the lease); go-redis
+	// ignores them unless told.
+	opts.ContextTimeoutEnabled = true
 	return opts, nil
 }
 
