@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/handlers/ledger"
 )
@@ -225,4 +226,58 @@ func portOf(t *testing.T, brokers []string, n int32) int {
 		t.Fatal(err)
 	}
 	return port
+}
+
+// TestLeaseLostCancelsHandler lets another owner take an event over while
+// its handler runs (its lease deadline is moved into the past and another
+// store claims it, as a worker that saw it expire would): the heartbeat
+// finds the lease lost and cancels the handler's context, the loss is
+// counted, and when the other owner completes the event the engine
+// acknowledges it as a duplicate. The effect is applied once, by the owner
+// that held the lease.
+func TestLeaseLostCancelsHandler(t *testing.T) {
+	e := newEnv(t, 1)
+	started := make(chan dedupe.Claim, 1)
+	var cancelled atomic.Value
+	router, _ := newCountingRouter(t, func(ctx context.Context, ev handlers.Event) error {
+		if ev.ID != "lost" {
+			return nil
+		}
+		started <- dedupe.Claim{Key: dedupe.Key("ledger", ev.Key, ev.Source, ev.ID), Fingerprint: dedupe.Fingerprint(ev)}
+		<-ctx.Done()
+		cancelled.Store(ctx.Err())
+		return ctx.Err()
+	})
+	en := e.start(options{router: router, lease: time.Second})
+	e.publish(payment("lost", "acct-l", ledger.TypeCaptured, 40))
+	claim := <-started
+	key := claim.Key
+
+	ctx := context.Background()
+	if err := e.rdb.HSet(ctx, key, "l", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	other, err := dedupe.NewRedis(e.rdb, dedupe.Config{Lease: 10 * time.Second, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := other.ClaimBatch(ctx, []dedupe.Claim{claim})
+	if err != nil || res[0].Outcome != dedupe.Acquired || !res[0].TakenOver || res[0].Lease.Fence != 2 {
+		t.Fatalf("takeover: %+v, %v", res, err)
+	}
+	waitFor(t, 10*time.Second, "the handler's context cancelled", func() bool { return cancelled.Load() != nil })
+	waitFor(t, 10*time.Second, "the loss counted", func() bool { return en.value("fleet_lease_lost_total") == 1 })
+
+	errs, err := other.CompleteBatch(ctx, []dedupe.Completion{{Lease: res[0].Lease,
+		Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: ledger.BalanceKey("acct-l"), Delta: 40}}}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("the other owner's completion: %v, %v", errs, err)
+	}
+	waitFor(t, 20*time.Second, "acknowledged as a duplicate", func() bool { return en.finished(consumer.OutcomeDuplicate) == 1 })
+	if got := e.balances([]string{"acct-l"})["acct-l"]; got != 40 {
+		t.Errorf("balance = %d, want 40", got)
+	}
+	if p := en.finished(consumer.OutcomeProcessed); p != 0 {
+		t.Errorf("processed %d: the run that lost its lease must not complete", p)
+	}
 }
