@@ -25,6 +25,7 @@ type Metrics struct {
 	deadLetters  *prometheus.CounterVec
 	retryTopics  *prometheus.CounterVec
 	hung         prometheus.Counter
+	fetchErrors  *prometheus.CounterVec
 	handlerTime  *prometheus.HistogramVec
 	latency      prometheus.Histogram
 	leaseLost    prometheus.Counter
@@ -70,6 +71,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fleet_consumer_hung_handlers_total",
 			Help: "Handlers left running at the end of a drain because they ignored their cancelled context.",
 		}),
+		fetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_consumer_fetch_errors_total",
+			Help: "Fetches from Kafka that failed and are retried with backoff, by topic.",
+		}, []string{"topic"}),
 		handlerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                        "fleet_handler_duration_seconds",
 			Help:                        "Duration of one handler attempt.",
@@ -137,7 +142,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed writes to dead-letter topics (they are retried).",
 		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.retryTopics, m.hung, m.handlerTime, m.latency,
+	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.retryTopics, m.hung, m.fetchErrors, m.handlerTime, m.latency,
 		m.leaseLost, m.storeTime, m.storeErrors, m.busy, m.takeovers, m.assigned, m.rebalances,
 		m.inFlight, m.lag, m.commits, m.storeUp, m.groupJoined, m.publishError)
 	return m

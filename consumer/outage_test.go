@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/dedupe"
@@ -280,4 +282,55 @@ func TestLeaseLostCancelsHandler(t *testing.T) {
 	if p := en.finished(consumer.OutcomeProcessed); p != 0 {
 		t.Errorf("processed %d: the run that lost its lease must not complete", p)
 	}
+}
+
+// TestDeadLetterWriteRefused makes the broker refuse writes to the
+// dead-letter topic for a while: the engine retries until one is
+// acknowledged, counts the refusals, and commits neither the poison's offset
+// nor any after it before the write is acknowledged.
+func TestDeadLetterWriteRefused(t *testing.T) {
+	e := newEnv(t, 1)
+	var refused atomic.Int32
+	var allow atomic.Bool
+	e.cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		if len(r.Topics) == 0 || r.Topics[0].Topic != consumer.DeadLetterTopic(topic) || allow.Load() {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			t := kmsg.NewProduceResponseTopic()
+			t.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewProduceResponseTopicPartition()
+				p.Partition = rp.Partition
+				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				t.Partitions = append(t.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+		return resp, nil, true
+	})
+	router, _ := newCountingRouter(t, nil)
+	en := e.start(options{router: router})
+	e.publish(payment("ok-1", "acct-1", ledger.TypeCaptured, 5))
+	waitFor(t, 20*time.Second, "first event committed", func() bool { return e.committed("ledger", 1) == 1 })
+	e.publish(payment("u-1", "acct-1", "payment.voided", 5), payment("ok-2", "acct-2", ledger.TypeCaptured, 7))
+	waitFor(t, 30*time.Second, "three refused writes", func() bool { return refused.Load() >= 3 })
+	waitFor(t, 10*time.Second, "the event behind the poison processed", func() bool { return en.finished(consumer.OutcomeProcessed) == 2 })
+	if got := e.committed("ledger", 1); got != 1 {
+		t.Errorf("committed offset %d while the dead letter is refused, want 1 (before the poison)", got)
+	}
+	if en.finished(consumer.OutcomeDeadLettered) != 0 {
+		t.Error("dead-lettered before the write was acknowledged")
+	}
+	allow.Store(true)
+	waitFor(t, 30*time.Second, "the dead letter written", func() bool { return en.finished(consumer.OutcomeDeadLettered) == 1 })
+	if got, want := en.value("fleet_consumer_publish_errors_total"), float64(refused.Load()); got != want {
+		t.Errorf("publish errors = %v, want %v (one per refused write)", got, want)
+	}
+	waitFor(t, 20*time.Second, "everything committed", func() bool { return e.committed("ledger", 1) == 3 })
+	e.dlq(1)
 }

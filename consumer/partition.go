@@ -227,6 +227,7 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 			if ctx.Err() != nil {
 				return
 			}
+			p.e.m.fetchErrors.WithLabelValues(p.topic).Inc()
 			p.e.log.Warn("fetch", "topic", p.topic, "partition", p.id, "err", err)
 			if !sleep(ctx, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
 				return
