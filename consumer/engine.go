@@ -57,6 +57,15 @@ type Engine struct {
 	joined   atomic.Bool
 	storeErr atomic.Pointer[string]
 
+	// For /status and /healthz: the current generation and its partitions,
+	// the last failures, when the generation loop last went round (unix
+	// nanoseconds) and when the current drain started (0: none).
+	gen      atomic.Pointer[generation]
+	parts    atomic.Pointer[[]*partition]
+	errors   errorRing
+	alive    atomic.Int64
+	draining atomic.Int64
+
 	completions chan *work
 	claims      chan *claimRequest
 }
@@ -80,7 +89,7 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 	if store == nil || router == nil || dlq == nil || log == nil || m == nil {
 		return nil, errors.New("consumer: store, router, publisher, logger and metrics are required")
 	}
-	return &Engine{
+	e := &Engine{
 		cfg:    cfg,
 		routes: cfg.routes(),
 		store:  store,
@@ -93,7 +102,13 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 		m:           m,
 		completions: make(chan *work, cfg.MaxInFlight),
 		claims:      make(chan *claimRequest, 64),
-	}, nil
+	}
+	if m.reg != nil {
+		if err := m.reg.Register(newStatusCollector(e)); err != nil {
+			return nil, fmt.Errorf("consumer: register status metrics: %w", err)
+		}
+	}
+	return e, nil
 }
 
 // DeadLetterWriter writes dead letters. It owns its Kafka transport, so that
@@ -222,9 +237,13 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generation) {
 	e.joined.Store(true)
 	e.m.groupJoined.Set(1)
+	e.gen.Store(&generation{id: gen.ID, member: gen.MemberID})
+	e.alive.Store(time.Now().UnixNano())
 	defer func() {
 		e.joined.Store(false)
 		e.m.groupJoined.Set(0)
+		e.parts.Store(nil)
+		e.draining.Store(0)
 	}()
 
 	stop := make(chan struct{})
@@ -237,6 +256,7 @@ func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generatio
 			parts = append(parts, e.newPartition(topic, a, stop, work))
 		}
 	}
+	e.parts.Store(&parts)
 	e.m.assigned.Set(float64(len(parts)))
 	e.log.Info("generation started", "group", e.cfg.Group, "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
 
@@ -269,6 +289,7 @@ func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generatio
 		for _, p := range parts {
 			if off, ok := offsets[p.topic][p.id]; ok {
 				committed[p] = off
+				p.committed.Store(off)
 			}
 		}
 	}
@@ -279,6 +300,7 @@ wait:
 	for {
 		select {
 		case <-ticker.C:
+			e.alive.Store(time.Now().UnixNano())
 			commit()
 		case <-genCtx.Done():
 			break wait
@@ -288,6 +310,7 @@ wait:
 	}
 
 	started := time.Now()
+	e.draining.Store(started.UnixNano())
 	close(stop)
 	deadline := time.AfterFunc(e.cfg.DrainTimeout, cancelWork)
 	wg.Wait()
@@ -298,6 +321,27 @@ wait:
 	}
 	e.m.assigned.Set(0)
 	e.log.Info("generation drained", "generation", gen.ID, "took", time.Since(started).Round(time.Millisecond))
+}
+
+// Healthy reports why the engine's loops look wedged, or nil: inside a
+// generation, the loop that commits offsets must go round every commit
+// interval; a drain must end within its budget and the grace for hung
+// handlers. Waiting for Kafka or Redis is not wedged: readiness reports it.
+func (e *Engine) Healthy() error {
+	now := time.Now()
+	slack := 10 * time.Second
+	if d := e.draining.Load(); d != 0 {
+		if took := now.Sub(time.Unix(0, d)); took > e.cfg.DrainTimeout+hungGrace+slack {
+			return fmt.Errorf("drain running for %v, past its budget of %v", took.Round(time.Second), e.cfg.DrainTimeout)
+		}
+		return nil
+	}
+	if e.joined.Load() {
+		if since := now.Sub(time.Unix(0, e.alive.Load())); since > 3*e.cfg.CommitInterval+slack {
+			return fmt.Errorf("generation loop has not gone round for %v", since.Round(time.Second))
+		}
+	}
+	return nil
 }
 
 // storeOK and storeFailed track the store's reachability for readiness.
@@ -313,6 +357,7 @@ func (e *Engine) storeFailed(op string, err error) {
 	msg := err.Error()
 	if e.storeErr.Swap(&msg) == nil {
 		e.log.Error("idempotency store unavailable: no handler runs until it answers", "operation", op, "err", err)
+		e.errors.add(ErrorEntry{Time: time.Now().UTC(), What: "store unavailable (" + op + ")", Error: msg})
 	}
 	e.m.storeErrors.WithLabelValues(op).Inc()
 	e.m.storeUp.Set(0)

@@ -9,6 +9,9 @@ const (
 	OutcomeProcessed    = "processed"
 	OutcomeDuplicate    = "duplicate"
 	OutcomeDeadLettered = "dead_lettered"
+	// OutcomeConflict: the id was reused with another payload; the event is
+	// dead-lettered (reason conflict) but counted apart.
+	OutcomeConflict = "conflict"
 	// OutcomeRetried: written to the next retry topic.
 	OutcomeRetried = "retried"
 	// OutcomeOtherGroup: a retry-topic message of another consumer group.
@@ -41,19 +44,23 @@ type Metrics struct {
 	storeUp      prometheus.Gauge
 	groupJoined  prometheus.Gauge
 	publishError *prometheus.CounterVec
+
+	// reg takes the engine's scrape-time metrics.
+	reg prometheus.Registerer
 }
 
 // NewMetrics creates the engine's metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &Metrics{
+		reg: reg,
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleet_consumer_events_received_total",
-			Help: "Kafka messages fetched from source topics.",
-		}, []string{"topic"}),
+			Help: "Kafka messages fetched, by topic and event type (unknown when undecodable or unregistered).",
+		}, []string{"topic", "type"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleet_consumer_events_finished_total",
-			Help: "Events finished, by outcome: processed, duplicate, retried (to a retry topic), dead_lettered or other_group (another group's retry).",
+			Help: "Events finished, by outcome: processed, duplicate, conflict (dead-lettered), retried (to a retry topic), dead_lettered or other_group (another group's retry).",
 		}, []string{"topic", "type", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleet_consumer_retries_total",

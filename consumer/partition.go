@@ -106,6 +106,10 @@ type partition struct {
 	held map[*work]heldRun
 
 	lag prometheus.Gauge
+	// hwm is the high-water mark of the last fetched message; committed the
+	// last offset committed for the partition (-1 before the first commit
+	// of this generation).
+	hwm, committed atomic.Int64
 }
 
 func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-chan struct{}, workCtx context.Context) *partition {
@@ -121,6 +125,8 @@ func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-
 		held:  make(map[*work]heldRun),
 		lag:   e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
 	}
+	p.committed.Store(-1)
+	p.hwm.Store(-1)
 	return p
 }
 
@@ -198,6 +204,9 @@ func (p *partition) run() {
 		case <-time.After(hungGrace):
 			n := p.running()
 			e.m.hung.Add(float64(n))
+			part := p.id
+			e.errors.add(ErrorEntry{Time: time.Now().UTC(), What: "hung handlers left behind", Topic: p.topic, Partition: &part,
+				Error: strconv.Itoa(n) + " handlers ignore their cancelled context"})
 			e.log.Error("handlers ignore their cancelled context: leaving them behind so that the group can rebalance",
 				"topic", p.topic, "partition", p.id, "running", n)
 		}
@@ -228,6 +237,8 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 				return
 			}
 			p.e.m.fetchErrors.WithLabelValues(p.topic).Inc()
+			part := p.id
+			p.e.errors.add(ErrorEntry{Time: time.Now().UTC(), What: "fetch", Topic: p.topic, Partition: &part, Error: err.Error()})
 			p.e.log.Warn("fetch", "topic", p.topic, "partition", p.id, "err", err)
 			if !sleep(ctx, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
 				return
@@ -379,8 +390,14 @@ func (p *partition) dispatch(batch []*work) {
 	e := p.e
 	claims := make([]dedupe.Claim, 0, len(batch))
 	claimed := make([]*work, 0, len(batch))
+	now := time.Now().UnixNano()
 	for _, w := range batch {
-		p.wm.add(w.msg.Offset)
+		var ts int64
+		if !w.msg.Time.IsZero() {
+			ts = w.msg.Time.UnixNano()
+		}
+		p.wm.add(w.msg.Offset, now, ts)
+		p.hwm.Store(w.msg.HighWaterMark)
 		e.m.inFlight.Inc()
 		p.lag.Set(float64(max(w.msg.HighWaterMark-w.msg.Offset-1, 0)))
 		ev, err := Decode(&w.msg)
@@ -402,7 +419,14 @@ func (p *partition) dispatch(batch []*work) {
 			claimed = append(claimed, w)
 		}
 	}
-	e.m.received.WithLabelValues(p.topic).Add(float64(len(batch)))
+	// One counter update per type in the batch, not per event.
+	for i := 0; i < len(batch); {
+		typ, n := batch[i].typeLabel, 0
+		for ; i < len(batch) && batch[i].typeLabel == typ; i++ {
+			n++
+		}
+		e.m.received.WithLabelValues(p.topic, typ).Add(float64(n))
+	}
 	if len(claims) > 0 {
 		results, ok := p.claimBatch(claims)
 		if !ok {
@@ -619,6 +643,7 @@ func (p *partition) process(w *work) {
 			}
 			w.lastFailure = now
 			kind := handlers.KindOf(err)
+			p.failed(w, "handler failed ("+string(kind)+")", err)
 			e.log.Warn("handler failed", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
 				"id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "kind", kind, "err", err)
 			switch {
@@ -752,7 +777,7 @@ func (p *partition) heartbeat(done <-chan struct{}) {
 				} else if now.Sub(run.ended) > p.e.cfg.Lease && !w.lost.Load() {
 					w.lost.Store(true)
 					p.e.log.Warn("handler still running a lease after its context ended: its lease is forfeited and its completion will be refused",
-						"topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type)
+						"topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts)
 				}
 				continue
 			}
@@ -796,8 +821,9 @@ func (p *partition) heartbeat(done <-chan struct{}) {
 func (p *partition) leaseLost(w *work) {
 	w.lost.Store(true)
 	p.e.m.leaseLost.Inc()
+	p.failed(w, "lease lost", dedupe.ErrLeaseLost)
 	p.e.log.Warn("lease lost: another owner took the event over", "topic", p.topic, "partition", p.id,
-		"offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type, "fence", w.lease.Fence)
+		"offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "fence", w.lease.Fence)
 }
 
 // reclaim claims w again, until the store answers. It reports false when the
@@ -830,7 +856,8 @@ func (p *partition) release(w *work) {
 	case err == nil, errors.Is(err, dedupe.ErrLeaseLost):
 	default:
 		p.e.storeFailed("release", err)
-		p.e.log.Warn("release claim: its lease will expire instead", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "err", err)
+		p.e.log.Warn("release claim: its lease will expire instead", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
+			"id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "err", err)
 	}
 }
 
@@ -845,9 +872,14 @@ func (p *partition) deadLetter(w *work, reason string, cause error, attempts int
 		return
 	}
 	p.e.m.deadLetters.WithLabelValues(p.route.source, reason).Inc()
+	p.failed(w, "dead-lettered ("+reason+")", cause)
 	p.e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
-		"id", w.ev.ID, "type", w.ev.Type, "reason", reason, "attempts", attempts, "err", cause)
+		"id", w.ev.ID, "type", w.ev.Type, "reason", reason, "attempt", attempts, "err", cause)
 	p.release(w)
+	if reason == ReasonConflict {
+		p.finish(w, OutcomeConflict)
+		return
+	}
 	p.finish(w, OutcomeDeadLettered)
 }
 
@@ -866,7 +898,7 @@ func (p *partition) retryLater(w *work, cause error) {
 	}
 	e.m.retryTopics.WithLabelValues(p.route.source, strconv.Itoa(n)).Inc()
 	e.log.Info("sent to retry topic", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
-		"id", w.ev.ID, "type", w.ev.Type, "retry_topic", msg.Topic, "attempts", w.res.Attempts, "not_before", notBefore, "err", cause)
+		"id", w.ev.ID, "type", w.ev.Type, "retry_topic", msg.Topic, "attempt", w.res.Attempts, "not_before", notBefore, "err", cause)
 	p.release(w)
 	p.finish(w, OutcomeRetried)
 }
@@ -892,7 +924,9 @@ func (p *partition) publish(w *work, msg kafka.Message) bool {
 			return true
 		}
 		e.m.publishError.WithLabelValues(msg.Topic).Inc()
-		e.log.Error("write to "+msg.Topic, "topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "err", err)
+		p.failed(w, "write to "+msg.Topic, err)
+		e.log.Error("write to "+msg.Topic, "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
+			"id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "err", err)
 		if p.work.Err() != nil || !sleep(p.work, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
 			return false
 		}

@@ -12,7 +12,10 @@ type watermark struct {
 	// order; done marks the finished ones. head indexes the first live entry.
 	pending []int64
 	done    []bool
-	head    int
+	// at holds when each pending offset was added and the Kafka timestamp
+	// of its message, in unix nanoseconds.
+	at, ts []int64
+	head   int
 	// next is the offset to commit: everything below it is finished.
 	next int64
 }
@@ -21,8 +24,9 @@ func newWatermark(start int64) *watermark {
 	return &watermark{next: start}
 }
 
-// add records a fetched offset as in flight.
-func (w *watermark) add(offset int64) {
+// add records a fetched offset as in flight; now and msgTime (unix
+// nanoseconds) are when it was added and its message's timestamp.
+func (w *watermark) add(offset, now, msgTime int64) {
 	w.mu.Lock()
 	if w.head == len(w.pending) {
 		// Nothing in flight: the watermark moves up to this offset, which also
@@ -31,6 +35,8 @@ func (w *watermark) add(offset int64) {
 	}
 	w.pending = append(w.pending, offset)
 	w.done = append(w.done, false)
+	w.at = append(w.at, now)
+	w.ts = append(w.ts, msgTime)
 	w.mu.Unlock()
 }
 
@@ -80,8 +86,12 @@ func (w *watermark) compact() {
 	}
 	n := copy(w.pending, w.pending[w.head:])
 	copy(w.done, w.done[w.head:])
+	copy(w.at, w.at[w.head:])
+	copy(w.ts, w.ts[w.head:])
 	w.pending = w.pending[:n]
 	w.done = w.done[:n]
+	w.at = w.at[:n]
+	w.ts = w.ts[:n]
 	w.head = 0
 }
 
@@ -97,4 +107,16 @@ func (w *watermark) inFlight() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.pending) - w.head
+}
+
+// oldest reports the oldest unfinished offset: when it was added and its
+// message's timestamp (unix nanoseconds), and how many are in flight; ok is
+// false when nothing is.
+func (w *watermark) oldest() (added, msgTime int64, n int, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.head == len(w.pending) {
+		return 0, 0, 0, false
+	}
+	return w.at[w.head], w.ts[w.head], len(w.pending) - w.head, true
 }

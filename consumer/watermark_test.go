@@ -27,7 +27,7 @@ func TestWatermark(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWatermark(tt.start)
 			for _, o := range tt.add {
-				w.add(o)
+				w.add(o, 0, 0)
 			}
 			for _, o := range tt.finish {
 				w.finish(o)
@@ -49,7 +49,7 @@ func TestWatermarkRandom(t *testing.T) {
 	var order []int64
 	next := int64(0)
 	for o := int64(0); o < n; o++ {
-		w.add(o)
+		w.add(o, 0, 0)
 		order = append(order, o)
 		if r.IntN(3) == 0 && len(order) > 0 {
 			i := r.IntN(len(order))
@@ -81,7 +81,7 @@ func BenchmarkWatermark(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		o := int64(i)
-		w.add(o)
+		w.add(o, 0, 0)
 		if i%4 == 3 {
 			for j := o - 3; j <= o; j++ {
 				w.finish(j)

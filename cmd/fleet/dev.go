@@ -341,7 +341,8 @@ func summarize(ctx context.Context, out io.Writer, s *demo.Stream, rdb redis.Uni
 	reg prometheus.Gatherer, elapsed time.Duration) error {
 	processed := finished(reg, consumer.OutcomeProcessed)
 	dups := finished(reg, consumer.OutcomeDuplicate)
-	dead := finished(reg, consumer.OutcomeDeadLettered)
+	// Conflicts are dead-lettered too; their outcome names them.
+	dead := finished(reg, consumer.OutcomeDeadLettered) + finished(reg, consumer.OutcomeConflict)
 	fmt.Fprintf(out, "\nall %d messages finished and committed in %v: %d processed, %d duplicates skipped, %d dead-lettered\n",
 		len(s.Messages), elapsed.Round(time.Millisecond), processed, dups, dead)
 

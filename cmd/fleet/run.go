@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/extra/redisprometheus/v9"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -255,6 +257,9 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	reg.MustRegister(buildInfo)
+	// go-redis's connection pool: hits, misses, timeouts, open and idle
+	// connections, as fleet_redis_pool_*.
+	reg.MustRegister(redisprometheus.NewCollector("fleet", "redis", w.rdb))
 	metrics := consumer.NewMetrics(reg)
 	dlq := consumer.NewPublisher(cfg.Brokers, cfg.Dialer)
 	defer dlq.Close()
@@ -268,17 +273,42 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		return fmt.Errorf("listen on %s (set --http-addr or FLEET_HTTP_ADDR): %w", w.httpAddr, err)
 	}
 	var loaded atomic.Bool
+	ready := func() error {
+		if !loaded.Load() {
+			return errors.New("idempotency store scripts not loaded yet")
+		}
+		return engine.Ready()
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleet_ready",
+		Help: "1 when /readyz answers 200: scripts loaded, store answering, member of a consumer group generation.",
+	}, func() float64 {
+		if ready() != nil {
+			return 0
+		}
+		return 1
+	}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := engine.Healthy(); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		err := engine.Ready()
-		if !loaded.Load() {
-			err = errors.New("idempotency store scripts not loaded yet")
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		st := engine.Status()
+		if err := ready(); err != nil {
+			st.NotReady = err.Error()
 		}
-		if err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
