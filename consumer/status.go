@@ -172,8 +172,8 @@ func (e *Engine) partitions() []*partition {
 // statusCollector exposes the per-partition ages of an engine at scrape
 // time.
 type statusCollector struct {
-	e                 *Engine
-	timeLag, inFlight *prometheus.Desc
+	e                            *Engine
+	timeLag, inFlight, committed *prometheus.Desc
 }
 
 func newStatusCollector(e *Engine) *statusCollector {
@@ -185,12 +185,16 @@ func newStatusCollector(e *Engine) *statusCollector {
 		inFlight: prometheus.NewDesc("fleet_consumer_oldest_in_flight_seconds",
 			"How long the partition's oldest unfinished event has been in flight; 0 when nothing is.",
 			[]string{"topic", "partition"}, nil),
+		committed: prometheus.NewDesc("fleet_consumer_committed_offset",
+			"The offset last committed for the partition by this worker (absent until its first commit in the generation).",
+			[]string{"topic", "partition"}, nil),
 	}
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.timeLag
 	ch <- c.inFlight
+	ch <- c.committed
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -200,5 +204,8 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		part := strconv.Itoa(p.id)
 		ch <- prometheus.MustNewConstMetric(c.timeLag, prometheus.GaugeValue, ps.TimeLagSeconds, p.topic, part)
 		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, ps.OldestInFlightSeconds, p.topic, part)
+		if ps.Committed >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.committed, prometheus.GaugeValue, float64(ps.Committed), p.topic, part)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestObservability(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeHTTPAddr(t)
-	c.startWorker("a", "--http-addr", addr)
+	w := c.startWorker("a", "--http-addr", addr)
 	c.publish(s.Messages)
 	c.waitCommitted(3, int64(c.sent), 60*time.Second)
 
@@ -148,5 +149,30 @@ func TestObservability(t *testing.T) {
 	}
 	if msg := fleetOut(t, true, "status", "--addr", freeHTTPAddr(t)); !strings.Contains(msg, "connection refused") {
 		t.Errorf("fleet status of nothing: %s", msg)
+	}
+
+	// Logs: every failure line names the event and where it was; no
+	// payload is logged.
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-w.exited
+	failures := 0
+	for _, line := range strings.Split(w.logs.String(), "\n") {
+		if strings.Contains(line, `{"account"`) || strings.Contains(line, `{\"account\"`) {
+			t.Errorf("a log line shows a payload: %s", line)
+		}
+		if !strings.Contains(line, `msg=dead-lettered`) && !strings.Contains(line, `msg="handler failed"`) {
+			continue
+		}
+		failures++
+		for _, key := range []string{"id=", "type=", "topic=", "partition=", "offset=", "attempt="} {
+			if !strings.Contains(line, " "+key) {
+				t.Errorf("failure line without %s: %s", key, line)
+			}
+		}
+	}
+	if failures < len(s.Poison) {
+		t.Errorf("%d failure lines, want at least %d", failures, len(s.Poison))
 	}
 }

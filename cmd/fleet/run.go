@@ -247,19 +247,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		return configError{err}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "fleet_build_info",
-		Help: "Build information of the running fleet binary; always 1.",
-	}, []string{"version", "revision", "goversion"})
-	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
-	reg.MustRegister(buildInfo)
-	// go-redis's connection pool: hits, misses, timeouts, open and idle
-	// connections, as fleet_redis_pool_*.
-	reg.MustRegister(redisprometheus.NewCollector("fleet", "redis", w.rdb))
+	registerProcessMetrics(reg, w.rdb)
 	metrics := consumer.NewMetrics(reg)
 	dlq := consumer.NewPublisher(cfg.Brokers, cfg.Dialer)
 	defer dlq.Close()
@@ -279,15 +267,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		}
 		return engine.Ready()
 	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fleet_ready",
-		Help: "1 when /readyz answers 200: scripts loaded, store answering, member of a consumer group generation.",
-	}, func() float64 {
-		if ready() != nil {
-			return 0
-		}
-		return 1
-	}))
+	reg.MustRegister(readyGauge(ready))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -347,6 +327,36 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		return engine.Run(gctx)
 	})
 	return g.Wait()
+}
+
+// registerProcessMetrics registers what is not the engine's: Go and process
+// collectors, fleet_build_info, and go-redis's connection pool (hits,
+// misses, timeouts, open and idle connections, as fleet_redis_pool_*).
+func registerProcessMetrics(reg prometheus.Registerer, rdb redis.UniversalClient) {
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fleet_build_info",
+		Help: "Build information of the running fleet binary; always 1.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo,
+		redisprometheus.NewCollector("fleet", "redis", rdb),
+	)
+}
+
+// readyGauge is fleet_ready: 1 when ready reports nil.
+func readyGauge(ready func() error) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleet_ready",
+		Help: "1 when /readyz answers 200: scripts loaded, store answering, member of a consumer group generation.",
+	}, func() float64 {
+		if ready() != nil {
+			return 0
+		}
+		return 1
+	})
 }
 
 // checkPolicy logs an error when Redis may evict idempotency records.
