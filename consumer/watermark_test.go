@@ -89,3 +89,26 @@ func BenchmarkWatermark(b *testing.B) {
 		}
 	}
 }
+
+// TestWatermarkOldest reports the oldest unfinished offset's times.
+func TestWatermarkOldest(t *testing.T) {
+	w := newWatermark(10)
+	if _, _, _, ok := w.oldest(); ok {
+		t.Fatal("oldest of an empty watermark")
+	}
+	w.add(10, 100, 1000)
+	w.add(11, 200, 2000)
+	w.add(12, 300, 3000)
+	w.finish(11)
+	if added, ts, n, ok := w.oldest(); !ok || added != 100 || ts != 1000 || n != 3 {
+		t.Fatalf("oldest = %d, %d, %d, %v; want 10's times, 3 in flight", added, ts, n, ok)
+	}
+	w.finish(10)
+	if added, ts, n, ok := w.oldest(); !ok || added != 300 || ts != 3000 || n != 1 {
+		t.Fatalf("oldest after 10 and 11 = %d, %d, %d, %v; want 12's", added, ts, n, ok)
+	}
+	w.finish(12)
+	if _, _, _, ok := w.oldest(); ok {
+		t.Fatal("oldest with nothing in flight")
+	}
+}
