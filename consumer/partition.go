@@ -94,7 +94,13 @@ type partition struct {
 	// ready holds events whose key has nothing before it in flight; the
 	// lanes take them from there.
 	ready chan *work
-	slots chan struct{}
+	// Lanes start as events need them, up to Config.Lanes, so that an idle
+	// partition (a retry tier, say) holds no goroutines: spawned is the
+	// dispatcher's count, busy the lanes running an event now.
+	lanes   sync.WaitGroup
+	spawned int
+	busy    atomic.Int32
+	slots   chan struct{}
 	bytes *byteBudget
 
 	// keys holds, for every key with an event in a lane, the last event of
@@ -168,9 +174,6 @@ func (p *partition) run() {
 	fetched := make(chan *work, e.cfg.BatchSize)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.fetch(fetchCtx, reader, fetched) })
-	for range e.cfg.Lanes {
-		wg.Go(p.lane)
-	}
 	beat := make(chan struct{})
 	var hb sync.WaitGroup
 	hb.Go(func() { p.heartbeat(beat) })
@@ -187,6 +190,7 @@ func (p *partition) run() {
 	lanesDone := make(chan struct{})
 	go func() {
 		wg.Wait()
+		p.lanes.Wait()
 		close(lanesDone)
 	}()
 	select {
@@ -459,6 +463,12 @@ func (p *partition) dispatch(batch []*work) {
 		p.keys[k] = w
 	}
 	p.keysMu.Unlock()
+	// Enough lanes for what is ready, up to the cap.
+	need := len(ready) + len(p.ready) - (p.spawned - int(p.busy.Load()))
+	for ; need > 0 && p.spawned < e.cfg.Lanes; need-- {
+		p.spawned++
+		p.lanes.Go(p.lane)
+	}
 	// Never blocks: ready holds MaxInFlight, and every event holds a slot.
 	for _, w := range ready {
 		p.ready <- w
@@ -538,6 +548,7 @@ func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, boo
 func (p *partition) lane() {
 	completed := make(chan error, 1)
 	for w := range p.ready {
+		p.busy.Add(1)
 		for w != nil {
 			w.completed = completed
 			if p.stopping() {
@@ -549,6 +560,7 @@ func (p *partition) lane() {
 			recycle(w)
 			w = next
 		}
+		p.busy.Add(-1)
 	}
 }
 
