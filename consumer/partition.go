@@ -101,7 +101,7 @@ type partition struct {
 	spawned int
 	busy    atomic.Int32
 	slots   chan struct{}
-	bytes *byteBudget
+	bytes   *byteBudget
 
 	// keys holds, for every key with an event in a lane, the last event of
 	// that key queued behind it (or the running event itself).
