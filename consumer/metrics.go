@@ -64,8 +64,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"topic", "type", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleet_consumer_retries_total",
-			Help: "In-place retries of events whose handler failed with a retryable error.",
-		}, []string{"topic", "type"}),
+			Help: "In-place retries of events whose handler failed with a retryable error, by reason: error, or timeout (the handler timeout passed).",
+		}, []string{"topic", "type", "reason"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleet_consumer_dead_letters_total",
 			Help: "Events written to a dead-letter topic, by reason.",

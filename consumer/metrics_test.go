@@ -49,9 +49,9 @@ fleet_consumer_events_finished_total{outcome="processed",topic="payments",type="
 # TYPE fleet_consumer_events_received_total counter
 fleet_consumer_events_received_total{topic="payments",type="payment.captured"} 5
 fleet_consumer_events_received_total{topic="payments",type="unknown"} 1
-# HELP fleet_consumer_retries_total In-place retries of events whose handler failed with a retryable error.
+# HELP fleet_consumer_retries_total In-place retries of events whose handler failed with a retryable error, by reason: error, or timeout (the handler timeout passed).
 # TYPE fleet_consumer_retries_total counter
-fleet_consumer_retries_total{topic="payments",type="payment.captured"} 1
+fleet_consumer_retries_total{reason="error",topic="payments",type="payment.captured"} 1
 # HELP fleet_consumer_dead_letters_total Events written to a dead-letter topic, by reason.
 # TYPE fleet_consumer_dead_letters_total counter
 fleet_consumer_dead_letters_total{reason="conflict",topic="payments"} 1

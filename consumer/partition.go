@@ -675,7 +675,11 @@ func (p *partition) process(w *work) {
 				p.deadLetter(w, ReasonAttemptsExhausted, err, w.res.Attempts)
 				return
 			}
-			e.m.retries.WithLabelValues(p.topic, w.typeLabel).Inc()
+			reason := "error"
+			if errors.Is(err, context.DeadlineExceeded) {
+				reason = "timeout"
+			}
+			e.m.retries.WithLabelValues(p.topic, w.typeLabel, reason).Inc()
 			p.release(w)
 			select {
 			case <-p.stop:
