@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +26,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/extra/redisprometheus/v9"
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fleetworks/fleet/consumer"
@@ -54,6 +59,14 @@ type runCmd struct {
 	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"256" help:"Fetched but unfinished events per partition."`
 	MaxInFlightBytes  int64         `env:"FLEET_MAX_IN_FLIGHT_BYTES" default:"4194304" help:"Bytes (keys, values, headers) a partition holds from fetch to finish; a larger message goes through alone."`
 	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
+
+	KafkaSASLMechanism string `name:"kafka-sasl-mechanism" env:"FLEET_KAFKA_SASL_MECHANISM" enum:",PLAIN,SCRAM-SHA-256,SCRAM-SHA-512" default:"" help:"SASL mechanism for Kafka: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)."`
+	KafkaSASLUsername  string `name:"kafka-sasl-username" env:"FLEET_KAFKA_SASL_USERNAME" help:"SASL username for Kafka."`
+	KafkaSASLPassword  string `name:"kafka-sasl-password" env:"FLEET_KAFKA_SASL_PASSWORD" help:"SASL password for Kafka; prefer the variable to the flag."`
+	KafkaTLS           bool   `name:"kafka-tls" env:"FLEET_KAFKA_TLS" help:"Connect to Kafka over TLS."`
+	KafkaTLSCAFile     string `name:"kafka-tls-ca-file" env:"FLEET_KAFKA_TLS_CA_FILE" help:"PEM bundle of the CAs that signed the brokers' certificates (default: the system roots)."`
+	KafkaTLSCertFile   string `name:"kafka-tls-cert-file" env:"FLEET_KAFKA_TLS_CERT_FILE" help:"Client certificate (PEM) for Kafka TLS."`
+	KafkaTLSKeyFile    string `name:"kafka-tls-key-file" env:"FLEET_KAFKA_TLS_KEY_FILE" help:"Client key (PEM) for Kafka TLS."`
 
 	LogLevel  string `env:"FLEET_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
 	LogFormat string `env:"FLEET_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text."`
@@ -90,6 +103,11 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, err
 	if _, err := parseDelays(c.RetryDelays); err != nil {
 		errs = append(errs, err)
 	}
+	dialer, err := c.kafkaDialer()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.Dialer = dialer
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -107,6 +125,65 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, err
 		return cfg, store, nil, configError{err}
 	}
 	return cfg, store, opts, nil
+}
+
+// kafkaDialer builds the Kafka connection settings (TLS, SASL), or nil when
+// there are none.
+func (c *runCmd) kafkaDialer() (*kafka.Dialer, error) {
+	var errs []error
+	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	if c.KafkaTLS || c.KafkaTLSCAFile != "" || c.KafkaTLSCertFile != "" {
+		t := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.KafkaTLSCAFile != "" {
+			pem, err := os.ReadFile(c.KafkaTLSCAFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kafka TLS CA file: %w", err))
+			} else {
+				t.RootCAs = x509.NewCertPool()
+				if !t.RootCAs.AppendCertsFromPEM(pem) {
+					errs = append(errs, fmt.Errorf("kafka TLS CA file %s: no PEM certificate in it", c.KafkaTLSCAFile))
+				}
+			}
+		}
+		if (c.KafkaTLSCertFile == "") != (c.KafkaTLSKeyFile == "") {
+			errs = append(errs, errors.New("kafka TLS: give both the client certificate and its key, or neither"))
+		} else if c.KafkaTLSCertFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.KafkaTLSCertFile, c.KafkaTLSKeyFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kafka TLS client certificate: %w", err))
+			}
+			t.Certificates = []tls.Certificate{cert}
+		}
+		d.TLS = t
+	}
+	switch c.KafkaSASLMechanism {
+	case "":
+		if c.KafkaSASLUsername != "" || c.KafkaSASLPassword != "" {
+			errs = append(errs, errors.New("kafka SASL: a username or password without --kafka-sasl-mechanism"))
+		}
+	case "PLAIN":
+		d.SASLMechanism = plain.Mechanism{Username: c.KafkaSASLUsername, Password: c.KafkaSASLPassword}
+	default:
+		algo := scram.SHA256
+		if c.KafkaSASLMechanism == "SCRAM-SHA-512" {
+			algo = scram.SHA512
+		}
+		m, err := scram.Mechanism(algo, c.KafkaSASLUsername, c.KafkaSASLPassword)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kafka SASL: %w", err))
+		}
+		d.SASLMechanism = m
+	}
+	if c.KafkaSASLMechanism != "" && (c.KafkaSASLUsername == "" || c.KafkaSASLPassword == "") {
+		errs = append(errs, errors.New("kafka SASL: username and password are required (FLEET_KAFKA_SASL_USERNAME, FLEET_KAFKA_SASL_PASSWORD)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if d.TLS == nil && d.SASLMechanism == nil {
+		return nil, nil
+	}
+	return d, nil
 }
 
 // parseDelays parses the retry tiers: durations, comma-separated; "none"
