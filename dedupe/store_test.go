@@ -119,6 +119,24 @@ func TestRedisContract(t *testing.T) {
 	})
 }
 
+// TestRedisClusterContract runs the suite on a three-master Redis Cluster.
+func TestRedisClusterContract(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	cl := redistest.StartCluster(t, 3)
+	c := cl.Client(t)
+	dedupetest.Run(t, func(t *testing.T, cfg dedupe.Config) dedupetest.Harness {
+		err := c.ForEachMaster(context.Background(), func(ctx context.Context, n *redis.Client) error {
+			return n.FlushAll(ctx).Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return redisHarness(t, c, cfg)
+	})
+}
+
 // TestMiniredisContract runs the suite on the embedded Redis of fleet dev.
 func TestMiniredisContract(t *testing.T) {
 	dedupetest.Run(t, func(t *testing.T, cfg dedupe.Config) dedupetest.Harness {

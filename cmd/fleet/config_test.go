@@ -26,10 +26,10 @@ func parseRun(t *testing.T, args ...string) (consumer.Config, dedupe.Config, str
 	if _, err := p.Parse(append([]string{"run"}, args...)); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}
-	cfg, store, opts, err := c.Run.settings()
+	cfg, store, target, err := c.Run.settings()
 	addr := ""
-	if opts != nil {
-		addr = opts.Addr
+	if err == nil {
+		addr = target.addr()
 	}
 	return cfg, store, addr, err
 }
@@ -176,6 +176,8 @@ func TestRunInvalidConfiguration(t *testing.T) {
 		{"no in-place attempts", with("--in-place-attempts", "0"), []string{"in-place attempts 0"}},
 		{"retry delay not a duration", with("--retry-delays", "1s,soon"), []string{`retry delays "1s,soon": "soon" is not a positive duration`}},
 		{"retry delay negative", with("--retry-delays=-1s"), []string{`"-1s" is not a positive duration`}},
+		{"cluster URL", with("--redis-mode", "cluster", "--redis", "http://fleet:s3cret@h1:6379?addr=h2:6379"), []string{"redis URL"}},
+		{"sentinel without master", with("--redis-mode", "sentinel", "--redis", "redis://s1:26379?addr=s2:26379"), []string{"master_name"}},
 		{"retry topic as source", with("--topics", "payments.retry.1"), []string{`"payments.retry.1" is a retry or dead-letter topic`}},
 		{"sasl without credentials", with("--kafka-sasl-mechanism", "SCRAM-SHA-512"), []string{"kafka SASL: username and password are required"}},
 		{"sasl credentials without mechanism", with("--kafka-sasl-username", "u"), []string{"without --kafka-sasl-mechanism"}},
@@ -253,5 +255,43 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("%q lacks %q", text, tt.want)
 			}
 		})
+	}
+}
+
+// TestRedisModes parses the URL forms of each topology.
+func TestRedisModes(t *testing.T) {
+	tests := []struct {
+		mode, url string
+		addrs     []string
+	}{
+		{"standalone", "redis://h1:6379/2", []string{"h1:6379"}},
+		{"cluster", "redis://user:pw@h1:7000?addr=h2:7001&addr=h3:7002", []string{"h1:7000", "h2:7001", "h3:7002"}},
+		{"sentinel", "redis://s1:26379?master_name=mymaster&addr=s2:26379", []string{"s1:26379", "s2:26379"}},
+	}
+	for _, tt := range tests {
+		target, err := parseRedis(tt.mode, tt.url)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.mode, tt.url, err)
+		}
+		var addrs []string
+		switch tt.mode {
+		case "standalone":
+			addrs = []string{target.standalone.Addr}
+		case "cluster":
+			addrs = target.cluster.Addrs
+			if target.cluster.Password != "pw" || !target.cluster.ContextTimeoutEnabled {
+				t.Errorf("cluster options %+v", target.cluster)
+			}
+		case "sentinel":
+			addrs = target.failover.SentinelAddrs
+			if target.failover.MasterName != "mymaster" {
+				t.Errorf("master %q", target.failover.MasterName)
+			}
+		}
+		if !slices.Equal(addrs, tt.addrs) {
+			t.Errorf("%s: addresses %v, want %v", tt.mode, addrs, tt.addrs)
+		}
+		c := target.client()
+		c.Close()
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/schollz/progressbar/v3"
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/term"
@@ -318,9 +317,10 @@ func truncateText(s string, n int) string {
 
 type dlqReplayCmd struct {
 	dlqFilter
-	Group  string `env:"FLEET_GROUP" help:"Consumer group whose records decide what is already done (default: the group each dead letter names)."`
-	Redis  string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL."`
-	DryRun bool   `help:"Say what would be replayed and what skipped, and change nothing."`
+	Group     string `env:"FLEET_GROUP" help:"Consumer group whose records decide what is already done (default: the group each dead letter names)."`
+	Redis     string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (see fleet run --help for the cluster and Sentinel forms)."`
+	RedisMode string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
+	DryRun    bool   `help:"Say what would be replayed and what skipped, and change nothing."`
 }
 
 // Replay verdicts.
@@ -335,7 +335,7 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	opts, err := parseRedisURL(c.Redis)
+	target, err := parseRedis(c.RedisMode, c.Redis)
 	if err != nil {
 		return configError{err}
 	}
@@ -345,7 +345,7 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(opts)
+	rdb := target.client()
 	defer rdb.Close()
 	store, err := dedupe.NewRedis(rdb, dedupe.DefaultConfig())
 	if err != nil {

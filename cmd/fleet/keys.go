@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/fleetworks/fleet/dedupe"
 )
 
@@ -24,12 +22,13 @@ type keysCmd struct {
 // recordRef names one idempotency record: by its Redis key, or by the
 // event's group, source, id and key.
 type recordRef struct {
-	Record string `arg:"" optional:"" help:"The record's Redis key (fleet:idem:{<key>}:<group>:<source>:<id>); or give --group, --source, --id and --key."`
-	Redis  string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL."`
-	Group  string `env:"FLEET_GROUP" help:"Consumer group the record belongs to."`
-	Source string `help:"The event's CloudEvents source."`
-	ID     string `name:"id" help:"The event's CloudEvents id."`
-	Key    string `help:"The event's Kafka message key (its aggregate); empty when the message had none."`
+	Record    string `arg:"" optional:"" help:"The record's Redis key (fleet:idem:{<key>}:<group>:<source>:<id>); or give --group, --source, --id and --key."`
+	Redis     string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (see fleet run --help for the cluster and Sentinel forms)."`
+	RedisMode string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
+	Group     string `env:"FLEET_GROUP" help:"Consumer group the record belongs to."`
+	Source    string `help:"The event's CloudEvents source."`
+	ID        string `name:"id" help:"The event's CloudEvents id."`
+	Key       string `help:"The event's Kafka message key (its aggregate); empty when the message had none."`
 }
 
 func (r *recordRef) key() (string, error) {
@@ -56,11 +55,11 @@ func (r *recordRef) key() (string, error) {
 
 // admin connects to the store named by the reference.
 func (r *recordRef) admin() (*dedupe.Redis, func(), error) {
-	opts, err := parseRedisURL(r.Redis)
+	target, err := parseRedis(r.RedisMode, r.Redis)
 	if err != nil {
 		return nil, nil, configError{err}
 	}
-	c := redis.NewClient(opts)
+	c := target.client()
 	s, err := dedupe.NewRedis(c, dedupe.DefaultConfig())
 	if err != nil {
 		c.Close()

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -39,11 +38,12 @@ import (
 
 // runCmd is `fleet run`. Flag and variable names are a contract.
 type runCmd struct {
-	Brokers  []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
-	Topics   []string `env:"FLEET_TOPICS" sep:"," help:"Source topics, comma-separated. Each has a dead-letter topic <topic>.dlq."`
-	Group    string   `env:"FLEET_GROUP" help:"Consumer group; also scopes idempotency records."`
-	Redis    string   `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL."`
-	HTTPAddr string   `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz."`
+	Brokers   []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
+	Topics    []string `env:"FLEET_TOPICS" sep:"," help:"Source topics, comma-separated. Each has a dead-letter topic <topic>.dlq."`
+	Group     string   `env:"FLEET_GROUP" help:"Consumer group; also scopes idempotency records."`
+	Redis     string   `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (for a cluster: redis://host:port?addr=host2:port2&addr=…; for Sentinel: redis://sentinel:port?master_name=NAME&addr=…)."`
+	RedisMode string   `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
+	HTTPAddr  string   `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz."`
 
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
 	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
@@ -96,7 +96,7 @@ func (c *runCmd) consumerConfig() consumer.Config {
 
 // settings checks the whole configuration and returns it, or a configError
 // naming every problem.
-func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, error) {
+func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error) {
 	cfg := c.consumerConfig()
 	store := dedupe.Config{Lease: c.Lease, Retention: c.Retention}
 	var errs []error
@@ -114,7 +114,7 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, err
 	if err := store.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	opts, err := parseRedisURL(c.Redis)
+	target, err := parseRedis(c.RedisMode, c.Redis)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -122,9 +122,9 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, *redis.Options, err
 		errs = append(errs, fmt.Errorf("http addr %q: %w", c.HTTPAddr, err))
 	}
 	if err := joinUnique(errs); err != nil {
-		return cfg, store, nil, configError{err}
+		return cfg, store, redisTarget{}, configError{err}
 	}
-	return cfg, store, opts, nil
+	return cfg, store, target, nil
 }
 
 // kafkaDialer builds the Kafka connection settings (TLS, SASL), or nil when
@@ -204,24 +204,6 @@ func parseDelays(s string) ([]time.Duration, error) {
 	return out, nil
 }
 
-// parseRedisURL parses a redis:// or rediss:// URL. Its errors never
-// repeat the URL, which may hold a password.
-func parseRedisURL(s string) (*redis.Options, error) {
-	opts, err := redis.ParseURL(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("redis URL: %w", err)
-	}
-	// The engine bounds heartbeats, releases and probes with context
-	// deadlines (a heartbeat must not outlive a third of the lease); go-redis
-	// ignores them unless told.
-	opts.ContextTimeoutEnabled = true
-	return opts, nil
-}
-
 // joinUnique joins errs, dropping a line already given (the engine and the
 // store both check the lease).
 func joinUnique(errs []error) error {
@@ -250,14 +232,14 @@ func trimAll(xs []string) []string {
 }
 
 func (c *runCmd) Run() error {
-	cfg, storeCfg, opts, err := c.settings()
+	cfg, storeCfg, target, err := c.settings()
 	if err != nil {
 		return err
 	}
 	log := newLogger(os.Stderr, c.LogLevel, c.LogFormat)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rdb := redis.NewClient(opts)
+	rdb := target.client()
 	defer rdb.Close()
 	return serve(ctx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr})
 }

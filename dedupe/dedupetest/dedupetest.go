@@ -53,34 +53,34 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		return errs[0]
 	}
 	incr := func(key string, n int64) []handlers.Op {
-		return []handlers.Op{{Kind: handlers.OpIncrBy, Key: key, Delta: n}}
+		return []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{t}" + key, Delta: n}}
 	}
 
 	t.Run("new claim then duplicate with result", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "k", "fp")
+		r := claim(t, h, "{t}k", "fp")
 		if r.Outcome != dedupe.Acquired || r.Lease.Fence != 1 || r.Attempts != 1 || r.TakenOver {
 			t.Fatalf("first claim: %+v", r)
 		}
 		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr("c", 5), Result: []byte("ok")}); err != nil {
 			t.Fatal(err)
 		}
-		d := claim(t, h, "k", "fp")
+		d := claim(t, h, "{t}k", "fp")
 		if d.Outcome != dedupe.Duplicate || string(d.Result) != "ok" {
 			t.Fatalf("after completion: %+v", d)
 		}
-		if c := claim(t, h, "k", "other"); c.Outcome != dedupe.Conflict {
+		if c := claim(t, h, "{t}k", "other"); c.Outcome != dedupe.Conflict {
 			t.Fatalf("different fingerprint: %+v", c)
 		}
-		if got := h.Int("c"); got != 5 {
+		if got := h.Int("{t}c"); got != 5 {
 			t.Fatalf("counter %d, want 5", got)
 		}
 	})
 
 	t.Run("live lease is busy", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		claim(t, h, "k", "fp")
-		b := claim(t, h, "k", "fp")
+		claim(t, h, "{t}k", "fp")
+		b := claim(t, h, "{t}k", "fp")
 		if b.Outcome != dedupe.Busy || b.RetryAfter <= 0 || b.RetryAfter > cfg.Lease {
 			t.Fatalf("second claim: %+v", b)
 		}
@@ -93,7 +93,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		outcomes := map[dedupe.Outcome]int{}
 		for range 50 {
 			wg.Go(func() {
-				res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{{Key: "hot", Fingerprint: "fp"}})
+				res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{{Key: "{t}hot", Fingerprint: "fp"}})
 				if err != nil {
 					t.Error(err)
 					return
@@ -111,9 +111,9 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("takeover fences out the old owner", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		old := claim(t, h, "k", "fp")
-		h.ExpireLease("k")
-		nw := claim(t, h, "k", "fp")
+		old := claim(t, h, "{t}k", "fp")
+		h.ExpireLease("{t}k")
+		nw := claim(t, h, "{t}k", "fp")
 		if nw.Outcome != dedupe.Acquired || !nw.TakenOver || nw.Lease.Fence <= old.Lease.Fence || nw.Attempts != 2 {
 			t.Fatalf("takeover: %+v (old fence %d)", nw, old.Lease.Fence)
 		}
@@ -133,28 +133,28 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if err := complete(t, h, dedupe.Completion{Lease: nw.Lease, Effects: incr("c", 1)}); err != nil {
 			t.Fatal(err)
 		}
-		if got := h.Int("c"); got != 1 {
+		if got := h.Int("{t}c"); got != 1 {
 			t.Fatalf("counter %d, want 1: only the new owner's effects apply", got)
 		}
 	})
 
 	t.Run("completion sent twice applies once", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "k", "fp")
+		r := claim(t, h, "{t}k", "fp")
 		c := dedupe.Completion{Lease: r.Lease, Effects: incr("c", 7)}
 		for i := range 2 {
 			if err := complete(t, h, c); err != nil {
 				t.Fatalf("completion %d: %v", i+1, err)
 			}
 		}
-		if got := h.Int("c"); got != 7 {
+		if got := h.Int("{t}c"); got != 7 {
 			t.Fatalf("counter %d, want 7", got)
 		}
 	})
 
 	t.Run("release lets the next attempt in", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "k", "fp")
+		r := claim(t, h, "{t}k", "fp")
 		if err := h.Store.Release(ctx, r.Lease); err != nil {
 			t.Fatal(err)
 		}
@@ -164,39 +164,39 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr("c", 9)}); !errors.Is(err, dedupe.ErrLeaseLost) {
 			t.Fatalf("completion after release: %v", err)
 		}
-		n := claim(t, h, "k", "fp")
+		n := claim(t, h, "{t}k", "fp")
 		if n.Outcome != dedupe.Acquired || n.TakenOver || n.Lease.Fence != r.Lease.Fence+1 || n.Attempts != 2 {
 			t.Fatalf("claim after release: %+v", n)
 		}
-		if got := h.Int("c"); got != 0 {
+		if got := h.Int("{t}c"); got != 0 {
 			t.Fatalf("released run applied effects: %d", got)
 		}
 	})
 
 	t.Run("extend keeps the lease", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "k", "fp")
+		r := claim(t, h, "{t}k", "fp")
 		for range 3 {
 			errs, err := h.Store.ExtendBatch(ctx, []dedupe.Lease{r.Lease})
 			if err != nil || errs[0] != nil {
 				t.Fatalf("extend: %v %v", err, errs)
 			}
 		}
-		if b := claim(t, h, "k", "fp"); b.Outcome != dedupe.Busy {
+		if b := claim(t, h, "{t}k", "fp"); b.Outcome != dedupe.Busy {
 			t.Fatalf("claim under an extended lease: %+v", b)
 		}
 	})
 
 	t.Run("batch answers in order", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		done := claim(t, h, "done", "fp")
+		done := claim(t, h, "{t}done", "fp")
 		if err := complete(t, h, dedupe.Completion{Lease: done.Lease}); err != nil {
 			t.Fatal(err)
 		}
-		claim(t, h, "busy", "fp")
+		claim(t, h, "{t}busy", "fp")
 		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{
-			{Key: "new", Fingerprint: "fp"}, {Key: "done", Fingerprint: "fp"},
-			{Key: "done", Fingerprint: "x"}, {Key: "busy", Fingerprint: "fp"},
+			{Key: "{t}new", Fingerprint: "fp"}, {Key: "{t}done", Fingerprint: "fp"},
+			{Key: "{t}done", Fingerprint: "x"}, {Key: "{t}busy", Fingerprint: "fp"},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -211,9 +211,9 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("batch completions apply each on its own", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		h.SetString("word", "hello")
+		h.SetString("{t}word", "hello")
 		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{
-			{Key: "a", Fingerprint: "fp"}, {Key: "b", Fingerprint: "fp"}, {Key: "c", Fingerprint: "fp"},
+			{Key: "{t}a", Fingerprint: "fp"}, {Key: "{t}b", Fingerprint: "fp"}, {Key: "{t}c", Fingerprint: "fp"},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -230,19 +230,19 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if errs[0] != nil || errs[2] != nil || errs[3] != nil || !errors.Is(errs[1], dedupe.ErrInvalid) {
 			t.Fatalf("answers %v, want nil, ErrInvalid, nil, nil", errs)
 		}
-		if got := h.Int("sum"); got != 5 {
+		if got := h.Int("{t}sum"); got != 5 {
 			t.Fatalf("sum = %d, want 5: each valid completion once, nothing of the invalid one", got)
 		}
-		if b := claim(t, h, "b", "fp"); b.Outcome != dedupe.Busy {
+		if b := claim(t, h, "{t}b", "fp"); b.Outcome != dedupe.Busy {
 			t.Fatalf("the refused completion's record should still be processing: %+v", b)
 		}
 	})
 
 	t.Run("single increments at the edges", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		h.SetString("word", "hello")
-		h.SetString("big", "9223372036854775806")
-		h.SetString("padded", "007")
+		h.SetString("{t}word", "hello")
+		h.SetString("{t}big", "9223372036854775806")
+		h.SetString("{t}padded", "007")
 		cases := []struct {
 			key     string
 			delta   int64
@@ -259,42 +259,42 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 			if c.key == "padded" && h.LooseIntegers {
 				continue
 			}
-			r := claim(t, h, fmt.Sprintf("edge-%d", i), "fp")
+			r := claim(t, h, fmt.Sprintf("{t}edge-%d", i), "fp")
 			err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr(c.key, c.delta)})
 			if c.invalid != errors.Is(err, dedupe.ErrInvalid) || (!c.invalid && err != nil) {
 				t.Fatalf("INCRBY %s %d: %v, want invalid %v", c.key, c.delta, err, c.invalid)
 			}
 		}
-		if got := h.Int("big"); got != 9223372036854775807 {
+		if got := h.Int("{t}big"); got != 9223372036854775807 {
 			t.Fatalf("big = %d", got)
 		}
-		if got := h.Int("fresh"); got != -9223372036854775807 {
+		if got := h.Int("{t}fresh"); got != -9223372036854775807 {
 			t.Fatalf("fresh = %d", got)
 		}
 	})
 
 	t.Run("effects", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "k", "fp")
+		r := claim(t, h, "{t}k", "fp")
 		ops := []handlers.Op{
-			{Kind: handlers.OpIncrBy, Key: "n", Delta: 3},
-			{Kind: handlers.OpIncrBy, Key: "n", Delta: -1},
-			{Kind: handlers.OpHSet, Key: "h", Field: "status", Value: "paid"},
-			{Kind: handlers.OpHIncrBy, Key: "h", Field: "total", Delta: 250},
-			{Kind: handlers.OpHSet, Key: "h", Field: "gone", Value: "x"},
-			{Kind: handlers.OpHDel, Key: "h", Field: "gone"},
-			{Kind: handlers.OpSet, Key: "s", Value: "41"},
-			{Kind: handlers.OpIncrBy, Key: "s", Delta: 1},
-			{Kind: handlers.OpSet, Key: "d", Value: "1"},
-			{Kind: handlers.OpDel, Key: "d"},
-			{Kind: handlers.OpExpire, Key: "h", TTL: time.Hour},
+			{Kind: handlers.OpIncrBy, Key: "{t}n", Delta: 3},
+			{Kind: handlers.OpIncrBy, Key: "{t}n", Delta: -1},
+			{Kind: handlers.OpHSet, Key: "{t}h", Field: "status", Value: "paid"},
+			{Kind: handlers.OpHIncrBy, Key: "{t}h", Field: "total", Delta: 250},
+			{Kind: handlers.OpHSet, Key: "{t}h", Field: "gone", Value: "x"},
+			{Kind: handlers.OpHDel, Key: "{t}h", Field: "gone"},
+			{Kind: handlers.OpSet, Key: "{t}s", Value: "41"},
+			{Kind: handlers.OpIncrBy, Key: "{t}s", Delta: 1},
+			{Kind: handlers.OpSet, Key: "{t}d", Value: "1"},
+			{Kind: handlers.OpDel, Key: "{t}d"},
+			{Kind: handlers.OpExpire, Key: "{t}h", TTL: time.Hour},
 		}
 		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: ops}); err != nil {
 			t.Fatal(err)
 		}
 		checks := map[string]string{
-			"n": fmt.Sprint(h.Int("n")), "s": fmt.Sprint(h.Int("s")), "d": fmt.Sprint(h.Int("d")),
-			"h.status": h.HGet("h", "status"), "h.total": h.HGet("h", "total"), "h.gone": h.HGet("h", "gone"),
+			"n": fmt.Sprint(h.Int("{t}n")), "s": fmt.Sprint(h.Int("{t}s")), "d": fmt.Sprint(h.Int("{t}d")),
+			"h.status": h.HGet("{t}h", "status"), "h.total": h.HGet("{t}h", "total"), "h.gone": h.HGet("{t}h", "gone"),
 		}
 		want := map[string]string{"n": "2", "s": "42", "d": "0", "h.status": "paid", "h.total": "250", "h.gone": ""}
 		for k, v := range want {
@@ -306,19 +306,19 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("invalid effect applies nothing", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		h.SetString("word", "hello")
-		r := claim(t, h, "k", "fp")
+		h.SetString("{t}word", "hello")
+		r := claim(t, h, "{t}k", "fp")
 		err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{
-			{Kind: handlers.OpIncrBy, Key: "c", Delta: 1},
-			{Kind: handlers.OpIncrBy, Key: "word", Delta: 1},
+			{Kind: handlers.OpIncrBy, Key: "{t}c", Delta: 1},
+			{Kind: handlers.OpIncrBy, Key: "{t}word", Delta: 1},
 		}})
 		if !errors.Is(err, dedupe.ErrInvalid) {
 			t.Fatalf("completion: %v, want ErrInvalid", err)
 		}
-		if got := h.Int("c"); got != 0 {
+		if got := h.Int("{t}c"); got != 0 {
 			t.Fatalf("a refused completion applied an effect: c=%d", got)
 		}
-		if b := claim(t, h, "k", "fp"); b.Outcome != dedupe.Busy {
+		if b := claim(t, h, "{t}k", "fp"); b.Outcome != dedupe.Busy {
 			t.Fatalf("record should still be processing: %+v", b)
 		}
 	})
@@ -329,11 +329,11 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if a == nil {
 			t.Fatal("the store has no Admin")
 		}
-		if _, err := a.Inspect(ctx, "k"); !errors.Is(err, dedupe.ErrNotFound) {
+		if _, err := a.Inspect(ctx, "{t}k"); !errors.Is(err, dedupe.ErrNotFound) {
 			t.Fatalf("inspect before any claim: %v, want ErrNotFound", err)
 		}
-		r := claim(t, h, "k", "fp")
-		rec, err := a.Inspect(ctx, "k")
+		r := claim(t, h, "{t}k", "fp")
+		rec, err := a.Inspect(ctx, "{t}k")
 		if err != nil || rec.State != dedupe.StateProcessing || rec.Fence != 1 || rec.Attempts != 1 ||
 			rec.Owner != r.Lease.Owner || rec.Fingerprint != "fp" || rec.LeaseDeadline.IsZero() ||
 			rec.TTL <= 0 || rec.TTL > cfg.Retention {
@@ -342,38 +342,38 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if err := h.Store.Release(ctx, r.Lease); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := a.ResetAttempts(ctx, "k"); !ok || err != nil {
+		if ok, err := a.ResetAttempts(ctx, "{t}k"); !ok || err != nil {
 			t.Fatalf("reset a released record: %v, %v", ok, err)
 		}
-		if rec, _ := a.Inspect(ctx, "k"); rec.State != dedupe.StateReleased || rec.Attempts != 0 || rec.Fence != 1 {
+		if rec, _ := a.Inspect(ctx, "{t}k"); rec.State != dedupe.StateReleased || rec.Attempts != 0 || rec.Fence != 1 {
 			t.Fatalf("reset record %+v: attempts 0, fence kept", rec)
 		}
-		r = claim(t, h, "k", "fp")
+		r = claim(t, h, "{t}k", "fp")
 		if r.Outcome != dedupe.Acquired || r.Attempts != 1 || r.Lease.Fence != 2 {
 			t.Fatalf("claim after reset %+v: a fresh budget and a greater fence", r)
 		}
 		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Result: []byte("ok")}); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := a.ResetAttempts(ctx, "k"); ok || err != nil {
+		if ok, err := a.ResetAttempts(ctx, "{t}k"); ok || err != nil {
 			t.Fatalf("reset a done record: %v, %v; want false", ok, err)
 		}
-		if rec, _ := a.Inspect(ctx, "k"); rec.State != dedupe.StateDone || string(rec.Result) != "ok" || !rec.LeaseDeadline.IsZero() {
+		if rec, _ := a.Inspect(ctx, "{t}k"); rec.State != dedupe.StateDone || string(rec.Result) != "ok" || !rec.LeaseDeadline.IsZero() {
 			t.Fatalf("done record %+v", rec)
 		}
-		if ok, err := a.Forget(ctx, "k"); !ok || err != nil {
+		if ok, err := a.Forget(ctx, "{t}k"); !ok || err != nil {
 			t.Fatalf("forget: %v, %v", ok, err)
 		}
-		if ok, _ := a.Forget(ctx, "k"); ok {
+		if ok, _ := a.Forget(ctx, "{t}k"); ok {
 			t.Fatal("forgot a record twice")
 		}
-		if _, err := a.Inspect(ctx, "k"); !errors.Is(err, dedupe.ErrNotFound) {
+		if _, err := a.Inspect(ctx, "{t}k"); !errors.Is(err, dedupe.ErrNotFound) {
 			t.Fatalf("inspect after forget: %v", err)
 		}
-		if r := claim(t, h, "k", "fp"); r.Outcome != dedupe.Acquired {
+		if r := claim(t, h, "{t}k", "fp"); r.Outcome != dedupe.Acquired {
 			t.Fatalf("claim after forget: %v, want the event to run again", r.Outcome)
 		}
-		if ok, _ := a.ResetAttempts(ctx, "missing"); ok {
+		if ok, _ := a.ResetAttempts(ctx, "{t}missing"); ok {
 			t.Fatal("reset a missing record")
 		}
 	})

@@ -2,6 +2,7 @@ package redistest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -61,5 +62,29 @@ func TestServersArePrivate(t *testing.T) {
 	a, b := redistest.Start(t), redistest.Start(t)
 	if a.Addr() == b.Addr() || a.Addr() == "127.0.0.1:6379" {
 		t.Fatalf("servers share an address: %s, %s", a.Addr(), b.Addr())
+	}
+}
+
+// TestCluster starts a three-master cluster, writes through a cluster
+// client, moves a slot with its keys, and reads everything back.
+func TestCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	rdb := c.Client(t)
+	ctx := context.Background()
+	for i := range 100 {
+		if err := rdb.Set(ctx, fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slot := int(rdb.ClusterKeySlot(ctx, "k7").Val())
+	before := c.Owner(slot)
+	after := c.MoveSlot(slot)
+	if after == before || c.Owner(slot) != after {
+		t.Fatalf("slot %d: owner %s before, %s after, %s now", slot, before, after, c.Owner(slot))
+	}
+	for i := range 100 {
+		if v, err := rdb.Get(ctx, fmt.Sprintf("k%d", i)).Int(); err != nil || v != i {
+			t.Fatalf("k%d after the move: %v, %v", i, v, err)
+		}
 	}
 }
