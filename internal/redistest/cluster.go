@@ -151,13 +151,17 @@ func (c *Cluster) Owner(slot int) string {
 	c.t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr()})
 	defer rdb.Close()
-	shards, err := rdb.ClusterSlots(context.Background()).Result()
+	shards, err := rdb.ClusterShards(context.Background()).Result()
 	if err != nil {
-		c.t.Fatalf("redistest: cluster slots: %v", err)
+		c.t.Fatalf("redistest: cluster shards: %v", err)
 	}
 	for _, sh := range shards {
-		if sh.Start <= slot && slot <= sh.End {
-			return sh.Nodes[0].Addr
+		for _, r := range sh.Slots {
+			if r.Start <= int64(slot) && int64(slot) <= r.End {
+				for _, n := range sh.Nodes {
+					return fmt.Sprintf("%s:%d", n.IP, n.Port)
+				}
+			}
 		}
 	}
 	return ""
