@@ -85,6 +85,7 @@ func TestChaos(t *testing.T) {
 	t.Cleanup(k.Close)
 	c := &cluster{t: t, brokers: k.ListenAddrs(), redis: redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")}
 	c.rdb = c.redis.Client(t)
+	c.redisArgs = []string{"--redis", c.redis.URL()}
 	c.writer = &kafka.Writer{Addr: kafka.TCP(c.brokers...), Topic: e2eTopic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
 	t.Cleanup(func() { c.writer.Close() })

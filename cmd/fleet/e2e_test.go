@@ -55,7 +55,10 @@ type cluster struct {
 	t       *testing.T
 	brokers []string
 	redis   *redistest.Server
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
+	// redisArgs name the store for the workers: --redis URL, and
+	// --redis-mode for a cluster.
+	redisArgs []string
 	writer  *kafka.Writer
 	sent    int
 }
@@ -68,6 +71,7 @@ func newCluster(t *testing.T, partitions int) *cluster {
 	t.Cleanup(c.Close)
 	cl := &cluster{t: t, brokers: c.ListenAddrs(), redis: redistest.Start(t)}
 	cl.rdb = cl.redis.Client(t)
+	cl.redisArgs = []string{"--redis", cl.redis.URL()}
 	cl.writer = &kafka.Writer{Addr: kafka.TCP(cl.brokers...), Topic: e2eTopic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
 	t.Cleanup(func() { cl.writer.Close() })
@@ -98,7 +102,6 @@ func (c *cluster) startWorker(name string, extra ...string) *worker {
 		"--brokers", strings.Join(c.brokers, ","),
 		"--topics", e2eTopic,
 		"--group", "ledger-e2e",
-		"--redis", c.redis.URL(),
 		"--http-addr", "127.0.0.1:0",
 		"--session-timeout", "6s",
 		"--heartbeat-interval", "500ms",
@@ -108,6 +111,7 @@ func (c *cluster) startWorker(name string, extra ...string) *worker {
 		"--log-format", "text",
 		"--log-level", "info",
 	}
+	args = append(args, c.redisArgs...)
 	cmd := exec.Command(binary, append(args, extra...)...)
 	w := &worker{name: name, cmd: cmd, logs: &bytes.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = w.logs, w.logs

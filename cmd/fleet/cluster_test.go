@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/internal/redistest"
+)
+
+// TestRedisCluster runs two fleet processes on a three-master Redis Cluster
+// (--redis-mode cluster): an event's record shares the slot of its
+// account's balance, a slot holding records and balances moves to another
+// master mid-stream (ASK, then MOVED), and every balance comes out exact.
+func TestRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node Redis Cluster")
+	}
+	const partitions = 4
+	rc := redistest.StartCluster(t, 3)
+	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, e2eTopic), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	c := &cluster{t: t, brokers: k.ListenAddrs(), rdb: rc.Client(t),
+		redisArgs: []string{"--redis", rc.URL(), "--redis-mode", "cluster"}}
+	c.writer = &kafka.Writer{Addr: kafka.TCP(c.brokers...), Topic: e2eTopic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
+	t.Cleanup(func() { c.writer.Close() })
+	ctx := context.Background()
+
+	msgs, want := ledgerStream(t, 6000, 40, 0.2, 41)
+	first := msgs[0]
+	acct, id := string(first.Key), demo.Header(first, consumer.HeaderID)
+	record := dedupe.Key("ledger-e2e", acct, demo.Source, id)
+	slot := c.rdb.ClusterKeySlot(ctx, record).Val()
+	if balance := c.rdb.ClusterKeySlot(ctx, ledger.BalanceKey(acct)).Val(); balance != slot {
+		t.Fatalf("record %s in slot %d, balance %s in slot %d: they must share one", record, slot, ledger.BalanceKey(acct), balance)
+	}
+
+	half := len(msgs) / 2
+	c.publish(msgs[:half])
+	c.startWorker("a")
+	c.startWorker("b")
+	c.waitCommitted(partitions, int64(half)/2, 60*time.Second)
+	before := rc.Owner(int(slot))
+	after := rc.MoveSlot(int(slot))
+	t.Logf("slot %d (account %s) moved from %s to %s mid-stream", slot, acct, before, after)
+	c.publish(msgs[half:])
+	c.waitCommitted(partitions, int64(c.sent), 90*time.Second)
+	c.checkBalances(want)
+	if got, err := c.rdb.HGet(ctx, record, "s").Result(); err != nil || got != "d" {
+		t.Errorf("record %s after the move: %q, %v", record, got, err)
+	}
+}
