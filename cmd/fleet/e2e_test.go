@@ -59,8 +59,8 @@ type cluster struct {
 	// redisArgs name the store for the workers: --redis URL, and
 	// --redis-mode for a cluster.
 	redisArgs []string
-	writer  *kafka.Writer
-	sent    int
+	writer    *kafka.Writer
+	sent      int
 }
 
 func newCluster(t *testing.T, partitions int) *cluster {
