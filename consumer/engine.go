@@ -166,8 +166,11 @@ func (e *Engine) Ready() error {
 // broker refuses its settings (a session timeout out of the broker's range).
 func (e *Engine) Run(ctx context.Context) error {
 	topics, err := e.ensureTopics(ctx)
-	if err != nil {
+	switch {
+	case ctx.Err() != nil:
 		return nil // cancelled before the cluster answered
+	case err != nil:
+		return fmt.Errorf("kafka refused the connection: %w (check the SASL mechanism, username, password and the principal's ACLs)", err)
 	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                e.cfg.Group,
@@ -207,6 +210,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		gen, err := group.Next(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if refused(err) {
+			return fmt.Errorf("join consumer group %s: kafka refused the connection: %w", e.cfg.Group, err)
 		}
 		if errors.Is(err, kafka.InvalidSessionTimeout) {
 			// Configuration the broker refuses: retrying cannot help.

@@ -33,12 +33,18 @@ func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
 		want = append(want, DeadLetterTopic(s))
 	}
 	for attempt := 0; ; attempt++ {
+		if err := e.authenticate(ctx); refused(err) {
+			return nil, err
+		}
 		subscribe, err := e.createMissing(ctx, client, want)
 		if err == nil {
 			return subscribe, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if refused(err) {
+			return nil, err
 		}
 		e.log.Warn("read topic metadata", "err", err)
 		if !sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second)) {
@@ -103,4 +109,41 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client, want [
 		}
 	}
 	return subscribe, nil
+}
+
+// refused reports whether the cluster refused our credentials or our
+// rights: waiting cannot fix that, so the engine stops with it.
+func refused(err error) bool {
+	for _, code := range []kafka.Error{kafka.SASLAuthenticationFailed, kafka.UnsupportedSASLMechanism, kafka.IllegalSASLState,
+		kafka.ClusterAuthorizationFailed, kafka.GroupAuthorizationFailed} {
+		if errors.Is(err, code) {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate dials a bootstrap broker with the configured dialer when it
+// authenticates (SASL): kafka-go's request path reports refused credentials
+// only as the broker closing the connection (unexpected EOF), its dialer
+// reports the broker's error code.
+func (e *Engine) authenticate(ctx context.Context) error {
+	d := e.cfg.Dialer
+	if d == nil || d.SASLMechanism == nil {
+		return nil
+	}
+	var err error
+	for _, b := range e.cfg.Brokers {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var conn *kafka.Conn
+		conn, err = d.DialContext(dctx, "tcp", b)
+		cancel()
+		if err == nil {
+			return conn.Close()
+		}
+		if refused(err) {
+			return err
+		}
+	}
+	return err
 }
