@@ -178,6 +178,8 @@ func TestRunInvalidConfiguration(t *testing.T) {
 		{"retry delay negative", with("--retry-delays=-1s"), []string{`"-1s" is not a positive duration`}},
 		{"cluster URL", with("--redis-mode", "cluster", "--redis", "http://fleet:s3cret@h1:6379?addr=h2:6379"), []string{"redis URL"}},
 		{"sentinel without master", with("--redis-mode", "sentinel", "--redis", "redis://s1:26379?addr=s2:26379"), []string{"master_name"}},
+		{"redis CA without TLS", with("--redis-tls-ca-file", "/nonexistent/ca.pem"), []string{"redis TLS files need a rediss:// URL"}},
+		{"redis CA missing", with("--redis", "rediss://r:6380/0", "--redis-tls-ca-file", "/nonexistent/ca.pem"), []string{"redis TLS CA file"}},
 		{"retry topic as source", with("--topics", "payments.retry.1"), []string{`"payments.retry.1" is a retry or dead-letter topic`}},
 		{"sasl without credentials", with("--kafka-sasl-mechanism", "SCRAM-SHA-512"), []string{"kafka SASL: username and password are required"}},
 		{"sasl credentials without mechanism", with("--kafka-sasl-username", "u"), []string{"without --kafka-sasl-mechanism"}},

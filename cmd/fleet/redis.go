@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -76,6 +79,53 @@ func scrub(msg, s string) string {
 		msg = strings.ReplaceAll(msg, s, "<the URL>")
 	}
 	return msg
+}
+
+// redisTLS is the TLS material for a rediss:// URL: a CA bundle for the
+// server's certificate and an optional client certificate.
+type redisTLS struct {
+	caFile, certFile, keyFile string
+}
+
+// apply adds the TLS material to the target's TLS configuration, which a
+// rediss:// URL created.
+func (r redisTLS) apply(t redisTarget) error {
+	if r == (redisTLS{}) {
+		return nil
+	}
+	var cfg *tls.Config
+	switch t.mode {
+	case redisCluster:
+		cfg = t.cluster.TLSConfig
+	case redisSentinel:
+		cfg = t.failover.TLSConfig
+	default:
+		cfg = t.standalone.TLSConfig
+	}
+	if cfg == nil {
+		return errors.New("redis TLS files need a rediss:// URL")
+	}
+	if r.caFile != "" {
+		pem, err := os.ReadFile(r.caFile)
+		if err != nil {
+			return fmt.Errorf("redis TLS CA file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("redis TLS CA file %s: no PEM certificate in it", r.caFile)
+		}
+	}
+	if (r.certFile == "") != (r.keyFile == "") {
+		return errors.New("redis TLS: give both the client certificate and its key, or neither")
+	}
+	if r.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+		if err != nil {
+			return fmt.Errorf("redis TLS client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return nil
 }
 
 // client opens a client for the target.

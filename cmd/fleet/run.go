@@ -38,12 +38,15 @@ import (
 
 // runCmd is `fleet run`. Flag and variable names are a contract.
 type runCmd struct {
-	Brokers   []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
-	Topics    []string `env:"FLEET_TOPICS" sep:"," help:"Source topics, comma-separated. Each has a dead-letter topic <topic>.dlq."`
-	Group     string   `env:"FLEET_GROUP" help:"Consumer group; also scopes idempotency records."`
-	Redis     string   `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (for a cluster: redis://host:port?addr=host2:port2&addr=…; for Sentinel: redis://sentinel:port?master_name=NAME&addr=…)."`
-	RedisMode string   `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
-	HTTPAddr  string   `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz."`
+	Brokers          []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
+	Topics           []string `env:"FLEET_TOPICS" sep:"," help:"Source topics, comma-separated. Each has a dead-letter topic <topic>.dlq."`
+	Group            string   `env:"FLEET_GROUP" help:"Consumer group; also scopes idempotency records."`
+	Redis            string   `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (for a cluster: redis://host:port?addr=host2:port2&addr=…; for Sentinel: redis://sentinel:port?master_name=NAME&addr=…)."`
+	RedisTLSCAFile   string   `name:"redis-tls-ca-file" env:"FLEET_REDIS_TLS_CA_FILE" help:"PEM bundle of the CAs that signed Redis's certificate, for a rediss:// URL (default: the system roots)."`
+	RedisTLSCertFile string   `name:"redis-tls-cert-file" env:"FLEET_REDIS_TLS_CERT_FILE" help:"Client certificate (PEM) for Redis TLS."`
+	RedisTLSKeyFile  string   `name:"redis-tls-key-file" env:"FLEET_REDIS_TLS_KEY_FILE" help:"Client key (PEM) for Redis TLS."`
+	RedisMode        string   `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
+	HTTPAddr         string   `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz."`
 
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
 	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
@@ -116,6 +119,8 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 	}
 	target, err := parseRedis(c.RedisMode, c.Redis)
 	if err != nil {
+		errs = append(errs, err)
+	} else if err := (redisTLS{c.RedisTLSCAFile, c.RedisTLSCertFile, c.RedisTLSKeyFile}).apply(target); err != nil {
 		errs = append(errs, err)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {

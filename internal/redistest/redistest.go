@@ -3,6 +3,8 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -28,6 +30,8 @@ type Server struct {
 	port int
 	dir  string
 	args []string
+	// tls, when set, is the client side of a server that takes only TLS.
+	tls *tls.Config
 
 	mu   sync.Mutex
 	proc *process
@@ -67,16 +71,54 @@ func Start(t testing.TB, args ...string) *Server {
 	}
 }
 
+// StartTLS starts redis-server taking only TLS connections on its port,
+// with the server certificate and key and the CA that clients check it
+// against; clients need no certificate of their own.
+func StartTLS(t testing.TB, certFile, keyFile, caFile string, args ...string) *Server {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("redistest: no certificate in %s", caFile)
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal("redistest: redis-server is not on the PATH: install it (Debian package redis-server; .ci/run does)")
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+		args: append([]string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile,
+			"--tls-auth-clients", "no"}, args...)}
+	t.Cleanup(s.Stop)
+	for try := 1; ; try++ {
+		s.port = freePort(t)
+		err := s.start()
+		if err == nil {
+			return s
+		}
+		if try == 3 {
+			t.Fatalf("redistest: %v", err)
+		}
+	}
+}
+
 // Addr is host:port of the server.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL is the server's redis:// URL, database 0.
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+// URL is the server's redis:// URL (rediss:// with TLS), database 0.
+func (s *Server) URL() string {
+	if s.tls != nil {
+		return "rediss://" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
 
 // Client returns a client for the server, closed when t ends. Like fleet's
 // own clients, it honours context deadlines.
 func (s *Server) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true, TLSConfig: s.tls})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -109,15 +151,18 @@ func (s *Server) Restart() {
 // start runs redis-server on s.port and waits until it answers PING or
 // exits.
 func (s *Server) start() error {
-	args := append([]string{
-		"--port", strconv.Itoa(s.port),
+	port := []string{"--port", strconv.Itoa(s.port)}
+	if s.tls != nil {
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port)}
+	}
+	args := append(append(port,
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--save", "",
 		"--appendonly", "no",
 		"--maxmemory-policy", "noeviction",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}, s.args...)
+	), s.args...)
 	p := &process{cmd: exec.Command(s.bin, args...), exited: make(chan struct{})}
 	p.cmd.Stdout = &p.stderr
 	p.cmd.Stderr = &p.stderr
@@ -132,7 +177,7 @@ func (s *Server) start() error {
 	s.proc = p
 	s.mu.Unlock()
 
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond, TLSConfig: s.tls})
 	defer c.Close()
 	poll := time.NewTicker(10 * time.Millisecond)
 	defer poll.Stop()
