@@ -35,6 +35,17 @@ type Config struct {
 	// BatchSize caps the events claimed in one store round trip.
 	BatchSize int
 
+	// Input limits: a message over one of them goes to the dead-letter
+	// topic (reasons too_large, too_many_headers, too_deep) without being
+	// decoded further. 0 turns a limit off.
+	//
+	// MaxMessageBytes caps a message's key, value and headers together.
+	MaxMessageBytes int
+	// MaxHeaders caps the number of headers of a message.
+	MaxHeaders int
+	// MaxJSONDepth caps the nesting of objects and arrays in a JSON value.
+	MaxJSONDepth int
+
 	// MaxAttempts is the attempt budget of one event, kept in its idempotency
 	// record across restarts, rebalances and retry tiers; past it the event
 	// is dead-lettered.
@@ -91,6 +102,9 @@ func DefaultConfig() Config {
 		MaxInFlight:       256,
 		MaxInFlightBytes:  4 << 20,
 		BatchSize:         256,
+		MaxMessageBytes:   1 << 20,
+		MaxHeaders:        64,
+		MaxJSONDepth:      32,
 		MaxAttempts:       12,
 		InPlaceAttempts:   3,
 		RetryDelays:       []time.Duration{time.Second, 10 * time.Second, time.Minute},
@@ -147,6 +161,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		bad("batch size %d: must be at least 1", c.BatchSize)
+	}
+	if c.MaxMessageBytes < 0 || c.MaxHeaders < 0 || c.MaxJSONDepth < 0 {
+		bad("input limits must not be negative (0: no limit)")
 	}
 	if c.MaxAttempts < 1 {
 		bad("attempts %d: must be at least 1", c.MaxAttempts)

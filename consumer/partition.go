@@ -404,9 +404,15 @@ func (p *partition) dispatch(batch []*work) {
 		p.hwm.Store(w.msg.HighWaterMark)
 		e.m.inFlight.Inc()
 		p.lag.Set(float64(max(w.msg.HighWaterMark-w.msg.Offset-1, 0)))
+		w.typeLabel = "unknown"
+		if reason, err := e.cfg.checkLimits(&messageView{size: w.size, headers: len(w.msg.Headers), value: w.msg.Value}); err != nil {
+			w.verdict, w.verdictErr = reason, err
+			// The id and type, for the logs, when the headers carry them.
+			w.ev.ID, w.ev.Type, w.ev.Key = header(w.msg.Headers, HeaderID), header(w.msg.Headers, HeaderType), string(w.msg.Key)
+			continue
+		}
 		ev, err := Decode(&w.msg)
 		w.ev = ev
-		w.typeLabel = "unknown"
 		switch {
 		case p.route.tier > 0 && !p.ours(&w.msg):
 			w.verdict = verdictOtherGroup

@@ -251,7 +251,8 @@ func checkPod(t *testing.T, m manifests) {
 	for _, name := range []string{"FLEET_BROKERS", "FLEET_TOPICS", "FLEET_GROUP", "FLEET_REDIS_URL", "FLEET_HTTP_ADDR", "FLEET_LEASE",
 		"FLEET_RETENTION", "FLEET_ATTEMPTS", "FLEET_IN_PLACE_ATTEMPTS", "FLEET_RETRY_DELAYS", "FLEET_CONCURRENCY",
 		"FLEET_SESSION_TIMEOUT", "FLEET_HEARTBEAT_INTERVAL", "FLEET_DRAIN_TIMEOUT", "FLEET_HANDLER_TIMEOUT", "FLEET_BATCH_SIZE",
-		"FLEET_MAX_IN_FLIGHT", "FLEET_MAX_IN_FLIGHT_BYTES", "FLEET_COMMIT_INTERVAL", "FLEET_LOG_LEVEL", "FLEET_LOG_FORMAT"} {
+		"FLEET_MAX_IN_FLIGHT", "FLEET_MAX_IN_FLIGHT_BYTES", "FLEET_COMMIT_INTERVAL", "FLEET_LOG_LEVEL", "FLEET_LOG_FORMAT",
+		"FLEET_MAX_MESSAGE_BYTES", "FLEET_MAX_HEADERS", "FLEET_MAX_JSON_DEPTH", "FLEET_REDIS_MODE"} {
 		if _, ok := env[name]; !ok {
 			t.Errorf("no %s in the environment", name)
 		}
@@ -427,10 +428,15 @@ func TestExternalSecrets(t *testing.T) {
 	if env["FLEET_KAFKA_SASL_MECHANISM"].Value != "SCRAM-SHA-512" || env["FLEET_KAFKA_TLS"].Value != "true" {
 		t.Error("SASL mechanism or TLS not set")
 	}
-	ca := env["FLEET_KAFKA_TLS_CA_FILE"].Value
 	mounts := c.Containers[0].VolumeMounts
-	if len(mounts) != 1 || !strings.HasPrefix(ca, mounts[0].MountPath+"/") || !mounts[0].ReadOnly ||
-		len(c.Volumes) != 1 || c.Volumes[0].Secret == nil || c.Volumes[0].Secret.SecretName != "fleet-kafka-ca" {
-		t.Errorf("CA file %s, mounts %+v, volumes %+v", ca, mounts, c.Volumes)
+	if len(mounts) != 2 || len(c.Volumes) != 2 {
+		t.Fatalf("mounts %+v, volumes %+v: want the Kafka and the Redis CA", mounts, c.Volumes)
+	}
+	for i, want := range []struct{ env, secret string }{{"FLEET_KAFKA_TLS_CA_FILE", "fleet-kafka-ca"}, {"FLEET_REDIS_TLS_CA_FILE", "fleet-redis-ca"}} {
+		ca := env[want.env].Value
+		if !strings.HasPrefix(ca, mounts[i].MountPath+"/") || !mounts[i].ReadOnly || mounts[i].Name != c.Volumes[i].Name ||
+			c.Volumes[i].Secret == nil || c.Volumes[i].Secret.SecretName != want.secret {
+			t.Errorf("%s=%s, mount %+v, volume %+v", want.env, ca, mounts[i], c.Volumes[i])
+		}
 	}
 }

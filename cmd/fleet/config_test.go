@@ -63,6 +63,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 		"--session-timeout", "45s", "--drain-timeout", "20s", "--handler-timeout", "5s",
 		"--batch-size", "64", "--max-in-flight", "512", "--max-in-flight-bytes", "1048576", "--heartbeat-interval", "2s",
 		"--commit-interval", "500ms", "--log-level", "debug", "--log-format", "text",
+		"--max-message-bytes", "2048", "--max-headers", "8", "--max-json-depth", "4",
 	}
 	env := map[string]string{}
 	for i := 0; i < len(flags); i += 2 {
@@ -79,6 +80,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 	want.SessionTimeout, want.RebalanceTimeout, want.DrainTimeout = 45*time.Second, 45*time.Second, 20*time.Second
 	want.HandlerTimeout, want.BatchSize, want.MaxInFlight, want.MaxInFlightBytes = 5*time.Second, 64, 512, 1<<20
 	want.HeartbeatInterval, want.CommitInterval = 2*time.Second, 500*time.Millisecond
+	want.MaxMessageBytes, want.MaxHeaders, want.MaxJSONDepth = 2048, 8, 4
 	wantStore := dedupe.Config{Lease: 12 * time.Second, Retention: 2 * time.Hour}
 
 	check := func(t *testing.T, cfg consumer.Config, store dedupe.Config, addr string, err error) {
@@ -136,6 +138,9 @@ func diffConfig(got, want consumer.Config) string {
 	field("MaxInFlightBytes", got.MaxInFlightBytes, want.MaxInFlightBytes)
 	field("BatchSize", got.BatchSize, want.BatchSize)
 	field("MaxAttempts", got.MaxAttempts, want.MaxAttempts)
+	field("MaxMessageBytes", got.MaxMessageBytes, want.MaxMessageBytes)
+	field("MaxHeaders", got.MaxHeaders, want.MaxHeaders)
+	field("MaxJSONDepth", got.MaxJSONDepth, want.MaxJSONDepth)
 	field("InPlaceAttempts", got.InPlaceAttempts, want.InPlaceAttempts)
 	field("RetryDelays", fmt.Sprint(got.RetryDelays), fmt.Sprint(want.RetryDelays))
 	field("RetryBackoff", got.RetryBackoff, want.RetryBackoff)

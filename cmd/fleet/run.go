@@ -61,6 +61,9 @@ type runCmd struct {
 	BatchSize         int           `env:"FLEET_BATCH_SIZE" default:"256" help:"Events claimed in one Redis round trip."`
 	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"256" help:"Fetched but unfinished events per partition."`
 	MaxInFlightBytes  int64         `env:"FLEET_MAX_IN_FLIGHT_BYTES" default:"4194304" help:"Bytes (keys, values, headers) a partition holds from fetch to finish; a larger message goes through alone."`
+	MaxMessageBytes   int           `env:"FLEET_MAX_MESSAGE_BYTES" default:"1048576" help:"Largest message (key, value, headers) accepted; larger ones are dead-lettered as too_large (0: no limit)."`
+	MaxHeaders        int           `env:"FLEET_MAX_HEADERS" default:"64" help:"Most headers a message may carry; more are dead-lettered as too_many_headers (0: no limit)."`
+	MaxJSONDepth      int           `name:"max-json-depth" env:"FLEET_MAX_JSON_DEPTH" default:"32" help:"Deepest nesting of a JSON value; deeper ones are dead-lettered as too_deep (0: no limit)."`
 	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
 
 	KafkaSASLMechanism string `name:"kafka-sasl-mechanism" env:"FLEET_KAFKA_SASL_MECHANISM" enum:",PLAIN,SCRAM-SHA-256,SCRAM-SHA-512" default:"" help:"SASL mechanism for Kafka: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)."`
@@ -94,6 +97,7 @@ func (c *runCmd) consumerConfig() consumer.Config {
 	cfg.MaxInFlight = c.MaxInFlight
 	cfg.MaxInFlightBytes = c.MaxInFlightBytes
 	cfg.CommitInterval = c.CommitInterval
+	cfg.MaxMessageBytes, cfg.MaxHeaders, cfg.MaxJSONDepth = c.MaxMessageBytes, c.MaxHeaders, c.MaxJSONDepth
 	return cfg
 }
 

@@ -1,0 +1,69 @@
+package consumer
+
+import "fmt"
+
+// Dead-letter reasons for messages over the input limits.
+const (
+	ReasonTooLarge       = "too_large"
+	ReasonTooManyHeaders = "too_many_headers"
+	ReasonTooDeep        = "too_deep"
+)
+
+// checkLimits reports the first input limit m breaks: its size (key, value
+// and headers), its header count, or the nesting depth of its JSON (the
+// value when it is JSON: a structured event or JSON data). It reads the
+// value once and allocates nothing.
+func (c Config) checkLimits(m *messageView) (reason string, err error) {
+	switch {
+	case c.MaxMessageBytes > 0 && m.size > int64(c.MaxMessageBytes):
+		return ReasonTooLarge, fmt.Errorf("message of %d bytes, over the limit of %d", m.size, c.MaxMessageBytes)
+	case c.MaxHeaders > 0 && m.headers > c.MaxHeaders:
+		return ReasonTooManyHeaders, fmt.Errorf("%d headers, over the limit of %d", m.headers, c.MaxHeaders)
+	case c.MaxJSONDepth > 0:
+		if d := jsonDepth(m.value, c.MaxJSONDepth+1); d > c.MaxJSONDepth {
+			return ReasonTooDeep, fmt.Errorf("JSON nested deeper than the limit of %d", c.MaxJSONDepth)
+		}
+	}
+	return "", nil
+}
+
+// messageView is what the limits look at.
+type messageView struct {
+	size    int64
+	headers int
+	value   []byte
+}
+
+// jsonDepth returns the deepest nesting of objects and arrays in b, outside
+// strings, stopping once it reaches stop. It does not validate b: anything
+// that is not JSON is left to the decoders.
+func jsonDepth(b []byte, stop int) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			if depth > deepest {
+				deepest = depth
+				if deepest >= stop {
+					return deepest
+				}
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
