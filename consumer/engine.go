@@ -522,7 +522,7 @@ func backoff(attempt int, base, ceiling time.Duration) time.Duration {
 		d = ceiling
 	}
 	half := d / 2
-	return half + rand.N(half+1)
+	return half + rand.N(half+1) // #nosec G404 -- jitter spreads retries; it guards nothing
 }
 
 // sleep waits d or until ctx is done, and reports whether it waited fully.

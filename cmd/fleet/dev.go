@@ -57,8 +57,8 @@ func (c *devCmd) Run() error {
 // engine's log to logs. It returns an error when anything does not check.
 func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	switch {
-	case c.Partitions < 1:
-		return configError{fmt.Errorf("partitions %d: must be at least 1", c.Partitions)}
+	case c.Partitions < 1 || c.Partitions > 1024:
+		return configError{fmt.Errorf("partitions %d: must be between 1 and 1024", c.Partitions)}
 	case c.Timeout <= 0:
 		return configError{fmt.Errorf("timeout %v: must be positive", c.Timeout)}
 	}
@@ -66,7 +66,7 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	if err != nil {
 		return configError{err}
 	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.Partitions), c.Topic), kfake.AllowAutoTopicCreation())
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.Partitions), c.Topic) /* #nosec G115 -- checked: 1 to 1024 */, kfake.AllowAutoTopicCreation())
 	if err != nil {
 		return fmt.Errorf("embedded broker: %w", err)
 	}
@@ -223,7 +223,7 @@ func free(addr string) bool {
 	if err != nil {
 		return false
 	}
-	ln.Close()
+	_ = ln.Close()
 	return true
 }
 
@@ -455,7 +455,7 @@ func readDeadLetters(ctx context.Context, brokers []string, topic string) ([]kaf
 				out = append(out, m)
 			}
 		}
-		r.Close()
+		_ = r.Close()
 		if err != nil {
 			return out, fmt.Errorf("read %s partition %d: %w", topic, p.ID, err)
 		}

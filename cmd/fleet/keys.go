@@ -62,10 +62,10 @@ func (r *recordRef) admin() (*dedupe.Redis, func(), error) {
 	c := target.client()
 	s, err := dedupe.NewRedis(c, dedupe.DefaultConfig())
 	if err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, nil, err
 	}
-	return s, func() { c.Close() }, nil
+	return s, func() { _ = c.Close() }, nil
 }
 
 type keysGetCmd struct {

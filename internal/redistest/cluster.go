@@ -36,6 +36,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	// #nosec G204 -- redis-cli found on the PATH, with arguments of our own
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -56,12 +57,12 @@ func (c *Cluster) waitOK() {
 				break
 			}
 			if time.Now().After(deadline) {
-				rdb.Close()
+				_ = rdb.Close()
 				c.t.Fatalf("redistest: cluster not ok after 30s: %v %s", err, info)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		rdb.Close()
+		_ = rdb.Close()
 	}
 }
 

@@ -76,7 +76,7 @@ func Start(t testing.TB, args ...string) *Server {
 // against; clients need no certificate of their own.
 func StartTLS(t testing.TB, certFile, keyFile, caFile string, args ...string) *Server {
 	t.Helper()
-	pem, err := os.ReadFile(caFile)
+	pem, err := os.ReadFile(caFile) // #nosec G304 -- a test's own file
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func (s *Server) start() error {
 		"--maxmemory-policy", "noeviction",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	), s.args...)
-	p := &process{cmd: exec.Command(s.bin, args...), exited: make(chan struct{})}
+	p := &process{cmd: exec.Command(s.bin, args...), exited: make(chan struct{})} // #nosec G204 -- redis-server from the PATH, arguments of our own
 	p.cmd.Stdout = &p.stderr
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {
