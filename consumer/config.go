@@ -88,6 +88,10 @@ type Config struct {
 	// kafka.FirstOffset (the default) or kafka.LastOffset.
 	StartOffset int64
 
+	// RateLimiter, when set, holds fleet-wide limits per event type: a
+	// handler runs only once it grants the run (see [RateLimiter]).
+	RateLimiter RateLimiter
+
 	// OnFinish, when set, is called for every finished event (processed,
 	// duplicate or dead-lettered) with its message and outcome, on the
 	// engine's goroutine: it must return quickly, and msg is valid only

@@ -29,6 +29,13 @@ type Store interface {
 	Release(ctx context.Context, lease dedupe.Lease) error
 }
 
+// RateLimiter grants handler runs under fleet-wide limits per event type
+// (implemented by dedupe.RateLimits). Reserve answers 0 when the run may
+// start now, or how long to wait before asking again.
+type RateLimiter interface {
+	Reserve(ctx context.Context, eventType string) (time.Duration, error)
+}
+
 // Pinger is implemented by stores that can be probed while no events flow;
 // the engine then reports the store's reachability even when idle.
 type Pinger interface {

@@ -29,6 +29,7 @@ type Metrics struct {
 	retryTopics  *prometheus.CounterVec
 	hung         prometheus.Counter
 	fetchErrors  *prometheus.CounterVec
+	throttled    *prometheus.CounterVec
 	handlerTime  *prometheus.HistogramVec
 	latency      prometheus.Histogram
 	leaseLost    prometheus.Counter
@@ -82,6 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fleet_consumer_fetch_errors_total",
 			Help: "Fetches from Kafka that failed and are retried with backoff, by topic.",
 		}, []string{"topic"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleet_handler_throttled_seconds_total",
+			Help: "Time handler runs waited for the fleet-wide rate limit of their event type.",
+		}, []string{"type"}),
 		handlerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                        "fleet_handler_duration_seconds",
 			Help:                        "Duration of one handler attempt.",
@@ -149,7 +154,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed writes to dead-letter topics (they are retried).",
 		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.retryTopics, m.hung, m.fetchErrors, m.handlerTime, m.latency,
+	reg.MustRegister(m.received, m.finished, m.retries, m.deadLetters, m.retryTopics, m.hung, m.fetchErrors, m.throttled, m.handlerTime, m.latency,
 		m.leaseLost, m.storeTime, m.storeErrors, m.busy, m.takeovers, m.assigned, m.rebalances,
 		m.inFlight, m.lag, m.commits, m.storeUp, m.groupJoined, m.publishError)
 	return m

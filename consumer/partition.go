@@ -720,10 +720,62 @@ func (p *partition) awaitStore() bool {
 	return true
 }
 
+// throttle waits until the rate limiter grants w's run. Meanwhile w's lease
+// is held and extended like a running handler's; it returns an error when
+// the lease is lost or the partition's work is cancelled first. A limiter
+// that cannot be asked is retried: fleet waits rather than overrun a limit.
+func (p *partition) throttle(w *work) error {
+	rl := p.e.cfg.RateLimiter
+	if rl == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(p.work)
+	defer cancel()
+	p.mu.Lock()
+	p.held[w] = heldRun{lease: w.lease, ctx: ctx, cancel: cancel}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.held, w)
+		p.mu.Unlock()
+	}()
+	var waited time.Duration
+	defer func() {
+		if waited > 0 {
+			p.e.m.throttled.WithLabelValues(w.typeLabel).Add(waited.Seconds())
+		}
+	}()
+	for attempt := 0; ; {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		wait, err := rl.Reserve(rctx, w.ev.Type)
+		rcancel()
+		switch {
+		case err == nil && wait == 0:
+			return nil
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.e.storeFailed("rate_limit", err)
+			wait = backoff(attempt, 50*time.Millisecond, 2*time.Second)
+			attempt++
+		}
+		start := time.Now()
+		ok := sleep(ctx, wait)
+		waited += time.Since(start)
+		if !ok {
+			return ctx.Err()
+		}
+	}
+}
+
 // runHandler runs one attempt under the lease, with heartbeats extending it.
 func (p *partition) runHandler(w *work) error {
 	e := p.e
 	w.lost.Store(false)
+	if err := p.throttle(w); err != nil {
+		return err
+	}
 	if d := e.cfg.HandlerTimeout; d > 0 {
 		w.ctx, w.cancel = context.WithTimeout(p.work, d)
 	} else {

@@ -185,6 +185,8 @@ func TestRunInvalidConfiguration(t *testing.T) {
 		{"sentinel without master", with("--redis-mode", "sentinel", "--redis", "redis://s1:26379?addr=s2:26379"), []string{"master_name"}},
 		{"redis CA without TLS", with("--redis-tls-ca-file", "/nonexistent/ca.pem"), []string{"redis TLS files need a rediss:// URL"}},
 		{"redis CA missing", with("--redis", "rediss://r:6380/0", "--redis-tls-ca-file", "/nonexistent/ca.pem"), []string{"redis TLS CA file"}},
+		{"rate limit syntax", with("--rate-limits", "payment.captured=fast"), []string{`rate limit "payment.captured=fast"`}},
+		{"rate limit unit", with("--rate-limits", "payment.captured=5/d"), []string{`unit "d"`}},
 		{"retry topic as source", with("--topics", "payments.retry.1"), []string{`"payments.retry.1" is a retry or dead-letter topic`}},
 		{"sasl without credentials", with("--kafka-sasl-mechanism", "SCRAM-SHA-512"), []string{"kafka SASL: username and password are required"}},
 		{"sasl credentials without mechanism", with("--kafka-sasl-username", "u"), []string{"without --kafka-sasl-mechanism"}},

@@ -61,6 +61,7 @@ type runCmd struct {
 	BatchSize         int           `env:"FLEET_BATCH_SIZE" default:"256" help:"Events claimed in one Redis round trip."`
 	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"256" help:"Fetched but unfinished events per partition."`
 	MaxInFlightBytes  int64         `env:"FLEET_MAX_IN_FLIGHT_BYTES" default:"4194304" help:"Bytes (keys, values, headers) a partition holds from fetch to finish; a larger message goes through alone."`
+	RateLimits        string        `env:"FLEET_RATE_LIMITS" help:"Fleet-wide limits per event type, shared by every worker of the group through Redis: TYPE=N/s, TYPE=N/m or TYPE=N/h, comma-separated."`
 	MaxMessageBytes   int           `env:"FLEET_MAX_MESSAGE_BYTES" default:"1048576" help:"Largest message (key, value, headers) accepted; larger ones are dead-lettered as too_large (0: no limit)."`
 	MaxHeaders        int           `env:"FLEET_MAX_HEADERS" default:"64" help:"Most headers a message may carry; more are dead-lettered as too_many_headers (0: no limit)."`
 	MaxJSONDepth      int           `name:"max-json-depth" env:"FLEET_MAX_JSON_DEPTH" default:"32" help:"Deepest nesting of a JSON value; deeper ones are dead-lettered as too_deep (0: no limit)."`
@@ -108,6 +109,9 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 	store := dedupe.Config{Lease: c.Lease, Retention: c.Retention}
 	var errs []error
 	if _, err := parseDelays(c.RetryDelays); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := dedupe.ParseRateLimits(c.RateLimits); err != nil {
 		errs = append(errs, err)
 	}
 	dialer, err := c.kafkaDialer()
@@ -250,6 +254,10 @@ func (c *runCmd) Run() error {
 	defer stop()
 	rdb := target.client()
 	defer rdb.Close()
+	limits, _ := dedupe.ParseRateLimits(c.RateLimits) // checked by settings
+	if len(limits) > 0 {
+		cfg.RateLimiter = dedupe.NewRateLimits(rdb, cfg.Group, limits)
+	}
 	return serve(ctx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr})
 }
 
