@@ -170,7 +170,7 @@ func TestRedisTLSAndACL(t *testing.T) {
 	url := "rediss://fleet:acl-s3cret@" + srv.Addr() + "/0"
 	logs := runFleet(t, []string{"FLEET_REDIS_URL=" + url},
 		"--brokers", strings.Join(c.brokers, ","), "--topics", e2eTopic, "--group", "ledger-acl",
-		"--redis-tls-ca-file", pki.caFile, "--http-addr", addr)
+		"--redis-tls-ca-file", pki.caFile, "--http-addr", addr, "--rate-limits", "payment.captured=100000/s")
 	waitBalances(t, srv.Client(t), want)
 	_, status := httpGet(t, "http://"+addr+"/status")
 	_, metrics := httpGet(t, "http://"+addr+"/metrics")
