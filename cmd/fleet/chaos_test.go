@@ -193,7 +193,7 @@ chaos:
 		offset    int64
 	}
 	source := map[loc]kafka.Message{}
-	if err := readTopic(ctx, brokers, e2eTopic, func(m kafka.Message) error {
+	if err := readTopic(ctx, brokers, nil, e2eTopic, func(m kafka.Message) error {
 		source[loc{m.Partition, m.Offset}] = m
 		return nil
 	}); err != nil {
@@ -208,7 +208,7 @@ chaos:
 		return loc{p, o}
 	}
 	dead := map[loc]int{}
-	if err := readTopic(ctx, brokers, consumer.DeadLetterTopic(e2eTopic), func(m kafka.Message) error {
+	if err := readTopic(ctx, brokers, nil, consumer.DeadLetterTopic(e2eTopic), func(m kafka.Message) error {
 		dead[origin(m)]++
 		return nil
 	}); err != nil {
@@ -216,7 +216,7 @@ chaos:
 	}
 	retried := map[loc]bool{}
 	for n := 1; n <= 2; n++ {
-		if err := readTopic(ctx, brokers, consumer.RetryTopic(e2eTopic, n), func(m kafka.Message) error {
+		if err := readTopic(ctx, brokers, nil, consumer.RetryTopic(e2eTopic, n), func(m kafka.Message) error {
 			retried[origin(m)] = true
 			return nil
 		}); err != nil {

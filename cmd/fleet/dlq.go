@@ -31,17 +31,19 @@ type dlqCmd struct {
 
 // dlqFilter selects dead letters.
 type dlqFilter struct {
-	Brokers []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
-	Topic   string   `required:"" help:"Source topic (its dead letters are in <topic>.dlq), or the dead-letter topic itself."`
-	Type    string   `help:"Only events of this type."`
-	Key     string   `help:"Only events with this message key."`
-	Source  string   `help:"Only events from this source."`
-	ID      string   `name:"id" help:"Only the event with this id."`
-	Reason  string   `help:"Only dead letters with this reason (decode, unknown_type, permanent, conflict, attempts_exhausted, invalid_effect)."`
-	Since   string   `help:"Only dead letters written at or after this time: RFC 3339, or a duration ago (90m)."`
-	Until   string   `help:"Only dead letters written before this time: RFC 3339, or a duration ago."`
+	Brokers       []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
+	Topic         string   `required:"" help:"Source topic (its dead letters are in <topic>.dlq), or the dead-letter topic itself."`
+	Type          string   `help:"Only events of this type."`
+	Key           string   `help:"Only events with this message key."`
+	Source        string   `help:"Only events from this source."`
+	ID            string   `name:"id" help:"Only the event with this id."`
+	Reason        string   `help:"Only dead letters with this reason (decode, unknown_type, permanent, conflict, attempts_exhausted, invalid_effect)."`
+	Since         string   `help:"Only dead letters written at or after this time: RFC 3339, or a duration ago (90m)."`
+	Until         string   `help:"Only dead letters written before this time: RFC 3339, or a duration ago."`
+	kafkaSecurity `embed:""`
 
 	since, until time.Time
+	dialer       *kafka.Dialer
 }
 
 func (f *dlqFilter) validate() error {
@@ -57,6 +59,9 @@ func (f *dlqFilter) validate() error {
 	}
 	if f.until, err = parseWhen(f.Until, now); err != nil {
 		errs = append(errs, fmt.Errorf("until: %w", err))
+	}
+	if f.dialer, err = f.kafkaDialer(); err != nil {
+		errs = append(errs, err)
 	}
 	if !f.since.IsZero() && !f.until.IsZero() && !f.since.Before(f.until) {
 		errs = append(errs, fmt.Errorf("since %s is not before until %s", f.Since, f.Until))
@@ -148,8 +153,8 @@ func newDeadLetter(m kafka.Message) deadLetter {
 
 // readTopic reads every message a topic holds now, partition by partition,
 // in offset order, calling fn for each.
-func readTopic(ctx context.Context, brokers []string, topic string, fn func(kafka.Message) error) error {
-	t := &kafka.Transport{}
+func readTopic(ctx context.Context, brokers []string, dialer *kafka.Dialer, topic string, fn func(kafka.Message) error) error {
+	t := transport(dialer)
 	defer t.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: 10 * time.Second}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
@@ -183,7 +188,7 @@ func readTopic(ctx context.Context, brokers []string, topic string, fn func(kafk
 			if p.Partition != id || p.LastOffset <= p.FirstOffset {
 				continue
 			}
-			if err := readPartition(ctx, brokers, topic, p, fn); err != nil {
+			if err := readPartition(ctx, brokers, dialer, topic, p, fn); err != nil {
 				return err
 			}
 		}
@@ -191,8 +196,8 @@ func readTopic(ctx context.Context, brokers []string, topic string, fn func(kafk
 	return nil
 }
 
-func readPartition(ctx context.Context, brokers []string, topic string, p kafka.PartitionOffsets, fn func(kafka.Message) error) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p.Partition, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond})
+func readPartition(ctx context.Context, brokers []string, dialer *kafka.Dialer, topic string, p kafka.PartitionOffsets, fn func(kafka.Message) error) error {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: dialer, Topic: topic, Partition: p.Partition, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	if err := r.SetOffset(p.FirstOffset); err != nil {
 		return err
@@ -214,7 +219,7 @@ func readPartition(ctx context.Context, brokers []string, topic string, p kafka.
 // collect reads the dead letters that match the filter.
 func (f *dlqFilter) collect(ctx context.Context) ([]deadLetter, error) {
 	var out []deadLetter
-	err := readTopic(ctx, f.Brokers, f.dlqTopic(), func(m kafka.Message) error {
+	err := readTopic(ctx, f.Brokers, f.dialer, f.dlqTopic(), func(m kafka.Message) error {
 		d := newDeadLetter(m)
 		if f.match(&d) {
 			out = append(out, d)
@@ -222,6 +227,15 @@ func (f *dlqFilter) collect(ctx context.Context) ([]deadLetter, error) {
 		return nil
 	})
 	return out, err
+}
+
+// transport is a Kafka transport with the dialer's TLS and SASL.
+func transport(d *kafka.Dialer) *kafka.Transport {
+	t := &kafka.Transport{}
+	if d != nil {
+		t.TLS, t.SASL = d.TLS, d.SASLMechanism
+	}
+	return t
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -358,7 +372,7 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 			progressbar.OptionSetDescription("replaying"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 	}
 	writer := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+		BatchTimeout: time.Millisecond, Transport: transport(c.dialer)}
 	defer writer.Close()
 
 	counts := map[string]int{}

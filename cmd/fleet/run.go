@@ -67,13 +67,7 @@ type runCmd struct {
 	MaxJSONDepth      int           `name:"max-json-depth" env:"FLEET_MAX_JSON_DEPTH" default:"32" help:"Deepest nesting of a JSON value; deeper ones are dead-lettered as too_deep (0: no limit)."`
 	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
 
-	KafkaSASLMechanism string `name:"kafka-sasl-mechanism" env:"FLEET_KAFKA_SASL_MECHANISM" enum:",PLAIN,SCRAM-SHA-256,SCRAM-SHA-512" default:"" help:"SASL mechanism for Kafka: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)."`
-	KafkaSASLUsername  string `name:"kafka-sasl-username" env:"FLEET_KAFKA_SASL_USERNAME" help:"SASL username for Kafka."`
-	KafkaSASLPassword  string `name:"kafka-sasl-password" env:"FLEET_KAFKA_SASL_PASSWORD" help:"SASL password for Kafka; prefer the variable to the flag."`
-	KafkaTLS           bool   `name:"kafka-tls" env:"FLEET_KAFKA_TLS" help:"Connect to Kafka over TLS."`
-	KafkaTLSCAFile     string `name:"kafka-tls-ca-file" env:"FLEET_KAFKA_TLS_CA_FILE" help:"PEM bundle of the CAs that signed the brokers' certificates (default: the system roots)."`
-	KafkaTLSCertFile   string `name:"kafka-tls-cert-file" env:"FLEET_KAFKA_TLS_CERT_FILE" help:"Client certificate (PEM) for Kafka TLS."`
-	KafkaTLSKeyFile    string `name:"kafka-tls-key-file" env:"FLEET_KAFKA_TLS_KEY_FILE" help:"Client key (PEM) for Kafka TLS."`
+	kafkaSecurity `embed:""`
 
 	LogLevel  string `env:"FLEET_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
 	LogFormat string `env:"FLEET_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text."`
@@ -140,9 +134,21 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 	return cfg, store, target, nil
 }
 
+// kafkaSecurity are the Kafka connection settings (TLS, SASL) of every
+// command that talks to Kafka.
+type kafkaSecurity struct {
+	KafkaSASLMechanism string `name:"kafka-sasl-mechanism" env:"FLEET_KAFKA_SASL_MECHANISM" enum:",PLAIN,SCRAM-SHA-256,SCRAM-SHA-512" default:"" help:"SASL mechanism for Kafka: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)."`
+	KafkaSASLUsername  string `name:"kafka-sasl-username" env:"FLEET_KAFKA_SASL_USERNAME" help:"SASL username for Kafka."`
+	KafkaSASLPassword  string `name:"kafka-sasl-password" env:"FLEET_KAFKA_SASL_PASSWORD" help:"SASL password for Kafka; prefer the variable to the flag."`
+	KafkaTLS           bool   `name:"kafka-tls" env:"FLEET_KAFKA_TLS" help:"Connect to Kafka over TLS."`
+	KafkaTLSCAFile     string `name:"kafka-tls-ca-file" env:"FLEET_KAFKA_TLS_CA_FILE" help:"PEM bundle of the CAs that signed the brokers' certificates (default: the system roots)."`
+	KafkaTLSCertFile   string `name:"kafka-tls-cert-file" env:"FLEET_KAFKA_TLS_CERT_FILE" help:"Client certificate (PEM) for Kafka TLS."`
+	KafkaTLSKeyFile    string `name:"kafka-tls-key-file" env:"FLEET_KAFKA_TLS_KEY_FILE" help:"Client key (PEM) for Kafka TLS."`
+}
+
 // kafkaDialer builds the Kafka connection settings (TLS, SASL), or nil when
 // there are none.
-func (c *runCmd) kafkaDialer() (*kafka.Dialer, error) {
+func (c *kafkaSecurity) kafkaDialer() (*kafka.Dialer, error) {
 	var errs []error
 	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
 	if c.KafkaTLS || c.KafkaTLSCAFile != "" || c.KafkaTLSCertFile != "" {

@@ -150,6 +150,13 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	if strings.Contains(logs.String(), "tls-s3cret") {
 		t.Error("the logs show the SASL password")
 	}
+	// fleet dlq takes the same settings.
+	cmd := exec.Command(binary, "dlq", "list", "--brokers", strings.Join(k.ListenAddrs(), ","), "--topic", e2eTopic,
+		"--kafka-tls", "--kafka-tls-ca-file", pki.caFile, "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "fleet")
+	cmd.Env = append(os.Environ(), "FLEET_KAFKA_SASL_PASSWORD=tls-s3cret")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "0 dead letters in payments.dlq") {
+		t.Errorf("fleet dlq list over TLS and SASL: %v\n%s", err, out)
+	}
 }
 
 // redisACL is the minimal rule set of docs/security.md for the ledger.
