@@ -31,6 +31,7 @@ type cli struct {
 	Run     runCmd     `cmd:"" help:"Join a consumer group and process events."`
 	Dev     devCmd     `cmd:"" help:"Run a self-checking demo on an embedded broker and Redis."`
 	Bench   benchCmd   `cmd:"" help:"Measure fleet against a naive idempotent loop on the same data."`
+	Publish publishCmd `cmd:"" help:"Publish CloudEvents: one from flags, or many as JSON lines from standard input or --file."`
 	Status  statusCmd  `cmd:"" help:"Show what a running fleet process is doing: assignments, offsets, lag, in-flight events, last errors."`
 	Keys    keysCmd    `cmd:"" help:"Inspect or forget idempotency records."`
 	DLQ     dlqCmd     `cmd:"" name:"dlq" help:"List and replay dead letters."`
