@@ -31,15 +31,16 @@ import (
 // duplicates and poison messages; the engine, wired as `fleet run` wires it;
 // and a summary that checks the dead letters and every balance.
 type devCmd struct {
-	Redis      string        `env:"FLEET_REDIS_URL" help:"Use this Redis instead of the embedded one (a redis:// or rediss:// URL)."`
-	HTTPAddr   string        `name:"http-addr" env:"FLEET_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address serving /metrics, /healthz and /readyz (the default moves to a free port when taken)."`
-	Topic      string        `default:"payments" help:"Topic of the demo stream."`
-	Partitions int           `default:"6" help:"Partitions of the demo topic."`
-	Events     int           `default:"2000" help:"Unique ledger events to publish."`
-	Accounts   int           `default:"50" help:"Accounts the events spread over."`
-	Duplicates float64       `default:"0.2" help:"Share of events published twice with the same id and payload."`
-	Timeout    time.Duration `default:"1m" help:"Give up when the stream is not finished after this long."`
-	LogLevel   string        `env:"FLEET_LOG_LEVEL" default:"error" enum:"debug,info,warn,error" help:"Level of the engine's log on stderr (warn shows every dead letter)."`
+	Redis       string        `env:"FLEET_REDIS_URL" help:"Use this Redis instead of the embedded one (a redis:// or rediss:// URL)."`
+	HTTPAddr    string        `name:"http-addr" env:"FLEET_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address serving /metrics, /healthz and /readyz (the default moves to a free port when taken)."`
+	Topic       string        `default:"payments" help:"Topic of the demo stream."`
+	Partitions  int           `default:"6" help:"Partitions of the demo topic."`
+	Events      int           `default:"2000" help:"Unique ledger events to publish."`
+	Accounts    int           `default:"50" help:"Accounts the events spread over."`
+	Duplicates  float64       `default:"0.2" help:"Share of events published twice with the same id and payload."`
+	Timeout     time.Duration `default:"1m" help:"Give up when the stream is not finished after this long."`
+	KeepRunning bool          `help:"After the verified summary, keep the broker, Redis, the worker and /metrics up, and print how to publish to them; Ctrl-C stops."`
+	LogLevel    string        `env:"FLEET_LOG_LEVEL" default:"error" enum:"debug,info,warn,error" help:"Level of the engine's log on stderr (warn shows every dead letter)."`
 }
 
 const (
@@ -135,7 +136,9 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		addr string
 	}
 	ready := make(chan served, 1)
-	runCtx, stopEngine := context.WithCancel(ctx)
+	// The engine is not bound by --timeout (the wait for the stream is): with
+	// --keep-running it outlives it.
+	runCtx, stopEngine := context.WithCancel(interrupted)
 	defer stopEngine()
 	errc := make(chan error, 1)
 	go func() {
@@ -144,13 +147,14 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 			started:         func(reg *prometheus.Registry, addr string) { ready <- served{reg, addr} }})
 	}()
 	var reg *prometheus.Registry
+	var servedAddr string
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for reg == nil {
 		select {
 		case s := <-ready:
-			reg = s.reg
-			fmt.Fprintf(out, "processing; http://%s/metrics, /healthz, /readyz\n", s.addr)
+			reg, servedAddr = s.reg, s.addr
+			fmt.Fprintf(out, "processing; http://%s/metrics, /healthz, /readyz, /status\n", s.addr)
 		case <-tick.C:
 			fmt.Fprintf(out, "  waiting for Redis at %s\n", opts.Addr)
 		case err := <-errc:
@@ -169,6 +173,7 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	// has reached the partition's end.
 	tick.Reset(100 * time.Millisecond)
 	lastReport := time.Now()
+	progress := newProgress(out, len(stream.Messages))
 	var committed map[int]int64
 	for {
 		if committed, err = offsets.committed(ctx); err == nil && reached(committed, end) {
@@ -190,17 +195,56 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 				c.Timeout, finished(reg, ""), len(stream.Messages), committed, end)
 		case <-tick.C:
 		}
-		if time.Since(lastReport) >= time.Second {
-			fmt.Fprintf(out, "  %d/%d finished\n", finished(reg, ""), len(stream.Messages))
+		if time.Since(lastReport) >= progress.every {
+			progress.show(reg, committed, end)
 			lastReport = time.Now()
 		}
 	}
+	progress.done()
 	elapsed := time.Since(started)
+	if !c.KeepRunning {
+		stopEngine()
+		if err := <-errc; err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		return summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed)
+	}
+	if err := summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed); err != nil {
+		stopEngine()
+		<-errc
+		return err
+	}
+	keepRunningHelp(out, brokers[0], redisURL, servedAddr, c.Topic)
+	select {
+	case <-interrupted.Done():
+	case err := <-errc:
+		return fmt.Errorf("engine stopped: %w", err)
+	}
 	stopEngine()
 	if err := <-errc; err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	return summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed)
+	return nil
+}
+
+// keepRunningHelp says what runs and how to use it.
+func keepRunningHelp(out io.Writer, broker, redisURL, httpAddr, topic string) {
+	fmt.Fprintf(out, `
+still running (Ctrl-C stops):
+  broker   %[1]s   topic %[4]s (dead letters: %[4]s.dlq)
+  redis    %[2]s
+  worker   http://%[3]s/metrics   fleet status --addr %[3]s
+
+publish an event, then watch it processed:
+  fleet publish --brokers %[1]s --topic %[4]s --type payment.captured --source you \
+    --key acct-you --data '{"account":"acct-you","amount_cents":1250}'
+  kcat -P -b %[1]s -t %[4]s -k acct-you -H ce_specversion=1.0 -H ce_id=you-1 \
+    -H ce_source=you -H ce_type=payment.captured -H content-type=application/json \
+    <<< '{"account":"acct-you","amount_cents":1250}'
+  curl -s http://%[3]s/metrics | grep fleet_consumer_events_finished_total
+  redis-cli -u %[2]s GET 'ledger:{acct-you}:balance'
+  fleet dlq list --brokers %[1]s --topic %[4]s
+`, broker, redisURL, httpAddr, topic)
 }
 
 // publish writes msgs to topic, acknowledged by every in-sync replica.

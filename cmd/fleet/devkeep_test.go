@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDevKeepRunning: fleet dev --keep-running verifies its stream, then
+// stays up and says how to publish; an event published with fleet publish
+// as it says is processed and shows in /metrics; SIGINT ends it with 0.
+func TestDevKeepRunning(t *testing.T) {
+	cmd := exec.Command(binary, "dev", "--keep-running", "--events", "200", "--accounts", "10", "--http-addr", "127.0.0.1:0")
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("output:\n%s", out.String())
+		}
+	})
+	eventually(t, 60*time.Second, "still running", func() bool { return strings.Contains(out.String(), "still running") })
+	text := out.String()
+	if !strings.Contains(text, "OK: every event applied exactly once") {
+		t.Fatalf("no verified summary before keeping running:\n%s", text)
+	}
+	broker := regexp.MustCompile(`(?m)^  broker +(\S+)`).FindStringSubmatch(text)
+	worker := regexp.MustCompile(`(?m)^  worker +http://(\S+)/metrics`).FindStringSubmatch(text)
+	if broker == nil || worker == nil || !strings.Contains(text, "fleet publish --brokers "+broker[1]) || !strings.Contains(text, "kcat -P -b "+broker[1]) {
+		t.Fatalf("no broker, worker or publish commands in:\n%s", text)
+	}
+	metric := `fleet_consumer_events_finished_total{outcome="processed",topic="payments",type="payment.captured"} `
+	count := func() string {
+		_, body := httpGet(t, "http://"+worker[1]+"/metrics")
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, metric); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	before := count()
+	fleetOut(t, false, "publish", "--brokers", broker[1], "--topic", "payments", "--type", "payment.captured", "--source", "you",
+		"--key", "acct-you", "--data", `{"account":"acct-you","amount_cents":1250}`)
+	eventually(t, 30*time.Second, "the published event processed", func() bool { return count() != before && count() != "" })
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGINT: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("still running 20s after SIGINT")
+	}
+}
