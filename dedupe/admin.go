@@ -155,3 +155,14 @@ func (m *Memory) ResetAttempts(_ context.Context, key string) (bool, error) {
 	r.attempts = 0
 	return true, nil
 }
+
+// RedisView reads projections for handlers (handlers.View) from Redis.
+type RedisView struct{ c redis.UniversalClient }
+
+// NewRedisView returns a view on c.
+func NewRedisView(c redis.UniversalClient) *RedisView { return &RedisView{c: c} }
+
+// HGetAll implements handlers.View.
+func (v *RedisView) HGetAll(ctx context.Context, key string) (map[string]string, error) {
+	return v.c.HGetAll(ctx, key).Result()
+}

@@ -207,7 +207,7 @@ func (c *benchWorkerCmd) naive(ctx context.Context, rdb *redis.Client) (workerRe
 // fleet runs the engine with the full protocol until --expect messages are
 // finished.
 func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerResult, error) {
-	router, err := newRouter()
+	router, err := newRouter(rdb)
 	if err != nil {
 		return workerResult{}, err
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/handlers/orders"
 )
 
 // runCmd is `fleet run`. Flag and variable names are a contract.
@@ -290,10 +291,14 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
-// newRouter registers every domain.
-func newRouter() (*handlers.Router, error) {
+// newRouter registers every domain: the ledger, and the orders projection
+// reading its views from rdb.
+func newRouter(rdb redis.UniversalClient) (*handlers.Router, error) {
 	r := handlers.NewRouter()
 	if err := ledger.Register(r); err != nil {
+		return nil, err
+	}
+	if err := orders.New(dedupe.NewRedisView(rdb)).Register(r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -320,7 +325,7 @@ type wiring struct {
 // after a cancellation, the first error otherwise.
 func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	cfg := w.consumer
-	router, err := newRouter()
+	router, err := newRouter(w.rdb)
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,11 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/handlers/handlertest"
 	"github.com/fleetworks/fleet/handlers/ledger"
 )
 
@@ -72,5 +74,40 @@ func TestDelta(t *testing.T) {
 	}
 	if _, err := ledger.Delta("x", p); !errors.Is(err, handlers.ErrUnknownType) {
 		t.Fatalf("unknown type: %v", err)
+	}
+}
+
+// TestWithKit runs the ledger through the handler test kit: 300 payments
+// over 7 accounts, each delivered twice, accounts interleaved; every
+// balance is the sum of the unique payments, and a refused payment changes
+// nothing.
+func TestWithKit(t *testing.T) {
+	r := handlers.NewRouter()
+	if err := ledger.Register(r); err != nil {
+		t.Fatal(err)
+	}
+	k := handlertest.New(t, r, 7)
+	want := map[string]int64{}
+	var evs []handlers.Event
+	for i := range 300 {
+		acct := fmt.Sprintf("acct-%d", i%7)
+		typ, sign := ledger.TypeCaptured, int64(1)
+		if i%4 == 0 {
+			typ, sign = ledger.TypeRefunded, -1
+		}
+		cents := int64(100 + i)
+		want[acct] += sign * cents
+		evs = append(evs, handlers.Event{ID: fmt.Sprintf("p-%d", i), Source: "payments-api", Type: typ, Key: acct,
+			Data: []byte(fmt.Sprintf(`{"account":%q,"amount_cents":%d}`, acct, cents))})
+	}
+	bad := handlers.Event{ID: "neg", Source: "payments-api", Type: ledger.TypeCaptured, Key: "acct-0",
+		Data: []byte(`{"account":"acct-0","amount_cents":-5}`)}
+	k.Deliver(append(evs, bad)...)
+	k.AssertAppliedOnce(append(evs, bad)...)
+	if err := k.Err(bad); handlers.KindOf(err) != handlers.KindPermanent {
+		t.Errorf("negative amount: %v, want a permanent error", err)
+	}
+	for acct, v := range want {
+		k.AssertState(handlertest.Expect{Key: ledger.BalanceKey(acct), Value: fmt.Sprint(v)})
 	}
 }

@@ -1,0 +1,60 @@
+package handlertest_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/handlers/handlertest"
+)
+
+// TestKit checks the kit itself: each key's events run in order, each event
+// once, duplicates are skipped, a reused id with another payload is a
+// conflict, and effects of a run are applied all or none.
+func TestKit(t *testing.T) {
+	var seen []string
+	r := handlers.NewRouter()
+	err := r.Register("t", handlers.HandlerFunc(func(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
+		seen = append(seen, ev.Key+"/"+ev.ID)
+		tx.HIncrBy("h:{"+ev.Key+"}", "n", 1)
+		if string(ev.Data) == "bad" {
+			tx.IncrBy("h:{"+ev.Key+"}", 1) // a string effect on a hash: refused, with the HINCRBY before it
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := handlertest.New(t, r, 3)
+	var evs []handlers.Event
+	for _, key := range []string{"a", "b", "c"} {
+		for _, id := range []string{"1", "2", "3", "4"} {
+			evs = append(evs, handlers.Event{ID: key + id, Source: "s", Type: "t", Key: key, Data: []byte("ok")})
+		}
+	}
+	k.Deliver(evs...)
+	k.AssertAppliedOnce(evs...)
+	if len(seen) != len(evs) || k.Duplicates() != len(evs) {
+		t.Fatalf("%d runs and %d duplicates for %d events delivered twice", len(seen), k.Duplicates(), len(evs))
+	}
+	last := map[string]string{}
+	for _, s := range seen {
+		key, id := s[:1], s[2:]
+		if id <= last[key] {
+			t.Fatalf("key %s ran %s after %s: %v", key, id, last[key], seen)
+		}
+		last[key] = id
+	}
+	k.AssertState(handlertest.Expect{Key: "h:{a}", Field: "n", Value: "4"})
+
+	reused := handlers.Event{ID: "a1", Source: "s", Type: "t", Key: "a", Data: []byte("other")}
+	k.DeliverInOrder(reused)
+	k.AssertState(handlertest.Expect{Key: "h:{a}", Field: "n", Value: "4"})
+
+	bad := handlers.Event{ID: "x", Source: "s", Type: "t", Key: "a", Data: []byte("bad")}
+	k.DeliverInOrder(bad)
+	if k.Err(bad) == nil {
+		t.Fatal("an effect that cannot apply was accepted")
+	}
+	k.AssertState(handlertest.Expect{Key: "h:{a}", Field: "n", Value: "4"}) // all or none
+}
