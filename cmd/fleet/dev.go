@@ -39,6 +39,7 @@ type devCmd struct {
 	Accounts    int           `default:"50" help:"Accounts the events spread over."`
 	Duplicates  float64       `default:"0.2" help:"Share of events published twice with the same id and payload."`
 	Timeout     time.Duration `default:"1m" help:"Give up when the stream is not finished after this long."`
+	Workers     int           `default:"3" help:"Workers run in this process, members of one consumer group (1 to 16)."`
 	KeepRunning bool          `help:"After the verified summary, keep the broker, Redis, the worker and /metrics up, and print how to publish to them; Ctrl-C stops."`
 	LogLevel    string        `env:"FLEET_LOG_LEVEL" default:"error" enum:"debug,info,warn,error" help:"Level of the engine's log on stderr (warn shows every dead letter)."`
 }
@@ -62,6 +63,8 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		return configError{fmt.Errorf("partitions %d: must be between 1 and 1024", c.Partitions)}
 	case c.Timeout <= 0:
 		return configError{fmt.Errorf("timeout %v: must be positive", c.Timeout)}
+	case c.Workers < 1 || c.Workers > 16:
+		return configError{fmt.Errorf("workers %d: must be between 1 and 16", c.Workers)}
 	}
 	stream, err := demo.New(c.Events, c.Accounts, c.Duplicates, uint64(time.Now().UnixNano()))
 	if err != nil {
@@ -132,32 +135,57 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		httpAddr = "127.0.0.1:0"
 	}
 	type served struct {
-		reg  *prometheus.Registry
-		addr string
+		worker int
+		reg    *prometheus.Registry
+		addr   string
 	}
-	ready := make(chan served, 1)
-	// The engine is not bound by --timeout (the wait for the stream is): with
-	// --keep-running it outlives it.
+	ready := make(chan served, c.Workers)
+	// The workers are not bound by --timeout (the wait for the stream is):
+	// with --keep-running they outlive it.
 	runCtx, stopEngine := context.WithCancel(interrupted)
 	defer stopEngine()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- serve(runCtx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
-			skipPolicyCheck: embedded,
-			started:         func(reg *prometheus.Registry, addr string) { ready <- served{reg, addr} }})
-	}()
-	var reg *prometheus.Registry
+	errc := make(chan error, c.Workers)
+	// One registry and one /metrics for the process; each worker's series
+	// carry worker="1", "2", …
+	shared := prometheus.NewRegistry()
+	for i := range c.Workers {
+		go func() {
+			errc <- serve(runCtx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
+				skipPolicyCheck: embedded, shared: shared, worker: strconv.Itoa(i + 1), noHTTP: i > 0,
+				started: func(reg *prometheus.Registry, addr string) { ready <- served{i, reg, addr} }})
+		}()
+	}
+	// stopAll stops every worker and returns the first error among them.
+	running := c.Workers
+	stopAll := func() error {
+		stopEngine()
+		var first error
+		for ; running > 0; running-- {
+			if err := <-errc; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	reg := prometheus.Gatherer(shared)
 	var servedAddr string
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for reg == nil {
+	for started := 0; started < c.Workers; {
 		select {
 		case s := <-ready:
-			reg, servedAddr = s.reg, s.addr
-			fmt.Fprintf(out, "processing; http://%s/metrics, /healthz, /readyz, /status\n", s.addr)
+			started++
+			if s.worker == 0 {
+				servedAddr = s.addr
+			}
+			if started == c.Workers {
+				fmt.Fprintf(out, "processing with %d workers; http://%s/metrics, /healthz, /readyz, /status\n", c.Workers, servedAddr)
+			}
 		case <-tick.C:
 			fmt.Fprintf(out, "  waiting for Redis at %s\n", opts.Addr)
 		case err := <-errc:
+			running--
+			_ = stopAll()
 			switch {
 			case err != nil:
 			case interrupted.Err() != nil:
@@ -181,13 +209,14 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		}
 		select {
 		case err := <-errc:
+			running--
+			_ = stopAll()
 			if err == nil {
 				err = errors.New("it returned without an error")
 			}
-			return fmt.Errorf("engine stopped before the stream was finished: %w", err)
+			return fmt.Errorf("a worker stopped before the stream was finished: %w", err)
 		case <-ctx.Done():
-			stopEngine()
-			<-errc
+			_ = stopAll()
 			if interrupted.Err() != nil {
 				return errors.New("interrupted")
 			}
@@ -203,25 +232,24 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	progress.done()
 	elapsed := time.Since(started)
 	if !c.KeepRunning {
-		stopEngine()
-		if err := <-errc; err != nil {
+		if err := stopAll(); err != nil {
 			return fmt.Errorf("engine: %w", err)
 		}
 		return summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed)
 	}
 	if err := summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed); err != nil {
-		stopEngine()
-		<-errc
+		_ = stopAll()
 		return err
 	}
 	keepRunningHelp(out, brokers[0], redisURL, servedAddr, c.Topic)
 	select {
 	case <-interrupted.Done():
 	case err := <-errc:
-		return fmt.Errorf("engine stopped: %w", err)
+		running--
+		_ = stopAll()
+		return fmt.Errorf("a worker stopped: %w", err)
 	}
-	stopEngine()
-	if err := <-errc; err != nil {
+	if err := stopAll(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,20 +38,26 @@ func TestDevKeepRunning(t *testing.T) {
 	if broker == nil || worker == nil || !strings.Contains(text, "fleet publish --brokers "+broker[1]) || !strings.Contains(text, "kcat -P -b "+broker[1]) {
 		t.Fatalf("no broker, worker or publish commands in:\n%s", text)
 	}
-	metric := `fleet_consumer_events_finished_total{outcome="processed",topic="payments",type="payment.captured"} `
-	count := func() string {
+	// One /metrics for the process; each worker's series carry its label.
+	count := func() int {
 		_, body := httpGet(t, "http://"+worker[1]+"/metrics")
+		n := 0
 		for _, l := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(l, metric); ok {
-				return v
+			if strings.HasPrefix(l, `fleet_consumer_events_finished_total{outcome="processed",topic="payments",type="payment.captured",worker=`) {
+				f := strings.Fields(l)
+				v, _ := strconv.Atoi(f[len(f)-1])
+				n += v
 			}
 		}
-		return ""
+		return n
 	}
 	before := count()
 	fleetOut(t, false, "publish", "--brokers", broker[1], "--topic", "payments", "--type", "payment.captured", "--source", "you",
 		"--key", "acct-you", "--data", `{"account":"acct-you","amount_cents":1250}`)
-	eventually(t, 30*time.Second, "the published event processed", func() bool { return count() != before && count() != "" })
+	if before == 0 {
+		t.Fatalf("the demo's captured events are not in /metrics: %d", before)
+	}
+	eventually(t, 30*time.Second, "the published event processed", func() bool { return count() == before+1 })
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

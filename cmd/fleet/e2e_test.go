@@ -338,7 +338,7 @@ func TestBadConfiguration(t *testing.T) {
 // TestDev runs the demo end to end on the embedded broker and Redis.
 func TestDev(t *testing.T) {
 	var out, logs bytes.Buffer
-	c := &devCmd{HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 3, Events: 500, Accounts: 20, Duplicates: 0.3,
+	c := &devCmd{HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 3, Workers: 3, Events: 500, Accounts: 20, Duplicates: 0.3,
 		Timeout: time.Minute, LogLevel: "warn"}
 	if err := dev(context.Background(), c, &out, &logs); err != nil {
 		t.Fatalf("fleet dev: %v\n%s\nlog:\n%s", err, out.String(), logs.String())
@@ -371,7 +371,7 @@ func TestDevTwiceOnOneRedis(t *testing.T) {
 	r := redistest.Start(t)
 	for i := range 2 {
 		var out, logs bytes.Buffer
-		c := &devCmd{Redis: r.URL(), HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 2, Events: 200, Accounts: 5,
+		c := &devCmd{Redis: r.URL(), HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 2, Workers: 2, Events: 200, Accounts: 5,
 			Duplicates: 0.2, Timeout: time.Minute, LogLevel: "error"}
 		if err := dev(context.Background(), c, &out, &logs); err != nil {
 			t.Fatalf("run %d: %v\n%s\nlog:\n%s", i+1, err, out.String(), logs.String())

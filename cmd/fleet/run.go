@@ -315,8 +315,14 @@ type wiring struct {
 	// Redis of fleet dev has no CONFIG command and evicts nothing.
 	skipPolicyCheck bool
 	// started, when set, is called once the engine runs, with the registry
-	// and the address actually served.
+	// and the address actually served ("" without HTTP).
 	started func(reg *prometheus.Registry, addr string)
+	// For several workers in one process (fleet dev): shared is the
+	// registry they all register into, worker labels this one's metrics,
+	// and noHTTP leaves the HTTP endpoints to the worker that serves them.
+	shared *prometheus.Registry
+	worker string
+	noHTTP bool
 }
 
 // serve wires the fleet and runs it until ctx is cancelled: the HTTP
@@ -333,9 +339,18 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	if err != nil {
 		return configError{err}
 	}
-	reg := prometheus.NewRegistry()
-	registerProcessMetrics(reg, w.rdb)
-	metrics := consumer.NewMetrics(reg)
+	reg := w.shared
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	var workerReg prometheus.Registerer = reg
+	if w.worker != "" {
+		workerReg = prometheus.WrapRegistererWith(prometheus.Labels{"worker": w.worker}, reg)
+	}
+	if !w.noHTTP {
+		registerProcessMetrics(reg, w.rdb)
+	}
+	metrics := consumer.NewMetrics(workerReg)
 	dlq := consumer.NewPublisher(cfg.Brokers, cfg.Dialer)
 	defer dlq.Close()
 	engine, err := consumer.New(cfg, store, router, dlq, log, metrics)
@@ -343,9 +358,11 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		return configError{err}
 	}
 
-	ln, err := net.Listen("tcp", w.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s (set --http-addr or FLEET_HTTP_ADDR): %w", w.httpAddr, err)
+	var ln net.Listener
+	if !w.noHTTP {
+		if ln, err = net.Listen("tcp", w.httpAddr); err != nil {
+			return fmt.Errorf("listen on %s (set --http-addr or FLEET_HTTP_ADDR): %w", w.httpAddr, err)
+		}
 	}
 	var loaded atomic.Bool
 	ready := func() error {
@@ -354,7 +371,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		}
 		return engine.Ready()
 	}
-	reg.MustRegister(readyGauge(ready))
+	workerReg.MustRegister(readyGauge(ready))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -384,18 +401,22 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	served := ""
+	if ln != nil {
+		served = ln.Addr().String()
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
 	g.Go(func() error {
 		if err := loadScripts(gctx, log, store); err != nil {
 			return err
@@ -407,9 +428,9 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		if !w.skipPolicyCheck {
 			checkPolicy(gctx, log, store)
 		}
-		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", ln.Addr().String())
+		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", served)
 		if w.started != nil {
-			w.started(reg, ln.Addr().String())
+			w.started(reg, served)
 		}
 		return engine.Run(gctx)
 	})
