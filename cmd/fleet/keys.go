@@ -53,6 +53,20 @@ func (r *recordRef) key() (string, error) {
 	return dedupe.Key(r.Group, r.Key, r.Source, r.ID), nil
 }
 
+// open resolves the record's key and connects to its store; done closes
+// the connection and the context's 10 s bound.
+func (r *recordRef) open() (key string, s *dedupe.Redis, ctx context.Context, done func(), err error) {
+	if key, err = r.key(); err != nil {
+		return "", nil, nil, nil, err
+	}
+	s, closeStore, err := r.admin()
+	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return key, s, ctx, func() { cancel(); closeStore() }, nil
+}
+
 // admin connects to the store named by the reference.
 func (r *recordRef) admin() (*dedupe.Redis, func(), error) {
 	target, err := parseRedis(r.RedisMode, r.Redis)
@@ -74,17 +88,11 @@ type keysGetCmd struct {
 }
 
 func (c *keysGetCmd) Run(stdout io.Writer) error {
-	key, err := c.key()
-	if err != nil {
-		return err
-	}
-	s, done, err := c.admin()
+	key, s, ctx, done, err := c.open()
 	if err != nil {
 		return err
 	}
 	defer done()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	rec, err := s.Inspect(ctx, key)
 	if errors.Is(err, dedupe.ErrNotFound) {
 		return fmt.Errorf("no idempotency record at %s: the event was not seen in the dedupe window, or its record expired or was forgotten", key)
@@ -133,17 +141,11 @@ type keysForgetCmd struct {
 }
 
 func (c *keysForgetCmd) Run(stdout io.Writer) error {
-	key, err := c.key()
-	if err != nil {
-		return err
-	}
-	s, done, err := c.admin()
+	key, s, ctx, done, err := c.open()
 	if err != nil {
 		return err
 	}
 	defer done()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	ok, err := s.Forget(ctx, key)
 	if err != nil {
 		return fmt.Errorf("forget %s: %w", key, err)

@@ -51,24 +51,7 @@ type process struct {
 // not installed or does not start.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal("redistest: redis-server is not on the PATH: install it (Debian package redis-server; .ci/run does)")
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args}
-	t.Cleanup(s.Stop)
-	// The free port is free when we look, not necessarily when redis-server
-	// binds it: try another if the server exits at start-up.
-	for try := 1; ; try++ {
-		s.port = freePort(t)
-		err := s.start()
-		if err == nil {
-			return s
-		}
-		if try == 3 {
-			t.Fatalf("redistest: %v", err)
-		}
-	}
+	return launch(t, nil, args)
 }
 
 // StartTLS starts redis-server taking only TLS connections on its port,
@@ -84,14 +67,22 @@ func StartTLS(t testing.TB, certFile, keyFile, caFile string, args ...string) *S
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatalf("redistest: no certificate in %s", caFile)
 	}
+	return launch(t, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+		append([]string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile,
+			"--tls-auth-clients", "no"}, args...))
+}
+
+// launch starts a server with args, over TLS when tlsConfig is set.
+func launch(t testing.TB, tlsConfig *tls.Config, args []string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatal("redistest: redis-server is not on the PATH: install it (Debian package redis-server; .ci/run does)")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
-		args: append([]string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile,
-			"--tls-auth-clients", "no"}, args...)}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: tlsConfig, args: args}
 	t.Cleanup(s.Stop)
+	// The free port is free when we look, not necessarily when redis-server
+	// binds it: try another if the server exits at start-up.
 	for try := 1; ; try++ {
 		s.port = freePort(t)
 		err := s.start()
