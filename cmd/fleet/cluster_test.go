@@ -61,3 +61,16 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("record %s after the move: %q, %v", record, got, err)
 	}
 }
+
+// TestRedisSentinel runs fleet with --redis-mode sentinel, finding the
+// master through a Sentinel: every balance is exact.
+func TestRedisSentinel(t *testing.T) {
+	c := newCluster(t, 2)
+	sentinel := redistest.StartSentinel(t, c.redis, "fleetmaster")
+	c.redisArgs = []string{"--redis", sentinel.URL(), "--redis-mode", "sentinel"}
+	msgs, want := ledgerStream(t, 800, 20, 0.2, 42)
+	c.publish(msgs)
+	c.startWorker("a")
+	c.waitCommitted(2, int64(c.sent), 60*time.Second)
+	c.checkBalances(want)
+}

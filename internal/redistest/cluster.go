@@ -3,7 +3,9 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -167,3 +169,53 @@ func (c *Cluster) Owner(slot int) string {
 	}
 	return ""
 }
+
+// Sentinel is a redis-sentinel process monitoring one master.
+type Sentinel struct {
+	Addr   string
+	Master string
+}
+
+// StartSentinel starts a Sentinel that monitors master under the name
+// master_name, and waits until it answers for it. It stops when the test
+// ends.
+func StartSentinel(t testing.TB, master *Server, name string) *Sentinel {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal("redistest: redis-server is not on the PATH: install it (Debian package redis-server; .ci/run does)")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
+		port, dir, name, master.port, name)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, conf, "--sentinel") // #nosec G204 -- redis-server from the PATH, a config of our own
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redistest: start sentinel: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	s := &Sentinel{Addr: fmt.Sprintf("127.0.0.1:%d", port), Master: name}
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	defer sc.Close()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		addr, err := sc.GetMasterAddrByName(context.Background(), name).Result()
+		if err == nil && len(addr) == 2 && addr[1] == fmt.Sprint(master.port) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: sentinel on %s does not know %s: %v %v", s.Addr, name, addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// URL is go-redis's failover URL of the sentinel's master.
+func (s *Sentinel) URL() string { return "redis://" + s.Addr + "?master_name=" + s.Master }
