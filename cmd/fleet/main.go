@@ -1,6 +1,9 @@
 // Command fleet runs the idempotent worker fleet: `fleet run` joins a Kafka
 // consumer group and processes events; `fleet dev` runs a self-checking demo
-// on an embedded broker and Redis; `fleet version` prints the build.
+// on an embedded broker and Redis; `fleet bench` measures it; `fleet
+// publish` publishes CloudEvents; `fleet status` shows a running process;
+// `fleet keys` inspects or forgets idempotency records; `fleet dlq` lists
+// and replays dead letters; `fleet version` prints the build.
 //
 // The command line is parsed with github.com/alecthomas/kong: flags, FLEET_*
 // environment variables, defaults, enums and subcommands are declared once,
