@@ -56,13 +56,15 @@ func TestFleetWideRateLimit(t *testing.T) {
 	if len(starts) != len(s.unique)-refunds {
 		t.Fatalf("%d captured runs, want %d", len(starts), len(s.unique)-refunds)
 	}
-	// GCRA with rate 20/s and burst 20: at most 20 + 20 starts in any second.
+	// GCRA with rate 20/s and burst 20 grants at most 20 + 20 runs in any
+	// second; a handler starts a little after its grant, so allow a few
+	// more. Without the limit, all of them start within milliseconds.
 	for i := range starts {
 		n := 0
 		for j := i; j < len(starts) && starts[j].Sub(starts[i]) < time.Second; j++ {
 			n++
 		}
-		if n > 40 {
+		if n > 44 {
 			t.Fatalf("%d runs started within a second from %v: over the fleet-wide limit", n, starts[i])
 		}
 	}
