@@ -70,16 +70,6 @@ func originOf(m *kafka.Message, r route) origin {
 	return o
 }
 
-// lastHeader returns the value of m's last header named key.
-func lastHeader(m *kafka.Message, key string) (string, bool) {
-	for i := len(m.Headers) - 1; i >= 0; i-- {
-		if m.Headers[i].Key == key {
-			return string(m.Headers[i].Value), true
-		}
-	}
-	return "", false
-}
-
 // maxErrorMessage caps the error message header, in bytes.
 const maxErrorMessage = 1024
 

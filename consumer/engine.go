@@ -30,9 +30,11 @@ type Store interface {
 }
 
 // RateLimiter grants handler runs under fleet-wide limits per event type
-// (implemented by dedupe.RateLimits). Reserve answers 0 when the run may
-// start now, or how long to wait before asking again.
+// (implemented by dedupe.RateLimits). Limited tells, without I/O, whether a
+// type has a limit at all; Reserve answers 0 when a run may start now, or
+// how long to wait before asking again.
 type RateLimiter interface {
+	Limited(eventType string) bool
 	Reserve(ctx context.Context, eventType string) (time.Duration, error)
 }
 
@@ -131,10 +133,7 @@ type DeadLetterWriter struct {
 // topics are created on first use when the cluster allows it. A
 // struct-literal kafka.Writer would default to no acknowledgements at all.
 func NewPublisher(brokers []string, dialer *kafka.Dialer) *DeadLetterWriter {
-	t := &kafka.Transport{}
-	if dialer != nil {
-		t.TLS, t.SASL, t.ClientID = dialer.TLS, dialer.SASLMechanism, dialer.ClientID
-	}
+	t := Transport(dialer)
 	return &DeadLetterWriter{
 		Writer: &kafka.Writer{
 			Addr:                   kafka.TCP(brokers...),
@@ -146,6 +145,17 @@ func NewPublisher(brokers []string, dialer *kafka.Dialer) *DeadLetterWriter {
 		},
 		transport: t,
 	}
+}
+
+// Transport returns a Kafka transport with the dialer's TLS, SASL and client
+// id: kafka-go's clients and writers take a transport, its readers and
+// consumer groups a dialer. A nil dialer gives the defaults.
+func Transport(d *kafka.Dialer) *kafka.Transport {
+	t := &kafka.Transport{}
+	if d != nil {
+		t.TLS, t.SASL, t.ClientID = d.TLS, d.SASLMechanism, d.ClientID
+	}
+	return t
 }
 
 // Close flushes pending writes and closes the broker connections.

@@ -13,7 +13,7 @@ const (
 // and headers), its header count, or the nesting depth of its JSON (the
 // value when it is JSON: a structured event or JSON data). It reads the
 // value once and allocates nothing.
-func (c Config) checkLimits(m *messageView) (reason string, err error) {
+func checkLimits(c *Config, m *messageView) (reason string, err error) {
 	switch {
 	case c.MaxMessageBytes > 0 && m.size > int64(c.MaxMessageBytes):
 		return ReasonTooLarge, fmt.Errorf("message of %d bytes, over the limit of %d", m.size, c.MaxMessageBytes)

@@ -280,11 +280,7 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 // false in the latter case. A message without a readable not-before time is
 // due at once.
 func (p *partition) due(ctx context.Context, m *kafka.Message) bool {
-	v, ok := lastHeader(m, HeaderNotBefore)
-	if !ok {
-		return true
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	t, err := time.Parse(time.RFC3339Nano, header(m.Headers, HeaderNotBefore))
 	if err != nil {
 		return true
 	}
@@ -401,11 +397,8 @@ func (p *partition) dispatch(batch []*work) {
 			ts = w.msg.Time.UnixNano()
 		}
 		p.wm.add(w.msg.Offset, now, ts)
-		p.hwm.Store(w.msg.HighWaterMark)
-		e.m.inFlight.Inc()
-		p.lag.Set(float64(max(w.msg.HighWaterMark-w.msg.Offset-1, 0)))
 		w.typeLabel = "unknown"
-		if reason, err := e.cfg.checkLimits(&messageView{size: w.size, headers: len(w.msg.Headers), value: w.msg.Value}); err != nil {
+		if reason, err := checkLimits(&e.cfg, &messageView{size: w.size, headers: len(w.msg.Headers), value: w.msg.Value}); err != nil {
 			w.verdict, w.verdictErr = reason, err
 			// The id and type, for the logs, when the headers carry them.
 			w.ev.ID, w.ev.Type, w.ev.Key = header(w.msg.Headers, HeaderID), header(w.msg.Headers, HeaderType), string(w.msg.Key)
@@ -429,7 +422,12 @@ func (p *partition) dispatch(batch []*work) {
 			claimed = append(claimed, w)
 		}
 	}
-	// One counter update per type in the batch, not per event.
+	// Gauges and counters once per batch, not per event: the batch's last
+	// message tells the lag.
+	last := &batch[len(batch)-1].msg
+	p.hwm.Store(last.HighWaterMark)
+	p.lag.Set(float64(max(last.HighWaterMark-last.Offset-1, 0)))
+	e.m.inFlight.Add(float64(len(batch)))
 	for i := 0; i < len(batch); {
 		typ, n := batch[i].typeLabel, 0
 		for ; i < len(batch) && batch[i].typeLabel == typ; i++ {
@@ -485,8 +483,8 @@ func (p *partition) dispatch(batch []*work) {
 // group: retry topics are per source topic, and every group consuming that
 // topic reads them.
 func (p *partition) ours(m *kafka.Message) bool {
-	g, ok := lastHeader(m, HeaderConsumerGroup)
-	return !ok || g == p.e.cfg.Group
+	g := header(m.Headers, HeaderConsumerGroup)
+	return g == "" || g == p.e.cfg.Group
 }
 
 // orderKey is what orders w among the partition's events: its message key,
@@ -726,8 +724,8 @@ func (p *partition) awaitStore() bool {
 // that cannot be asked is retried: fleet waits rather than overrun a limit.
 func (p *partition) throttle(w *work) error {
 	rl := p.e.cfg.RateLimiter
-	if rl == nil {
-		return nil
+	if rl == nil || !rl.Limited(w.ev.Type) {
+		return nil // no lease to hold, no context, no round trip
 	}
 	ctx, cancel := context.WithCancel(p.work)
 	defer cancel()

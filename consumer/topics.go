@@ -20,22 +20,15 @@ import (
 //
 // It retries while the cluster cannot be asked at all, until ctx is done.
 func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
-	t := &kafka.Transport{}
-	if d := e.cfg.Dialer; d != nil {
-		t.TLS, t.SASL, t.ClientID = d.TLS, d.SASLMechanism, d.ClientID
-	}
+	t := Transport(e.cfg.Dialer)
 	defer t.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(e.cfg.Brokers...), Transport: t, Timeout: 10 * time.Second}
 
-	all := slices.Sorted(maps.Keys(e.routes))
-	want := slices.Clone(all)
+	want := slices.Sorted(maps.Keys(e.routes))
 	for _, s := range e.cfg.Topics {
 		want = append(want, DeadLetterTopic(s))
 	}
 	for attempt := 0; ; attempt++ {
-		if err := e.authenticate(ctx); refused(err) {
-			return nil, err
-		}
 		subscribe, err := e.createMissing(ctx, client, want)
 		if err == nil {
 			return subscribe, nil
@@ -45,6 +38,11 @@ func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
 		}
 		if refused(err) {
 			return nil, err
+		}
+		// A refused SASL login shows here only as a dropped connection:
+		// ask the dialer, which reports the broker's error code.
+		if aerr := e.authenticate(ctx); refused(aerr) {
+			return nil, aerr
 		}
 		e.log.Warn("read topic metadata", "err", err)
 		if !sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second)) {

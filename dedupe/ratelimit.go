@@ -58,6 +58,12 @@ func NewRateLimits(c redis.UniversalClient, group string, limits map[string]redi
 	return &RateLimits{limiter: redis_rate.NewLimiter(c), group: group, limits: limits}
 }
 
+// Limited reports whether typ has a limit.
+func (r *RateLimits) Limited(typ string) bool {
+	_, ok := r.limits[typ]
+	return ok
+}
+
 // Reserve asks for one run of an event of type typ: it answers 0 when the
 // run may start now (and counts it), or how long to wait before asking
 // again. Types without a limit always get 0, without a round trip.

@@ -154,7 +154,7 @@ func newDeadLetter(m kafka.Message) deadLetter {
 // readTopic reads every message a topic holds now, partition by partition,
 // in offset order, calling fn for each.
 func readTopic(ctx context.Context, brokers []string, dialer *kafka.Dialer, topic string, fn func(kafka.Message) error) error {
-	t := transport(dialer)
+	t := consumer.Transport(dialer)
 	defer t.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: 10 * time.Second}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
@@ -227,15 +227,6 @@ func (f *dlqFilter) collect(ctx context.Context) ([]deadLetter, error) {
 		return nil
 	})
 	return out, err
-}
-
-// transport is a Kafka transport with the dialer's TLS and SASL.
-func transport(d *kafka.Dialer) *kafka.Transport {
-	t := &kafka.Transport{}
-	if d != nil {
-		t.TLS, t.SASL = d.TLS, d.SASLMechanism
-	}
-	return t
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -372,7 +363,7 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 			progressbar.OptionSetDescription("replaying"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 	}
 	writer := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond, Transport: transport(c.dialer)}
+		BatchTimeout: time.Millisecond, Transport: consumer.Transport(c.dialer)}
 	defer writer.Close()
 
 	counts := map[string]int{}

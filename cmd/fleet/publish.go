@@ -97,7 +97,7 @@ func (c *publishCmd) Run(stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	w := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Topic: c.Topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond, Transport: transport(dialer), AllowAutoTopicCreation: true}
+		BatchTimeout: time.Millisecond, Transport: consumer.Transport(dialer), AllowAutoTopicCreation: true}
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish to %s: %w", c.Topic, err)
