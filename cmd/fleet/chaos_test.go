@@ -19,7 +19,6 @@ import (
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers/ledger"
-	"github.com/fleetworks/fleet/internal/redistest"
 )
 
 // TestChaos runs three fleet processes over a stream of ledger events with
@@ -77,18 +76,9 @@ func TestChaos(t *testing.T) {
 		msgs = slices.Insert(msgs, at, m)
 	}
 
-	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, e2eTopic), kfake.AllowAutoTopicCreation(),
-		kfake.GroupMinSessionTimeout(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	c := &cluster{t: t, brokers: k.ListenAddrs(), redis: redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")}
-	c.rdb = c.redis.Client(t)
-	c.redisArgs = []string{"--redis", c.redis.URL()}
-	c.writer = &kafka.Writer{Addr: kafka.TCP(c.brokers...), Topic: e2eTopic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
-	t.Cleanup(func() { c.writer.Close() })
+	// Sessions of 3 s (kfake allows 6 s at least by default); Redis keeps an
+	// append-only file, fsynced on every write.
+	c := newKafka(t, partitions, nil, kfake.GroupMinSessionTimeout(time.Second)).withRedis("--appendonly", "yes", "--appendfsync", "always")
 	ctx := context.Background()
 	if err := c.rdb.Set(ctx, ledger.BalanceKey(corrupt), "corrupt", 0).Err(); err != nil {
 		t.Fatal(err)

@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/dedupe"
@@ -25,16 +22,8 @@ func TestRedisCluster(t *testing.T) {
 	}
 	const partitions = 4
 	rc := redistest.StartCluster(t, 3)
-	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, e2eTopic), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	c := &cluster{t: t, brokers: k.ListenAddrs(), rdb: rc.Client(t),
-		redisArgs: []string{"--redis", rc.URL(), "--redis-mode", "cluster"}}
-	c.writer = &kafka.Writer{Addr: kafka.TCP(c.brokers...), Topic: e2eTopic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
-	t.Cleanup(func() { c.writer.Close() })
+	c := newKafka(t, partitions, nil)
+	c.rdb, c.redisArgs = rc.Client(t), []string{"--redis", rc.URL(), "--redis-mode", "cluster"}
 	ctx := context.Background()
 
 	msgs, want := ledgerStream(t, 6000, 40, 0.2, 41)

@@ -63,18 +63,37 @@ type cluster struct {
 	sent      int
 }
 
+// newCluster is a kfake broker and a private redis-server.
 func newCluster(t *testing.T, partitions int) *cluster {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), e2eTopic), kfake.AllowAutoTopicCreation())
+	return newKafka(t, partitions, nil).withRedis()
+}
+
+// withRedis starts the cluster's private redis-server with args.
+func (c *cluster) withRedis(args ...string) *cluster {
+	c.redis = redistest.Start(c.t, args...)
+	c.rdb = c.redis.Client(c.t)
+	c.redisArgs = []string{"--redis", c.redis.URL()}
+	return c
+}
+
+// newKafka is a kfake broker with the test topic and a writer to it (over
+// tr, when the broker needs TLS or SASL); the caller adds the store.
+func newKafka(t *testing.T, partitions int, tr *kafka.Transport, opts ...kfake.Opt) *cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), e2eTopic),
+		kfake.AllowAutoTopicCreation()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	cl := &cluster{t: t, brokers: c.ListenAddrs(), redis: redistest.Start(t)}
-	cl.rdb = cl.redis.Client(t)
-	cl.redisArgs = []string{"--redis", cl.redis.URL()}
+	cl := &cluster{t: t, brokers: c.ListenAddrs()}
 	cl.writer = &kafka.Writer{Addr: kafka.TCP(cl.brokers...), Topic: e2eTopic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
 	t.Cleanup(func() { cl.writer.Close() })
+	if tr != nil { // a nil *Transport in the interface would not mean the default
+		cl.writer.Transport = tr
+		t.Cleanup(tr.CloseIdleConnections)
+	}
 	return cl
 }
 

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/fleetworks/fleet/handlers/ledger"
 	"github.com/fleetworks/fleet/internal/redistest"
 )
 
@@ -21,53 +18,16 @@ import (
 // SCRAM-SHA-512, with the credentials in FLEET_KAFKA_SASL_* as the chart
 // sets them from a Secret: every event is applied once.
 func TestKafkaSASL(t *testing.T) {
-	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, e2eTopic), kfake.AllowAutoTopicCreation(),
-		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "fleet", "s3cret-pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
 	mech, err := scram.Mechanism(scram.SHA512, "fleet", "s3cret-pw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &kafka.Transport{SASL: mech}
-	t.Cleanup(tr.CloseIdleConnections)
-	w := &kafka.Writer{Addr: kafka.TCP(k.ListenAddrs()...), Topic: e2eTopic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: tr}
-	t.Cleanup(func() { w.Close() })
+	c := newKafka(t, 2, &kafka.Transport{SASL: mech}, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "fleet", "s3cret-pw")).withRedis()
 	msgs, want := ledgerStream(t, 500, 20, 0.2, 31)
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-
-	cmd := exec.Command(binary, "run", "--brokers", strings.Join(k.ListenAddrs(), ","), "--topics", e2eTopic, "--group", "ledger-sasl",
-		"--redis", srv.URL(), "--http-addr", "127.0.0.1:0", "--session-timeout", "6s", "--heartbeat-interval", "500ms",
-		"--drain-timeout", "3s", "--log-format", "text")
-	cmd.Env = append(os.Environ(), "FLEET_KAFKA_SASL_MECHANISM=SCRAM-SHA-512", "FLEET_KAFKA_SASL_USERNAME=fleet", "FLEET_KAFKA_SASL_PASSWORD=s3cret-pw")
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs.String())
-		}
-	})
-	eventually(t, 60*time.Second, "every balance exact", func() bool {
-		for acct, v := range want {
-			got, err := rdb.Get(context.Background(), ledger.BalanceKey(acct)).Int64()
-			if (err != nil && err != redis.Nil) || got != v {
-				return false
-			}
-		}
-		return true
-	})
+	c.publish(msgs)
+	logs := runFleet(t, []string{"FLEET_KAFKA_SASL_MECHANISM=SCRAM-SHA-512", "FLEET_KAFKA_SASL_USERNAME=fleet", "FLEET_KAFKA_SASL_PASSWORD=s3cret-pw"},
+		"--brokers", strings.Join(c.brokers, ","), "--topics", e2eTopic, "--group", "ledger-sasl", "--redis", c.redis.URL())
+	waitBalances(t, c.rdb, want)
 	if strings.Contains(logs.String(), "s3cret-pw") {
 		t.Error("the logs show the SASL password")
 	}

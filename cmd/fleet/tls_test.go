@@ -125,33 +125,21 @@ func waitBalances(t *testing.T, rdb redis.UniversalClient, want map[string]int64
 // connections (certificates from a private CA) and SASL PLAIN on them.
 func TestKafkaTLSAndSASL(t *testing.T) {
 	pki := newPKI(t)
-	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, e2eTopic), kfake.AllowAutoTopicCreation(),
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pki.server}, MinVersion: tls.VersionTLS12}),
-		kfake.EnableSASL(), kfake.Superuser("PLAIN", "fleet", "tls-s3cret"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
 	tr := &kafka.Transport{TLS: &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12},
 		SASL: plain.Mechanism{Username: "fleet", Password: "tls-s3cret"}}
-	t.Cleanup(tr.CloseIdleConnections)
-	w := &kafka.Writer{Addr: kafka.TCP(k.ListenAddrs()...), Topic: e2eTopic, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: tr}
-	t.Cleanup(func() { w.Close() })
+	c := newKafka(t, 2, tr, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pki.server}, MinVersion: tls.VersionTLS12}),
+		kfake.EnableSASL(), kfake.Superuser("PLAIN", "fleet", "tls-s3cret")).withRedis()
 	msgs, want := ledgerStream(t, 400, 20, 0.2, 33)
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatalf("publish over TLS: %v", err)
-	}
-	srv := redistest.Start(t)
+	c.publish(msgs)
 	logs := runFleet(t, []string{"FLEET_KAFKA_SASL_PASSWORD=tls-s3cret"},
-		"--brokers", strings.Join(k.ListenAddrs(), ","), "--topics", e2eTopic, "--group", "ledger-tls", "--redis", srv.URL(),
+		"--brokers", strings.Join(c.brokers, ","), "--topics", e2eTopic, "--group", "ledger-tls", "--redis", c.redis.URL(),
 		"--kafka-tls", "--kafka-tls-ca-file", pki.caFile, "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "fleet")
-	waitBalances(t, srv.Client(t), want)
+	waitBalances(t, c.rdb, want)
 	if strings.Contains(logs.String(), "tls-s3cret") {
 		t.Error("the logs show the SASL password")
 	}
 	// fleet dlq takes the same settings.
-	cmd := exec.Command(binary, "dlq", "list", "--brokers", strings.Join(k.ListenAddrs(), ","), "--topic", e2eTopic,
+	cmd := exec.Command(binary, "dlq", "list", "--brokers", strings.Join(c.brokers, ","), "--topic", e2eTopic,
 		"--kafka-tls", "--kafka-tls-ca-file", pki.caFile, "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "fleet")
 	cmd.Env = append(os.Environ(), "FLEET_KAFKA_SASL_PASSWORD=tls-s3cret")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "0 dead letters in payments.dlq") {
