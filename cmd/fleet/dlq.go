@@ -366,6 +366,23 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 		BatchTimeout: time.Millisecond, Transport: consumer.Transport(c.dialer)}
 	defer writer.Close()
 
+	// Republished events go out in batches: one acknowledged write per 100.
+	var pending []kafka.Message
+	published := 0
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if err := writer.WriteMessages(ctx, pending...); err != nil {
+			return fmt.Errorf("republish: %w (replayed so far: %d)", err, published)
+		}
+		published += len(pending)
+		if bar != nil {
+			_ = bar.Add(len(pending))
+		}
+		pending = pending[:0]
+		return nil
+	}
 	counts := map[string]int{}
 	seen := map[string]bool{}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -373,11 +390,23 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 		fmt.Fprintln(tw, "PARTITION\tOFFSET\tTYPE\tID\tKEY\tTO\tVERDICT")
 	}
 	for _, d := range letters {
-		verdict, to, err := c.replayOne(ctx, store, writer, &d, seen)
+		verdict, to, msg, err := c.replayOne(ctx, store, &d, seen)
 		if err != nil {
-			return fmt.Errorf("dead letter %s/%d@%d: %w (replayed so far: %d)", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset, err, counts[replayPublish])
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			return fmt.Errorf("dead letter %s/%d@%d: %w (replayed so far: %d)", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset, err, published)
 		}
 		counts[verdict]++
+		if msg != nil {
+			if pending = append(pending, *msg); len(pending) == 100 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		} else if bar != nil {
+			_ = bar.Add(1)
+		}
 		if c.DryRun {
 			if verdict == replayPublish {
 				verdict = "would replay"
@@ -387,9 +416,9 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Msg.Partition, d.Msg.Offset, dash(d.Event.Type), dash(d.Event.ID),
 				dash(string(d.Msg.Key)), to, verdict)
 		}
-		if bar != nil {
-			_ = bar.Add(1)
-		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -404,44 +433,45 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 }
 
 // replayOne decides what becomes of one dead letter and, unless this is a
-// dry run, does it: a fresh attempt budget for its record, then the event
-// republished to its original topic with its key, value and headers.
-func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, w *kafka.Writer, d *deadLetter, seen map[string]bool) (verdict, to string, err error) {
+// dry run, prepares it: a fresh attempt budget for its record, and the
+// message that republishes the event to its original topic with its key,
+// value and headers (nil when there is none to send).
+func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *deadLetter, seen map[string]bool) (verdict, to string, msg *kafka.Message, err error) {
 	to = d.OriginalTopic
 	if to == "" {
 		to = strings.TrimSuffix(d.Msg.Topic, ".dlq")
 	}
 	if d.DecodeErr != nil {
-		return replayUndecodable, to, nil
+		return replayUndecodable, to, nil, nil
 	}
 	group := c.Group
 	if group == "" {
 		group = d.Group
 	}
 	if group == "" {
-		return "", to, configError{errors.New("the dead letter names no consumer group: give --group")}
+		return "", to, nil, configError{errors.New("the dead letter names no consumer group: give --group")}
 	}
 	key := dedupe.Key(group, d.Event.Key, d.Event.Source, d.Event.ID)
 	if seen[key] {
-		return replayRepeat, to, nil
+		return replayRepeat, to, nil, nil
 	}
 	seen[key] = true
 	rec, err := store.Inspect(ctx, key)
 	switch {
 	case err == nil && rec.State == dedupe.StateDone:
-		return replayDone, to, nil
+		return replayDone, to, nil, nil
 	case err != nil && !errors.Is(err, dedupe.ErrNotFound):
-		return "", to, fmt.Errorf("read its idempotency record: %w", err)
+		return "", to, nil, fmt.Errorf("read its idempotency record: %w", err)
 	}
 	if c.DryRun {
-		return replayPublish, to, nil
+		return replayPublish, to, nil, nil
 	}
 	if err == nil {
 		if _, err := store.ResetAttempts(ctx, key); err != nil {
-			return "", to, fmt.Errorf("reset its attempt budget: %w", err)
+			return "", to, nil, fmt.Errorf("reset its attempt budget: %w", err)
 		}
 	}
-	msg := kafka.Message{Topic: to, Key: d.Msg.Key, Value: d.Msg.Value}
+	msg = &kafka.Message{Topic: to, Key: d.Msg.Key, Value: d.Msg.Value}
 	for _, h := range d.Msg.Headers {
 		if !strings.HasPrefix(h.Key, "fleet-") {
 			msg.Headers = append(msg.Headers, h)
@@ -449,8 +479,5 @@ func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, w *ka
 	}
 	msg.Headers = append(msg.Headers, kafka.Header{Key: "fleet-replayed-from",
 		Value: fmt.Appendf(nil, "%s/%d/%d", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset)})
-	if err := w.WriteMessages(ctx, msg); err != nil {
-		return "", to, fmt.Errorf("republish to %s: %w", to, err)
-	}
-	return replayPublish, to, nil
+	return replayPublish, to, msg, nil
 }
