@@ -19,14 +19,13 @@ type progress struct {
 	total    int
 	tty      bool
 	every    time.Duration
-	started  time.Time
 	lastN    int
 	lastTime time.Time
 	shown    bool
 }
 
 func newProgress(out io.Writer, total int) *progress {
-	p := &progress{out: out, total: total, every: 2 * time.Second, started: time.Now(), lastTime: time.Now()}
+	p := &progress{out: out, total: total, every: 2 * time.Second, lastTime: time.Now()}
 	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.tty, p.every = true, 200*time.Millisecond
 	}
