@@ -246,16 +246,3 @@ type route struct {
 	source string
 	tier   int
 }
-
-// routes lists every topic the engine subscribes to: the sources and each
-// of their retry tiers.
-func (c Config) routes() map[string]route {
-	r := make(map[string]route, len(c.Topics)*(1+len(c.RetryDelays)))
-	for _, t := range c.Topics {
-		r[t] = route{source: t}
-		for n := 1; n <= len(c.RetryDelays); n++ {
-			r[RetryTopic(t, n)] = route{source: t, tier: n}
-		}
-	}
-	return r
-}

@@ -27,7 +27,17 @@ const (
 	// HeaderNotBefore is when a retry topic's consumer may run the event,
 	// RFC 3339 with nanoseconds, UTC.
 	HeaderNotBefore = "fleet-not-before"
+	// HeaderDropped lists what a dead letter lost to fit the topic's
+	// message limit: "value", then "headers" (the original ones), then
+	// "key", comma-separated. The original message is at the original
+	// topic, partition and offset, for as long as the topic keeps it.
+	HeaderDropped = "fleet-dropped"
 )
+
+// ReasonRetryTooLarge is the error kind of an event that failed and could
+// not be written whole to its retry topic: it is dead-lettered instead (a
+// retry without its value could not run).
+const ReasonRetryTooLarge = "retry_too_large"
 
 // origin is where an event was first consumed: its source topic, partition
 // and offset, and when it first failed (zero if it had not).
@@ -102,7 +112,7 @@ func retryMessage(m *kafka.Message, r route, f failure, n int, notBefore time.Ti
 func failureMessage(m *kafka.Message, topic string, o origin, f failure, notBefore *time.Time) kafka.Message {
 	headers := make([]kafka.Header, 0, len(m.Headers)+11)
 	for _, h := range m.Headers {
-		if !strings.HasPrefix(h.Key, "fleet-") {
+		if !isFleetHeader(h.Key) {
 			headers = append(headers, h)
 		}
 	}
@@ -129,11 +139,79 @@ func failureMessage(m *kafka.Message, topic string, o origin, f failure, notBefo
 		add(HeaderNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
 	}
 	return kafka.Message{
-		Topic:   topic,
-		Key:     m.Key,
-		Value:   m.Value,
-		Headers: headers,
+		Topic:     topic,
+		Partition: o.partition,
+		Key:       m.Key,
+		Value:     m.Value,
+		Headers:   headers,
 	}
+}
+
+// isFleetHeader reports whether a header name is fleet's own, whatever its
+// case: fleet drops every such header a message brings before it adds its
+// own, so that a producer cannot pass one off as fleet's.
+func isFleetHeader(name string) bool {
+	return len(name) >= len("fleet-") && strings.EqualFold(name[:len("fleet-")], "fleet-")
+}
+
+// shrink returns m with the next part a too large dead letter can lose, and
+// false when nothing is left to drop: first its value, then its original
+// headers (fleet's own stay), then its key. HeaderDropped says what is gone.
+func shrink(m kafka.Message) (kafka.Message, bool) {
+	dropped := fleetHeader(m.Headers, HeaderDropped)
+	var next string
+	switch {
+	case len(m.Value) > 0:
+		m.Value, next = nil, "value"
+	case hasOriginalHeaders(m.Headers):
+		m.Headers, next = fleetHeaders(m.Headers), "headers"
+	case len(m.Key) > 0:
+		m.Key, next = nil, "key"
+	default:
+		return m, false
+	}
+	if dropped != "" {
+		next = dropped + "," + next
+	}
+	hs := make([]kafka.Header, 0, len(m.Headers)+1)
+	for _, h := range m.Headers {
+		if h.Key != HeaderDropped {
+			hs = append(hs, h)
+		}
+	}
+	m.Headers = append(hs, kafka.Header{Key: HeaderDropped, Value: []byte(next)})
+	return m, true
+}
+
+func hasOriginalHeaders(hs []kafka.Header) bool {
+	for _, h := range hs {
+		if !isFleetHeader(h.Key) {
+			return true
+		}
+	}
+	return false
+}
+
+func fleetHeaders(hs []kafka.Header) []kafka.Header {
+	out := make([]kafka.Header, 0, len(hs))
+	for _, h := range hs {
+		if isFleetHeader(h.Key) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// fleetHeader returns the value of one of fleet's own headers, matched
+// exactly: fleet writes them in lower case, and drops any other spelling a
+// message brings.
+func fleetHeader(hs []kafka.Header, name string) string {
+	for _, h := range hs {
+		if h.Key == name {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

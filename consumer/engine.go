@@ -27,6 +27,7 @@ type Store interface {
 	ExtendBatch(ctx context.Context, leases []dedupe.Lease) ([]error, error)
 	CompleteBatch(ctx context.Context, completions []dedupe.Completion) ([]error, error)
 	Release(ctx context.Context, lease dedupe.Lease) error
+	Unclaim(ctx context.Context, lease dedupe.Lease) error
 }
 
 // RateLimiter grants handler runs under fleet-wide limits per event type
@@ -62,6 +63,8 @@ type Engine struct {
 	dlq     Publisher
 	log     *slog.Logger
 	m       *Metrics
+	// owners makes an owner token per claim attempt.
+	owners *dedupe.Owners
 
 	joined   atomic.Bool
 	storeErr atomic.Pointer[string]
@@ -100,7 +103,7 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 	}
 	e := &Engine{
 		cfg:    cfg,
-		routes: cfg.routes(),
+		routes: routesOf(cfg.Topics, len(cfg.RetryDelays), nil),
 		store:  store,
 		router: router,
 		// The handler timeout is the deadline of each attempt's context
@@ -109,6 +112,7 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 		dlq:         dlq,
 		log:         log,
 		m:           m,
+		owners:      dedupe.NewOwners(),
 		completions: make(chan *work, cfg.MaxInFlight),
 		claims:      make(chan *claimRequest, 64),
 	}
@@ -118,51 +122,6 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 		}
 	}
 	return e, nil
-}
-
-// DeadLetterWriter writes dead letters. It owns its Kafka transport, so that
-// Close also closes its broker connections (kafka-go's shared default
-// transport would keep them open for the life of the process).
-type DeadLetterWriter struct {
-	*kafka.Writer
-	transport *kafka.Transport
-}
-
-// NewPublisher returns a writer for dead letters: every write waits for all
-// in-sync replicas, batches are sent after at most 5 ms, and dead-letter
-// topics are created on first use when the cluster allows it. A
-// struct-literal kafka.Writer would default to no acknowledgements at all.
-func NewPublisher(brokers []string, dialer *kafka.Dialer) *DeadLetterWriter {
-	t := Transport(dialer)
-	return &DeadLetterWriter{
-		Writer: &kafka.Writer{
-			Addr:                   kafka.TCP(brokers...),
-			Balancer:               &kafka.Hash{},
-			RequiredAcks:           kafka.RequireAll,
-			BatchTimeout:           5 * time.Millisecond,
-			AllowAutoTopicCreation: true,
-			Transport:              t,
-		},
-		transport: t,
-	}
-}
-
-// Transport returns a Kafka transport with the dialer's TLS, SASL and client
-// id: kafka-go's clients and writers take a transport, its readers and
-// consumer groups a dialer. A nil dialer gives the defaults.
-func Transport(d *kafka.Dialer) *kafka.Transport {
-	t := &kafka.Transport{}
-	if d != nil {
-		t.TLS, t.SASL, t.ClientID = d.TLS, d.SASLMechanism, d.ClientID
-	}
-	return t
-}
-
-// Close flushes pending writes and closes the broker connections.
-func (w *DeadLetterWriter) Close() error {
-	err := w.Writer.Close()
-	w.transport.CloseIdleConnections()
-	return err
 }
 
 // Ready reports why the engine should not receive traffic, or nil: it must be

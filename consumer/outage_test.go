@@ -245,7 +245,7 @@ func TestLeaseLostCancelsHandler(t *testing.T) {
 		if ev.ID != "lost" {
 			return nil
 		}
-		started <- dedupe.Claim{Key: dedupe.Key("ledger", ev.Key, ev.Source, ev.ID), Fingerprint: dedupe.Fingerprint(ev)}
+		started <- dedupe.NewClaim("ledger", &ev)
 		<-ctx.Done()
 		cancelled.Store(ctx.Err())
 		return ctx.Err()

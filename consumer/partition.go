@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -62,21 +63,11 @@ type work struct {
 	firstFailure, lastFailure time.Time
 	// tries counts the handler runs of this delivery.
 	tries int
+	// ran is set once a handler runs under the current lease: a claim
+	// given up before that gives its attempt back (Store.Unclaim).
+	ran bool
 	// size is the message's share of the partition's byte budget.
 	size int64
-}
-
-// heldRun is a running attempt whose lease the heartbeat extends while its
-// context lives. Once the context is done (timeout, lease lost, drain) the
-// lease is no longer extended; a handler still running a lease after that
-// has forfeited it: its completion is refused, as another owner may have
-// taken the event over.
-type heldRun struct {
-	lease  dedupe.Lease
-	ctx    context.Context
-	cancel context.CancelFunc
-	// ended is when the heartbeat first saw the context done.
-	ended time.Time
 }
 
 // partition processes one assigned partition for one generation.
@@ -108,8 +99,7 @@ type partition struct {
 	keysMu sync.Mutex
 	keys   map[string]*work
 
-	mu   sync.Mutex
-	held map[*work]heldRun
+	leases *leases
 
 	lag prometheus.Gauge
 	// hwm is the high-water mark of the last fetched message; committed the
@@ -121,15 +111,15 @@ type partition struct {
 func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-chan struct{}, workCtx context.Context) *partition {
 	p := &partition{
 		e: e, topic: topic, route: e.routes[topic], id: a.ID, start: a.Offset,
-		wm:    newWatermark(a.Offset),
-		stop:  stop,
-		work:  workCtx,
-		ready: make(chan *work, e.cfg.MaxInFlight),
-		slots: make(chan struct{}, e.cfg.MaxInFlight),
-		bytes: newByteBudget(e.cfg.MaxInFlightBytes),
-		keys:  make(map[string]*work),
-		held:  make(map[*work]heldRun),
-		lag:   e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
+		wm:     newWatermark(a.Offset),
+		stop:   stop,
+		work:   workCtx,
+		ready:  make(chan *work, e.cfg.MaxInFlight),
+		slots:  make(chan struct{}, e.cfg.MaxInFlight),
+		bytes:  newByteBudget(e.cfg.MaxInFlightBytes),
+		keys:   make(map[string]*work),
+		leases: newLeases(),
+		lag:    e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
 	}
 	p.committed.Store(-1)
 	p.hwm.Store(-1)
@@ -206,7 +196,7 @@ func (p *partition) run() {
 		select {
 		case <-lanesDone:
 		case <-time.After(hungGrace):
-			n := p.running()
+			n := p.leases.running()
 			e.m.hung.Add(float64(n))
 			part := p.id
 			e.errors.add(ErrorEntry{Time: time.Now().UTC(), What: "hung handlers left behind", Topic: p.topic, Partition: &part,
@@ -222,13 +212,6 @@ func (p *partition) run() {
 // hungGrace is how long a drain waits, past its budget, for handlers whose
 // context was cancelled.
 const hungGrace = time.Second
-
-// running counts the handlers running now.
-func (p *partition) running() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.held)
-}
 
 // fetch reads messages into work items on fetched until ctx is cancelled.
 // kafka-go retries broker errors itself; other errors are logged and retried
@@ -261,9 +244,11 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 		w := workPool.Get().(*work)
 		w.msg, w.p, w.size = m, p, size
 		// A retry topic's partition waits, fetching nothing more, until its
-		// next event is due: its events are in due order, since one tier
-		// has one delay. Other partitions and topics go on meanwhile.
-		if p.route.tier > 0 {
+		// next event of this group is due: they are in due order, since one
+		// tier has one delay per group. Other groups' messages (retry topics
+		// are per source topic) are only acknowledged, so they never make
+		// this group wait. Other partitions and topics go on meanwhile.
+		if p.route.tier > 0 && p.ours(&w.msg) {
 			if !p.due(ctx, &w.msg) {
 				return
 			}
@@ -280,7 +265,7 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 // false in the latter case. A message without a readable not-before time is
 // due at once.
 func (p *partition) due(ctx context.Context, m *kafka.Message) bool {
-	t, err := time.Parse(time.RFC3339Nano, header(m.Headers, HeaderNotBefore))
+	t, err := time.Parse(time.RFC3339Nano, fleetHeader(m.Headers, HeaderNotBefore))
 	if err != nil {
 		return true
 	}
@@ -417,7 +402,8 @@ func (p *partition) dispatch(batch []*work) {
 				break
 			}
 			w.typeLabel = ev.Type
-			w.claim = dedupe.Claim{Key: dedupe.Key(e.cfg.Group, ev.Key, ev.Source, ev.ID), Fingerprint: dedupe.Fingerprint(ev)}
+			w.claim = dedupe.NewClaim(e.cfg.Group, &w.ev)
+			w.claim.Owner = e.owners.Next()
 			claims = append(claims, w.claim)
 			claimed = append(claimed, w)
 		}
@@ -447,8 +433,7 @@ func (p *partition) dispatch(batch []*work) {
 			return
 		}
 		for i, w := range claimed {
-			w.res = results[i]
-			w.lease = w.res.Lease
+			p.claimed(w, results[i])
 		}
 	}
 	ready := batch[:0]
@@ -483,7 +468,7 @@ func (p *partition) dispatch(batch []*work) {
 // group: retry topics are per source topic, and every group consuming that
 // topic reads them.
 func (p *partition) ours(m *kafka.Message) bool {
-	g := header(m.Headers, HeaderConsumerGroup)
+	g := fleetHeader(m.Headers, HeaderConsumerGroup)
 	return g == "" || g == p.e.cfg.Group
 }
 
@@ -515,22 +500,16 @@ func (p *partition) after(w *work) *work {
 }
 
 // claimBatch claims until the store answers, failing closed: while it does
-// not, no handler runs and no offset moves. It reports false if the
-// partition drains first.
+// not, no handler runs and no offset moves. Every resend carries the same
+// owner tokens, so that a claim whose answer was lost (a timeout) is
+// recognised as the same claim rather than orphaned. It reports false if the
+// partition drains before the store answers.
 func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, bool) {
 	e := p.e
 	for attempt := 0; ; attempt++ {
 		results, err := e.claim(p.work, claims)
 		if err == nil {
-			e.storeOK()
-			for _, r := range results {
-				switch {
-				case r.Outcome == dedupe.Busy:
-					e.m.busy.Inc()
-				case r.TakenOver:
-					e.m.takeovers.Inc()
-				}
-			}
+			p.claimsAnswered(results)
 			return results, true
 		}
 		if p.work.Err() != nil {
@@ -539,8 +518,28 @@ func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, boo
 		e.storeFailed("claim", err)
 		select {
 		case <-p.stop:
-			return nil, false
+			// Draining, with the outcome unknown: the claims may hold
+			// records. Ask once more to learn which, so that the lanes
+			// give them back instead of leaving them to expire.
+			if results, err = e.claim(p.work, claims); err != nil {
+				return nil, false
+			}
+			p.claimsAnswered(results)
+			return results, true
 		case <-time.After(backoff(attempt, 50*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
+// claimsAnswered notes an answer of the store to a batch of claims.
+func (p *partition) claimsAnswered(results []dedupe.ClaimResult) {
+	p.e.storeOK()
+	for _, r := range results {
+		switch {
+		case r.Outcome == dedupe.Busy:
+			p.e.m.busy.Inc()
+		case r.TakenOver:
+			p.e.m.takeovers.Inc()
 		}
 	}
 }
@@ -590,7 +589,7 @@ func (p *partition) process(w *work) {
 			return
 
 		case dedupe.Conflict:
-			p.deadLetter(w, ReasonConflict, errors.New("id reused with a different payload: an event with this source and id completed with another fingerprint"), 0)
+			p.deadLetter(w, ReasonConflict, errors.New("id reused with a different payload: the record of this source and id holds another payload's fingerprint (the first payload stands)"), 0)
 			return
 
 		case dedupe.Busy:
@@ -613,7 +612,16 @@ func (p *partition) process(w *work) {
 			}
 
 		case dedupe.Acquired:
-			w.lease = w.res.Lease
+			if w.lost.Load() {
+				// Lost while it waited in the lane (a pause, a store that
+				// stalled past the lease): ask what became of it.
+				p.leases.drop(w)
+				if !p.reclaim(w) {
+					p.abandon(w)
+					return
+				}
+				continue
+			}
 			if w.res.Attempts > e.cfg.MaxAttempts {
 				p.deadLetter(w, ReasonAttemptsExhausted, errors.New("attempt budget spent before this run"), w.res.Attempts-1)
 				return
@@ -719,24 +727,17 @@ func (p *partition) awaitStore() bool {
 }
 
 // throttle waits until the rate limiter grants w's run. Meanwhile w's lease
-// is held and extended like a running handler's; it returns an error when
-// the lease is lost or the partition's work is cancelled first. A limiter
-// that cannot be asked is retried: fleet waits rather than overrun a limit.
+// is held and extended like every held claim; it returns an error when the
+// lease is lost or the partition's work is cancelled first. A limiter that
+// cannot be asked is retried: fleet waits rather than overrun a limit.
 func (p *partition) throttle(w *work) error {
 	rl := p.e.cfg.RateLimiter
 	if rl == nil || !rl.Limited(w.ev.Type) {
-		return nil // no lease to hold, no context, no round trip
+		return nil // no context, no round trip
 	}
 	ctx, cancel := context.WithCancel(p.work)
-	defer cancel()
-	p.mu.Lock()
-	p.held[w] = heldRun{lease: w.lease, ctx: ctx, cancel: cancel}
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.held, w)
-		p.mu.Unlock()
-	}()
+	p.leases.startRun(w, ctx, cancel)
+	defer p.leases.endRun(w)
 	var waited time.Duration
 	defer func() {
 		if waited > 0 {
@@ -767,10 +768,10 @@ func (p *partition) throttle(w *work) error {
 	}
 }
 
-// runHandler runs one attempt under the lease, with heartbeats extending it.
+// runHandler runs one attempt under the lease, which the heartbeat extends;
+// a lost lease cancels the attempt's context.
 func (p *partition) runHandler(w *work) error {
 	e := p.e
-	w.lost.Store(false)
 	if err := p.throttle(w); err != nil {
 		return err
 	}
@@ -779,32 +780,20 @@ func (p *partition) runHandler(w *work) error {
 	} else {
 		w.ctx, w.cancel = context.WithCancel(p.work)
 	}
-	w.tx = handlers.NewTx(w.lease.Key, w.lease.Fence, w.res.Attempts)
-	p.mu.Lock()
-	p.held[w] = heldRun{lease: w.lease, ctx: w.ctx, cancel: w.cancel}
-	p.mu.Unlock()
+	w.tx = handlers.NewTx(w.claim.Identity(), w.lease.Fence, w.res.Attempts)
+	w.ran = true
+	p.leases.startRun(w, w.ctx, w.cancel)
 	start := time.Now()
 	err := e.handler.Handle(w.ctx, w.ev, w.tx)
 	e.m.handlerTime.WithLabelValues(w.typeLabel).Observe(time.Since(start).Seconds())
-	if err != nil {
-		p.unhold(w)
-	}
+	p.leases.endRun(w)
 	return err
 }
 
-func (p *partition) unhold(w *work) {
-	p.mu.Lock()
-	delete(p.held, w)
-	p.mu.Unlock()
-	if w.cancel != nil {
-		w.cancel()
-	}
-}
-
 // complete hands the run's effects to the engine's group commit and waits
-// for the answer.
+// for the answer. The claim stays held (extended) meanwhile; the caller
+// drops it.
 func (p *partition) complete(w *work) error {
-	defer p.unhold(w)
 	if w.lost.Load() {
 		return dedupe.ErrLeaseLost
 	}
@@ -823,75 +812,13 @@ func (p *partition) complete(w *work) error {
 	return err
 }
 
-// heartbeat extends the leases of running handlers every third of the lease,
-// in one round trip, and cancels the runs whose lease was lost.
-func (p *partition) heartbeat(done <-chan struct{}) {
-	t := time.NewTicker(p.e.cfg.Lease / 3)
-	defer t.Stop()
-	var ws []*work
-	var runs []heldRun
-	var leases []dedupe.Lease
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		ws, runs, leases = ws[:0], runs[:0], leases[:0]
-		now := time.Now()
-		p.mu.Lock()
-		for w, run := range p.held {
-			if run.ctx.Err() != nil {
-				// Not extended any more; past a whole lease, forfeited.
-				if run.ended.IsZero() {
-					run.ended = now
-					p.held[w] = run
-				} else if now.Sub(run.ended) > p.e.cfg.Lease && !w.lost.Load() {
-					w.lost.Store(true)
-					p.e.log.Warn("handler still running a lease after its context ended: its lease is forfeited and its completion will be refused",
-						"topic", p.topic, "partition", p.id, "offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts)
-				}
-				continue
-			}
-			ws = append(ws, w)
-			runs = append(runs, run)
-			leases = append(leases, run.lease)
-		}
-		p.mu.Unlock()
-		if len(leases) == 0 {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(p.work, p.e.cfg.Lease/3)
-		start := time.Now()
-		errs, err := p.e.store.ExtendBatch(ctx, leases)
-		cancel()
-		p.e.m.storeTime.WithLabelValues("extend").Observe(time.Since(start).Seconds())
-		if err != nil {
-			if p.work.Err() == nil {
-				p.e.storeFailed("extend", err)
-			}
-			continue
-		}
-		p.e.storeOK()
-		p.mu.Lock()
-		for i, w := range ws {
-			// Only the attempt that was extended: by now w may be on a later
-			// attempt with another lease.
-			if errs[i] != nil && p.held[w].lease == runs[i].lease {
-				w.lost.Store(true)
-				runs[i].cancel()
-			}
-		}
-		p.mu.Unlock()
-	}
-}
-
 // leaseLost records a run whose lease was taken: its completion was refused
 // (or never sent), so if its handler had external effects they may happen
 // twice. Ledger-style effects are safe: they only apply with a fenced
 // completion.
 func (p *partition) leaseLost(w *work) {
 	w.lost.Store(true)
+	p.leases.drop(w)
 	p.e.m.leaseLost.Inc()
 	p.failed(w, "lease lost", dedupe.ErrLeaseLost)
 	p.e.log.Warn("lease lost: another owner took the event over", "topic", p.topic, "partition", p.id,
@@ -901,27 +828,46 @@ func (p *partition) leaseLost(w *work) {
 // reclaim claims w again, until the store answers. It reports false when the
 // partition drains first.
 func (p *partition) reclaim(w *work) bool {
+	// A new claim attempt, a new owner token; claimBatch resends this one
+	// with the same token until the store answers.
+	w.claim.Owner = p.e.owners.Next()
 	results, ok := p.claimBatch([]dedupe.Claim{w.claim})
 	if !ok {
 		return false
 	}
-	w.res = results[0]
-	if w.res.Outcome == dedupe.Acquired {
-		w.lease = w.res.Lease
-	}
+	p.claimed(w, results[0])
 	return true
 }
 
-// release gives the claim back so that the next attempt runs the handler; a
+// claimed takes the store's answer to w's claim: an acquired claim is held
+// (its lease extended) from now on, and no handler has run under it yet.
+func (p *partition) claimed(w *work, res dedupe.ClaimResult) {
+	w.res = res
+	if res.Outcome != dedupe.Acquired {
+		return
+	}
+	w.lease, w.ran = res.Lease, false
+	w.lost.Store(false)
+	p.leases.hold(w)
+}
+
+// release gives the claim back so that the next attempt runs the handler: a
+// claim whose handler never ran gives its attempt back too (Unclaim). A
 // failure is logged only, since the lease then expires by itself.
 func (p *partition) release(w *work) {
 	if w.lease.Owner == "" {
 		return
 	}
+	p.leases.drop(w)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.work), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := p.e.store.Release(ctx, w.lease)
+	var err error
+	if w.ran {
+		err = p.e.store.Release(ctx, w.lease)
+	} else {
+		err = p.e.store.Unclaim(ctx, w.lease)
+	}
 	p.e.m.storeTime.WithLabelValues("release").Observe(time.Since(start).Seconds())
 	w.lease = dedupe.Lease{}
 	switch {
@@ -934,12 +880,13 @@ func (p *partition) release(w *work) {
 }
 
 // deadLetter writes w to the dead-letter topic of its source, releases its
-// claim and finishes it. The write is retried until acknowledged; if the
-// partition drains first, the event is abandoned instead (and not
-// committed).
+// claim and finishes it. The write is retried until acknowledged, the dead
+// letter losing its value, then its original headers, then its key while it
+// is too large for the topic (HeaderDropped says so); if the partition drains
+// first, the event is abandoned instead (and not committed).
 func (p *partition) deadLetter(w *work, reason string, cause error, attempts int) {
 	msg := deadLetterMessage(&w.msg, p.route, p.failure(w, reason, cause, attempts))
-	if !p.publish(w, msg) {
+	if p.publish(w, msg, true) != written {
 		p.abandon(w)
 		return
 	}
@@ -957,14 +904,20 @@ func (p *partition) deadLetter(w *work, reason string, cause error, attempts int
 
 // retryLater writes w to the next retry tier, due after that tier's delay,
 // releases its claim (the attempt count stays in the record) and finishes
-// it here. If the partition drains before the write is acknowledged, the
-// event is abandoned instead.
+// it here. An event too large for the retry topic is dead-lettered instead;
+// if the partition drains before the write is acknowledged, the event is
+// abandoned.
 func (p *partition) retryLater(w *work, cause error) {
 	e := p.e
 	n := p.route.tier + 1
 	notBefore := time.Now().Add(e.cfg.RetryDelays[n-1])
 	msg := retryMessage(&w.msg, p.route, p.failure(w, ReasonRetryable, cause, w.res.Attempts), n, notBefore)
-	if !p.publish(w, msg) {
+	switch p.publish(w, msg, false) {
+	case written:
+	case tooLargeToWrite:
+		p.deadLetter(w, ReasonRetryTooLarge, fmt.Errorf("too large for %s: %w", msg.Topic, cause), w.res.Attempts)
+		return
+	default:
 		p.abandon(w)
 		return
 	}
@@ -986,21 +939,44 @@ func (p *partition) failure(w *work, reason string, cause error, attempts int) f
 	return failure{group: p.e.cfg.Group, reason: reason, cause: cause, attempts: attempts, first: w.firstFailure, last: w.lastFailure}
 }
 
-// publish writes msg until it is acknowledged; it reports false if the
-// partition's work is cancelled first.
-func (p *partition) publish(w *work, msg kafka.Message) bool {
+// writeResult is how a publish ended.
+type writeResult int
+
+const (
+	written writeResult = iota
+	tooLargeToWrite
+	cancelled
+)
+
+// publish writes msg until it is acknowledged. A message too large for its
+// topic is shrunk when shrinkable allows (see shrink), and reported
+// otherwise; any other refusal is retried with backoff. It reports cancelled
+// if the partition's work is cancelled first.
+func (p *partition) publish(w *work, msg kafka.Message, shrinkable bool) writeResult {
 	e := p.e
 	for attempt := 0; ; attempt++ {
 		err := e.dlq.WriteMessages(p.work, msg)
 		if err == nil {
-			return true
+			return written
+		}
+		if tooLarge(err) {
+			if !shrinkable {
+				return tooLargeToWrite
+			}
+			if smaller, ok := shrink(msg); ok {
+				e.log.Warn("too large for "+msg.Topic+": written without "+fleetHeader(smaller.Headers, HeaderDropped), "topic", p.topic,
+					"partition", p.id, "offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type)
+				msg = smaller
+				attempt--
+				continue
+			}
 		}
 		e.m.publishError.WithLabelValues(msg.Topic).Inc()
 		p.failed(w, "write to "+msg.Topic, err)
 		e.log.Error("write to "+msg.Topic, "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
 			"id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "err", err)
 		if p.work.Err() != nil || !sleep(p.work, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
-			return false
+			return cancelled
 		}
 	}
 }
@@ -1026,8 +1002,10 @@ func (p *partition) abandon(w *work) {
 	p.free(w)
 }
 
-// free ends w's time in flight: its slot and bytes are given back.
+// free ends w's time in flight: its claim is no longer held, its slot and
+// bytes are given back.
 func (p *partition) free(w *work) {
+	p.leases.drop(w)
 	p.e.m.inFlight.Dec()
 	p.bytes.give(w.size)
 	<-p.slots

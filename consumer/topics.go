@@ -6,30 +6,32 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
 // ensureTopics creates the retry and dead-letter topics of every source
-// topic that exists and lacks them, with the source's partition count and
-// replication factor, and returns the topics to subscribe to: the sources,
-// and each retry topic that exists. A retry topic that cannot be created
-// (no permission, say) is left out with a warning: its tier's events are
-// then written to it, and wait there, until it is created.
+// topic that exists and lacks them, with the source's partition count,
+// replication factor and message limit, and returns the topics to subscribe
+// to: the sources, and every retry topic of theirs that exists, the
+// configured tiers and any others. A group restarted with fewer tiers (or
+// none), or a rolling deploy with mixed settings, so still runs the events
+// waiting in a tier it no longer writes to; a failure there goes on to the
+// next configured tier or to the dead-letter topic. A retry topic that
+// cannot be created (no permission, say) is left out with a warning: its
+// tier's events are then written to it, and wait there, until it is
+// created. The message limits of the topics fleet writes to are passed to
+// the dead-letter writer.
 //
 // It retries while the cluster cannot be asked at all, until ctx is done.
 func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
 	t := Transport(e.cfg.Dialer)
 	defer t.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(e.cfg.Brokers...), Transport: t, Timeout: 10 * time.Second}
-
-	want := slices.Sorted(maps.Keys(e.routes))
-	for _, s := range e.cfg.Topics {
-		want = append(want, DeadLetterTopic(s))
-	}
 	for attempt := 0; ; attempt++ {
-		subscribe, err := e.createMissing(ctx, client, want)
+		subscribe, err := e.createMissing(ctx, client)
 		if err == nil {
 			return subscribe, nil
 		}
@@ -51,8 +53,9 @@ func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
 	}
 }
 
-func (e *Engine) createMissing(ctx context.Context, client *kafka.Client, want []string) ([]string, error) {
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: want})
+func (e *Engine) createMissing(ctx context.Context, client *kafka.Client) ([]string, error) {
+	// Every topic: retry tiers beyond the configured ones are found by name.
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +65,7 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client, want [
 			exists[t.Name] = t
 		}
 	}
+	limits := e.messageLimits(ctx, client, slices.Collect(maps.Keys(exists)))
 	var create []kafka.TopicConfig
 	for _, s := range e.cfg.Topics {
 		src, ok := exists[s]
@@ -69,17 +73,18 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client, want [
 			e.log.Warn("source topic does not exist (yet): its retry and dead-letter topics are not created", "topic", s)
 			continue
 		}
-		derived := []string{DeadLetterTopic(s)}
-		for n := 1; n <= len(e.cfg.RetryDelays); n++ {
-			derived = append(derived, RetryTopic(s, n))
-		}
-		for _, d := range derived {
+		for _, d := range derivedTopics(s, len(e.cfg.RetryDelays)) {
 			if _, ok := exists[d]; !ok {
-				create = append(create, kafka.TopicConfig{
+				c := kafka.TopicConfig{
 					Topic:             d,
 					NumPartitions:     len(src.Partitions),
 					ReplicationFactor: max(len(src.Partitions[0].Replicas), 1),
-				})
+				}
+				if l, ok := limits[s]; ok {
+					c.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(l)}}
+					limits[d] = l
+				}
+				create = append(create, c)
 			}
 		}
 	}
@@ -100,6 +105,12 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client, want [
 			}
 		}
 	}
+	if lw, ok := e.dlq.(interface{ SetLimit(string, int) }); ok {
+		for t, l := range limits {
+			lw.SetLimit(t, l)
+		}
+	}
+	e.routes = routesOf(e.cfg.Topics, len(e.cfg.RetryDelays), slices.Collect(maps.Keys(exists)))
 	var subscribe []string
 	for _, t := range slices.Sorted(maps.Keys(e.routes)) {
 		if _, ok := exists[t]; ok || e.routes[t].tier == 0 {
@@ -107,6 +118,61 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client, want [
 		}
 	}
 	return subscribe, nil
+}
+
+// derivedTopics are the topics fleet writes a source topic's events to: its
+// dead-letter topic and its configured retry tiers.
+func derivedTopics(source string, tiers int) []string {
+	out := []string{DeadLetterTopic(source)}
+	for n := 1; n <= tiers; n++ {
+		out = append(out, RetryTopic(source, n))
+	}
+	return out
+}
+
+// routesOf lists the topics to consume: the sources, their configured
+// retry tiers, and every other retry topic of theirs among existing.
+func routesOf(sources []string, tiers int, existing []string) map[string]route {
+	r := make(map[string]route, len(sources)*(1+tiers))
+	for _, t := range sources {
+		r[t] = route{source: t}
+		for n := 1; n <= tiers; n++ {
+			r[RetryTopic(t, n)] = route{source: t, tier: n}
+		}
+	}
+	for _, t := range existing {
+		if src, n, ok := parseRetryTopic(t); ok && slices.Contains(sources, src) {
+			r[t] = route{source: src, tier: n}
+		}
+	}
+	return r
+}
+
+// messageLimits reads the max.message.bytes of topics. A topic whose limit
+// cannot be read is left out (the writer then assumes Kafka's default).
+func (e *Engine) messageLimits(ctx context.Context, client *kafka.Client, topics []string) map[string]int {
+	limits := map[string]int{}
+	if len(topics) == 0 {
+		return limits
+	}
+	req := &kafka.DescribeConfigsRequest{}
+	for _, t := range topics {
+		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: t, ConfigNames: []string{"max.message.bytes"}})
+	}
+	resp, err := client.DescribeConfigs(ctx, req)
+	if err != nil {
+		e.log.Warn("read the message limits of the topics: assuming Kafka's default", "err", err)
+		return limits
+	}
+	for _, r := range resp.Resources {
+		for _, c := range r.ConfigEntries {
+			if n, err := strconv.Atoi(c.ConfigValue); r.Error == nil && c.ConfigName == "max.message.bytes" && err == nil && n > 0 {
+				limits[r.ResourceName] = n
+			}
+		}
+	}
+	return limits
 }
 
 // refused reports whether the cluster refused our credentials or our

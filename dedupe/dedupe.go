@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetworks/fleet/handlers"
@@ -21,7 +23,25 @@ var (
 	// ErrInvalid means a request is malformed (an empty key, an effect the
 	// store cannot apply). Retrying it cannot help.
 	ErrInvalid = errors.New("invalid request")
+	// ErrNotReplicated means completions were applied on the master but did
+	// not reach Config.MinReplicas replicas in time: a failover now could
+	// lose them, so they must not count as finished yet. Repeating the call
+	// is safe.
+	ErrNotReplicated = errors.New("completions not replicated")
 )
+
+// ReplicationError is ErrNotReplicated with its figures.
+type ReplicationError struct {
+	Want, Got int
+	Timeout   time.Duration
+}
+
+func (e *ReplicationError) Error() string {
+	return fmt.Sprintf("%v: %d of %d replicas acknowledged within %v", ErrNotReplicated, e.Got, e.Want, e.Timeout)
+}
+
+// Unwrap makes errors.Is(err, ErrNotReplicated) hold.
+func (e *ReplicationError) Unwrap() error { return ErrNotReplicated }
 
 // Outcome is what a claim found.
 type Outcome uint8
@@ -33,8 +53,9 @@ const (
 	// Duplicate: the event was completed before; acknowledge it without
 	// running the handler. ClaimResult.Result holds the stored result.
 	Duplicate
-	// Conflict: an event with the same identity completed with a different
-	// payload fingerprint. The new message is not the same event.
+	// Conflict: the record of this identity holds another payload
+	// fingerprint, in whatever state: the first payload stands for the life
+	// of the record. The new message is not the same event.
 	Conflict
 	// Busy: another owner holds a live lease. Wait ClaimResult.RetryAfter at
 	// most, then claim again; never skip the event.
@@ -55,13 +76,45 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
 
-// Claim asks for ownership of one event.
+// Claim asks for ownership of one event. Build it with [NewClaim].
 type Claim struct {
 	// Key is the idempotency record's key, from [Key].
 	Key string
-	// Fingerprint identifies the payload; a done record with another
-	// fingerprint makes the claim a Conflict. See [Fingerprint].
+	// Owner is the owner token of this claim attempt, from [Owners.Next];
+	// empty, the store makes one. A claim sent again with the same token
+	// (after a timeout, when its outcome is unknown) is recognised as the
+	// same claim: it answers Acquired with the same fence, and counts no
+	// second attempt.
+	Owner string
+	// Fingerprint identifies the payload; a record with another
+	// fingerprint, in any state, makes the claim a Conflict. See
+	// [handlers.Fingerprint].
 	Fingerprint string
+	// PreviousKey and PreviousFingerprint name the event's record in the
+	// layout of earlier versions of fleet, which a claim of a new record
+	// consults (see doc.go, "Upgrades"); empty, it is not consulted.
+	PreviousKey, PreviousFingerprint string
+}
+
+// Identity returns the identity part of the claim's record key, the event's
+// handlers.IdempotencyKey.
+func (c Claim) Identity() string {
+	if len(c.Key) < identityLen {
+		return ""
+	}
+	return c.Key[len(c.Key)-identityLen:]
+}
+
+// NewClaim returns the claim of an event for a consumer group, without an
+// owner token.
+func NewClaim(group string, ev *handlers.Event) Claim {
+	aggregate := ev.Aggregate()
+	return Claim{
+		Key:                 RecordKey(aggregate, handlers.IdempotencyKey(group, ev.Source, ev.ID)),
+		Fingerprint:         handlers.Fingerprint(*ev),
+		PreviousKey:         PreviousKey(group, aggregate, ev.Source, ev.ID),
+		PreviousFingerprint: previousFingerprint(ev),
+	}
 }
 
 // Lease is ownership of one event: the owner token of this claim and its
@@ -98,18 +151,25 @@ type Completion struct {
 	Result []byte
 }
 
-// Config holds the store's timing.
+// Config holds the store's settings.
 type Config struct {
 	// Lease is how long a claim stays exclusive without an Extend.
 	Lease time.Duration
 	// Retention is the dedupe window: how long a record (done or not) is kept
 	// after its last change.
 	Retention time.Duration
+	// MinReplicas is how many replicas must hold a completion before
+	// CompleteBatch succeeds (Redis WAIT); 0 trusts the master alone, and a
+	// failover may then lose completions whose offsets were committed.
+	MinReplicas int
+	// ReplicaTimeout bounds one WAIT for MinReplicas.
+	ReplicaTimeout time.Duration
 }
 
-// DefaultConfig returns a 30 s lease and a 24 h dedupe window.
+// DefaultConfig returns a 30 s lease, a 24 h dedupe window, and no replica
+// to wait for (1 s per WAIT when MinReplicas is set).
 func DefaultConfig() Config {
-	return Config{Lease: 30 * time.Second, Retention: 24 * time.Hour}
+	return Config{Lease: 30 * time.Second, Retention: 24 * time.Hour, ReplicaTimeout: time.Second}
 }
 
 // Validate reports a config the store cannot run with.
@@ -119,6 +179,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lease %v: must be at least 100ms", c.Lease)
 	case c.Retention < c.Lease:
 		return fmt.Errorf("retention %v: must be at least the lease (%v)", c.Retention, c.Lease)
+	case c.MinReplicas < 0:
+		return fmt.Errorf("redis min replicas %d: must not be negative", c.MinReplicas)
+	case c.MinReplicas > 0 && c.ReplicaTimeout < time.Millisecond:
+		return fmt.Errorf("replica timeout %v: must be at least 1ms", c.ReplicaTimeout)
 	}
 	return nil
 }
@@ -144,31 +208,118 @@ type Store interface {
 	// attempt count, so that the next claim runs the handler again.
 	// ErrLeaseLost means it was no longer ours.
 	Release(ctx context.Context, lease Lease) error
+	// Unclaim gives up a claim whose handler never ran (a drain, a lease
+	// lost while queued): like Release, and the attempt the claim counted
+	// is given back. The fence keeps its growth.
+	Unclaim(ctx context.Context, lease Lease) error
 }
 
 // Key returns the Redis key of the idempotency record of the event (source,
-// id) for a consumer group, with the aggregate as hash tag:
-//
-//	fleet:idem:{<aggregate>}:<group>:<source>:<id>
-//
-// The aggregate is the Kafka message key, or the event id when the message has
-// none, so that in Redis Cluster the record lives in the slot of the
-// aggregate's projection keys (for example "ledger:{<account>}:balance").
-func Key(group, aggregate, source, id string) string {
+// id) for a consumer group, arriving with a Kafka message key (empty when
+// the message had none). See [RecordKey].
+func Key(group, messageKey, source, id string) string {
+	aggregate := messageKey
 	if aggregate == "" {
 		aggregate = id
 	}
-	var b strings.Builder
-	b.Grow(len("fleet:idem:{}:::") + len(aggregate) + len(group) + len(source) + len(id))
-	b.WriteString("fleet:idem:{")
-	b.WriteString(aggregate)
-	b.WriteString("}:")
-	b.WriteString(group)
-	b.WriteByte(':')
-	b.WriteString(source)
-	b.WriteByte(':')
-	b.WriteString(id)
-	return b.String()
+	return RecordKey(aggregate, handlers.IdempotencyKey(group, source, id))
+}
+
+// RecordKey returns the key of an idempotency record:
+//
+//	fleet:idem:{<aggregate>}:<identity>
+//
+// The identity (handlers.IdempotencyKey) names the event, whatever
+// characters its group, source and id contain. The aggregate, the message
+// key or the id when there is none, is the hash tag, so that in Redis Cluster
+// the record lives in the slot of the aggregate's projection keys (for
+// example "ledger:{<account>}:balance"); effects are bound to it (see
+// handlers.BoundTo). Since the identity has a fixed length, the aggregate is
+// read back unambiguously, '}' and all.
+func RecordKey(aggregate, identity string) string {
+	return recordPrefix + aggregate + "}:" + identity
+}
+
+const recordPrefix = "fleet:idem:{"
+
+// identityLen is the length of handlers.IdempotencyKey.
+const identityLen = 22
+
+// aggregateOf returns the aggregate of a record key from [RecordKey].
+func aggregateOf(key string) (string, bool) {
+	end := len(key) - len("}:") - identityLen
+	if !strings.HasPrefix(key, recordPrefix) || end <= len(recordPrefix) || key[end:end+2] != "}:" {
+		return "", false
+	}
+	for _, c := range []byte(key[end+2:]) {
+		if !isBase64URL(c) {
+			return "", false
+		}
+	}
+	return key[len(recordPrefix):end], true
+}
+
+func isBase64URL(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+}
+
+// PreviousKey returns the key an event's record had in earlier versions of
+// fleet: fleet:idem:{<aggregate>}:<group>:<source>:<id>, with the parts
+// joined as they were, so ambiguous. It is read only to honour records
+// written before an upgrade (doc.go, "Upgrades"), never written. It is
+// empty when the key would read as a record key of the current layout.
+func PreviousKey(group, messageKey, source, id string) string {
+	aggregate := messageKey
+	if aggregate == "" {
+		aggregate = id
+	}
+	key := recordPrefix + aggregate + "}:" + group + ":" + source + ":" + id
+	if _, ok := aggregateOf(key); ok {
+		// It reads as a record key of the current layout (an id ending in
+		// "}:" and 22 base64url characters): consulting it could touch
+		// another event's record.
+		return ""
+	}
+	return key
+}
+
+// checkBound refuses a completion with an effect on a key that is not
+// bound to the record's aggregate (handlers.BoundTo): a copy of an event
+// under another message key must not be able to touch the first key's
+// state. It also keeps a completion within one Redis Cluster slot.
+func checkBound(c *Completion) error {
+	aggregate, ok := aggregateOf(c.Lease.Key)
+	if !ok {
+		return fmt.Errorf("%w: %s is not an idempotency record key", ErrInvalid, c.Lease.Key)
+	}
+	for i, op := range c.Effects {
+		if !handlers.BoundTo(op.Key, aggregate) {
+			return fmt.Errorf("%w: effect %d: %s %s is not a key of the event's aggregate: give it the hash tag {%s} (the message key)",
+				ErrInvalid, i, op.Kind, op.Key, aggregate)
+		}
+	}
+	return nil
+}
+
+// Owners makes owner tokens: a random prefix (8 bytes from crypto/rand, hex)
+// and a counter, so that tokens are unique per claim attempt, across
+// processes too. It is safe for concurrent use.
+type Owners struct {
+	prefix string
+	seq    atomic.Uint64
+}
+
+// NewOwners returns a token source with a fresh random prefix.
+func NewOwners() *Owners {
+	// crypto/rand does not fail on any supported platform (since Go 1.24 it
+	// crashes the program instead of returning an error).
+	prefix, _ := ownerPrefix()
+	return &Owners{prefix: prefix}
+}
+
+// Next returns a new owner token.
+func (o *Owners) Next() string {
+	return o.prefix + strconv.FormatUint(o.seq.Add(1), 36)
 }
 
 // ownerPrefix returns a random prefix for the owner tokens of one store:

@@ -9,12 +9,12 @@ import (
 	"github.com/fleetworks/fleet/handlers"
 )
 
-// Fingerprint identifies an event's payload: its type, subject, data content
-// type and data, each length-prefixed so that no two different payloads
-// concatenate alike. It is 16 hex characters of xxhash64: not a security
-// boundary (a producer that controls the id controls the event anyway), and
-// small, because every record keeps it for the whole dedupe window.
-func Fingerprint(ev handlers.Event) string {
+// previousFingerprint is the payload fingerprint of earlier versions of
+// fleet, which records of the previous layout hold (see [PreviousKey]): the
+// type, subject, data content type and data, byte for byte, each
+// length-prefixed, 16 hex characters of xxhash64. Claims compare it with
+// such a record; new records hold handlers.Fingerprint.
+func previousFingerprint(ev *handlers.Event) string {
 	var d xxhash.Digest
 	d.Reset()
 	var n [8]byte

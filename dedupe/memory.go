@@ -24,10 +24,9 @@ import (
 type Memory struct {
 	cfg    Config
 	now    func() time.Time
-	prefix string
+	owners *Owners
 
 	mu      sync.Mutex
-	seq     uint64
 	records map[string]*memRecord
 	strs    map[string]string
 	hashes  map[string]map[string]string
@@ -53,11 +52,8 @@ func NewMemory(cfg Config, now func() time.Time) *Memory {
 	if now == nil {
 		now = time.Now
 	}
-	// crypto/rand does not fail on any supported platform (since Go 1.24 it
-	// crashes the program instead of returning an error).
-	prefix, _ := ownerPrefix()
 	return &Memory{
-		cfg: cfg, now: now, prefix: prefix,
+		cfg: cfg, now: now, owners: NewOwners(),
 		records: map[string]*memRecord{},
 		strs:    map[string]string{},
 		hashes:  map[string]map[string]string{},
@@ -75,7 +71,8 @@ func (m *Memory) record(key string, now time.Time) *memRecord {
 	return r
 }
 
-// ClaimBatch implements Store.
+// ClaimBatch implements Store. It has no records of the previous layout:
+// Claim.PreviousKey is not consulted.
 func (m *Memory) ClaimBatch(_ context.Context, claims []Claim) ([]ClaimResult, error) {
 	for i, c := range claims {
 		if c.Key == "" {
@@ -87,35 +84,43 @@ func (m *Memory) ClaimBatch(_ context.Context, claims []Claim) ([]ClaimResult, e
 	now := m.now()
 	out := make([]ClaimResult, len(claims))
 	for i, c := range claims {
-		m.seq++
-		owner := m.prefix + strconv.FormatUint(m.seq, 36)
-		r := m.record(c.Key, now)
-		switch {
-		case r == nil:
-			r = &memRecord{state: 'p', fence: 1, attempts: 1}
-			m.records[c.Key] = r
-		case r.state == 'd':
-			if r.fp != c.Fingerprint {
-				out[i] = ClaimResult{Outcome: Conflict}
-			} else {
-				out[i] = ClaimResult{Outcome: Duplicate, Result: r.result}
-			}
-			continue
-		case r.state == 'p' && r.deadline.After(now):
-			out[i] = ClaimResult{Outcome: Busy, RetryAfter: r.deadline.Sub(now)}
-			continue
-		default:
-			out[i].TakenOver = r.state == 'p'
-			r.fence++
-			r.attempts++
-			r.state = 'p'
+		owner := c.Owner
+		if owner == "" {
+			owner = m.owners.Next()
 		}
-		r.owner, r.deadline, r.fp, r.expires = owner, now.Add(m.cfg.Lease), c.Fingerprint, now.Add(m.cfg.Retention)
-		out[i].Outcome = Acquired
-		out[i].Lease = Lease{Key: c.Key, Owner: owner, Fence: r.fence}
-		out[i].Attempts = r.attempts
+		out[i] = m.claim(c, owner, now)
 	}
 	return out, nil
+}
+
+// claim answers one claim, as claimScript does.
+func (m *Memory) claim(c Claim, owner string, now time.Time) ClaimResult {
+	r := m.record(c.Key, now)
+	var res ClaimResult
+	switch {
+	case r == nil:
+		r = &memRecord{state: 'p', fence: 1, attempts: 1, fp: c.Fingerprint}
+		m.records[c.Key] = r
+	case r.fp != c.Fingerprint:
+		return ClaimResult{Outcome: Conflict}
+	case r.state == 'd':
+		return ClaimResult{Outcome: Duplicate, Result: r.result}
+	case r.state == 'p' && r.owner == owner:
+		// The same claim, sent again.
+		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: c.Key, Owner: owner, Fence: r.fence}, Attempts: r.attempts}
+	case r.state == 'p' && r.deadline.After(now):
+		return ClaimResult{Outcome: Busy, RetryAfter: r.deadline.Sub(now)}
+	default:
+		res.TakenOver = r.state == 'p'
+		r.fence++
+		r.attempts++
+		r.state = 'p'
+	}
+	r.owner, r.deadline, r.expires = owner, now.Add(m.cfg.Lease), now.Add(m.cfg.Retention)
+	res.Outcome = Acquired
+	res.Lease = Lease{Key: c.Key, Owner: owner, Fence: r.fence}
+	res.Attempts = r.attempts
+	return res
 }
 
 // owned returns the record if lease still owns it.
@@ -151,6 +156,10 @@ func (m *Memory) CompleteBatch(_ context.Context, completions []Completion) ([]e
 	now := m.now()
 	out := make([]error, len(completions))
 	for i, c := range completions {
+		if err := checkBound(&c); err != nil {
+			out[i] = err // as Redis: checked before anything else
+			continue
+		}
 		if r := m.record(c.Lease.Key, now); r != nil && r.state == 'd' && r.fence == c.Lease.Fence {
 			continue // our own completion, repeated
 		}
@@ -175,6 +184,15 @@ func (m *Memory) CompleteBatch(_ context.Context, completions []Completion) ([]e
 
 // Release implements Store.
 func (m *Memory) Release(_ context.Context, l Lease) error {
+	return m.release(l, false)
+}
+
+// Unclaim implements Store.
+func (m *Memory) Unclaim(_ context.Context, l Lease) error {
+	return m.release(l, true)
+}
+
+func (m *Memory) release(l Lease, unrun bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -186,6 +204,9 @@ func (m *Memory) Release(_ context.Context, l Lease) error {
 		return ErrLeaseLost
 	}
 	r.state, r.owner, r.deadline, r.expires = 'r', "", time.Time{}, now.Add(m.cfg.Retention)
+	if unrun && r.attempts > 0 {
+		r.attempts--
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +33,7 @@ import (
 type Redis struct {
 	c      redis.UniversalClient
 	cfg    Config
-	prefix string
-	seq    atomic.Uint64
+	owners *Owners
 	trips  atomic.Uint64
 
 	// The config as script arguments, boxed once rather than per call.
@@ -54,14 +54,10 @@ func NewRedis(c redis.UniversalClient, cfg Config) (*Redis, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dedupe config: %w", err)
 	}
-	prefix, err := ownerPrefix()
-	if err != nil {
-		return nil, err
-	}
 	return &Redis{
 		c:           c,
 		cfg:         cfg,
-		prefix:      prefix,
+		owners:      NewOwners(),
 		leaseMS:     cfg.Lease.Milliseconds(),
 		retentionMS: cfg.Retention.Milliseconds(),
 		claim:       redis.NewScript(claimScript),
@@ -147,14 +143,59 @@ func maxmemoryPolicy(ctx context.Context, c redis.Cmdable) (string, error) {
 	return p, nil
 }
 
+// Replicas returns how many replicas the master has connected (INFO
+// replication, connected_slaves); on a cluster, the fewest any master has.
+// Completions reach replicas only when Config.MinReplicas asks for them.
+func (s *Redis) Replicas(ctx context.Context) (int, error) {
+	cc, ok := s.c.(*redis.ClusterClient)
+	if !ok {
+		return connectedReplicas(ctx, s.c)
+	}
+	var mu sync.Mutex
+	fewest := -1
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		n, err := connectedReplicas(ctx, c)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		if fewest < 0 || n < fewest {
+			fewest = n
+		}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return max(fewest, 0), nil
+}
+
+func connectedReplicas(ctx context.Context, c redis.Cmdable) (int, error) {
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, fmt.Errorf("info replication: %w", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return 0, fmt.Errorf("info replication: connected_slaves %q", v)
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("info replication: no connected_slaves in the answer")
+}
+
 // RoundTrips counts the pipelines sent to Redis, NOSCRIPT resends included
 // (SCRIPT LOAD is not counted). On a cluster a pipeline is one round trip per
 // node it touches.
 func (s *Redis) RoundTrips() uint64 { return s.trips.Load() }
 
-// ClaimBatch claims events in one round trip. Every claim gets an owner token
-// of its own, so two claims of one key in a batch are two owners (the second
-// one finds the first Busy).
+// ClaimBatch claims events in one round trip. Every claim has an owner token
+// of its own (Claim.Owner, or one the store makes), so two claims of one key
+// in a batch are two owners (the second one finds the first Busy).
 //
 // A claim the store cannot answer (an empty key, a record key that holds
 // something other than a record) fails the whole batch with an error that
@@ -168,23 +209,24 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 		if c.Key == "" {
 			return nil, fmt.Errorf("claim batch: item %d: %w: empty key", i, ErrInvalid)
 		}
-		owners[i] = s.owner()
+		owners[i] = c.Owner
+		if owners[i] == "" {
+			owners[i] = s.owners.Next()
+		}
 	}
-	return s.claimBatch(ctx, claims, owners)
-}
-
-// claimBatch claims with the given owner tokens; a test calls it twice with
-// the same tokens to see a re-sent claim.
-func (s *Redis) claimBatch(ctx context.Context, claims []Claim, owners []string) ([]ClaimResult, error) {
 	groups := s.group(indices(len(claims)), func(i int) string { return claims[i].Key })
-	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
+	chunks, err := s.run(ctx, s.c.Pipeline, groups, 0, func(p redis.Pipeliner, items []int) *redis.Cmd {
 		n := len(items)
-		cmd := evalshaN(s.claim, n, 2+2*n)
-		keys, args := cmd[3:3+n], cmd[3+n:]
+		cmd := evalshaN(s.claim, 2*n, 2+3*n)
+		keys, args := cmd[3:3+2*n], cmd[3+2*n:]
 		args[0], args[1] = s.leaseMS, s.retentionMS
 		for j, i := range items {
-			keys[j] = claims[i].Key
-			args[2+2*j], args[3+2*j] = owners[i], claims[i].Fingerprint
+			c := &claims[i]
+			keys[2*j], keys[2*j+1] = c.Key, c.Key
+			if c.PreviousKey != "" {
+				keys[2*j+1] = c.PreviousKey
+			}
+			args[2+3*j], args[3+3*j], args[4+3*j] = owners[i], c.Fingerprint, c.PreviousFingerprint
 		}
 		return queue(ctx, p, cmd)
 	})
@@ -260,7 +302,7 @@ func (s *Redis) ExtendBatch(ctx context.Context, leases []Lease) ([]error, error
 	if len(leases) == 0 {
 		return nil, nil
 	}
-	chunks, err := s.run(ctx, singles(len(leases)), func(p redis.Pipeliner, items []int) *redis.Cmd {
+	chunks, err := s.run(ctx, s.c.Pipeline, singles(len(leases)), 0, func(p redis.Pipeliner, items []int) *redis.Cmd {
 		l := &leases[items[0]]
 		return queue(ctx, p, evalsha(s.extend, l.Key, l.Owner, l.Fence, s.leaseMS, s.retentionMS))
 	})
@@ -278,9 +320,15 @@ func (s *Redis) ExtendBatch(ctx context.Context, leases []Lease) ([]error, error
 // effects. Per item: nil (done, now or by this same completion before),
 // ErrLeaseLost (refused, nothing applied), or an error wrapping ErrInvalid
 // (an effect that cannot apply, such as INCRBY on a key that holds no
-// integer, or keys of several slots on a cluster; nothing applied and the
-// lease is still held, so the caller may release it or complete without the
-// effects).
+// integer, or on a key not bound to the event's aggregate; nothing applied
+// and the lease is still held, so the caller may release it or complete
+// without the effects).
+//
+// With Config.MinReplicas, the call succeeds only once every completion it
+// wrote has reached that many replicas (WAIT, on every node the batch
+// touched); otherwise it fails with an error wrapping ErrNotReplicated, and
+// the caller must not count the events as finished: it repeats the call,
+// which is safe.
 func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]error, error) {
 	if len(completions) == 0 {
 		return nil, nil
@@ -288,16 +336,23 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 	out := make([]error, len(completions))
 	send := make([]int, 0, len(completions))
 	for i := range completions {
-		if err := s.sameSlot(&completions[i]); err != nil {
+		if err := checkBound(&completions[i]); err != nil {
 			out[i] = err
 			continue
 		}
 		send = append(send, i)
 	}
 	groups := s.group(send, func(i int) string { return completions[i].Lease.Key })
-	chunks, err := s.run(ctx, groups, func(p redis.Pipeliner, items []int) *redis.Cmd {
+	call := func(p redis.Pipeliner, items []int) *redis.Cmd {
 		return queue(ctx, p, s.completionCmd(completions, items))
-	})
+	}
+	var chunks []chunk
+	var err error
+	if cc, ok := s.c.(*redis.ClusterClient); ok && s.cfg.MinReplicas > 0 {
+		chunks, err = s.runOnMasters(ctx, cc, groups, func(i int) string { return completions[i].Lease.Key }, call)
+	} else {
+		chunks, err = s.run(ctx, s.c.Pipeline, groups, s.cfg.MinReplicas, call)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("complete batch: %w", err)
 	}
@@ -336,8 +391,18 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 // acquires it at once. ErrLeaseLost means it was no longer ours; any other
 // error means the store could not be asked, and the lease expires by itself.
 func (s *Redis) Release(ctx context.Context, l Lease) error {
-	chunks, err := s.run(ctx, singles(1), func(p redis.Pipeliner, _ []int) *redis.Cmd {
-		return queue(ctx, p, evalsha(s.release, l.Key, l.Owner, l.Fence, s.retentionMS))
+	return s.releaseLease(ctx, l, "0")
+}
+
+// Unclaim is Release for a claim whose handler never ran: the attempt it
+// counted is given back.
+func (s *Redis) Unclaim(ctx context.Context, l Lease) error {
+	return s.releaseLease(ctx, l, "1")
+}
+
+func (s *Redis) releaseLease(ctx context.Context, l Lease, unrun string) error {
+	chunks, err := s.run(ctx, s.c.Pipeline, singles(1), 0, func(p redis.Pipeliner, _ []int) *redis.Cmd {
+		return queue(ctx, p, evalsha(s.release, l.Key, l.Owner, l.Fence, s.retentionMS, unrun))
 	})
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
@@ -511,39 +576,36 @@ func (s *Redis) group(items []int, key func(i int) string) [][]int {
 	return groups
 }
 
-// sameSlot refuses, on a cluster, a completion whose effect keys are not all
-// in the slot of its record: one script cannot apply them atomically.
-func (s *Redis) sameSlot(c *Completion) error {
-	if _, ok := s.c.(*redis.ClusterClient); !ok {
-		return nil
-	}
-	want := slot(c.Lease.Key)
-	for _, op := range c.Effects {
-		if slot(op.Key) != want {
-			return fmt.Errorf("%w: effect key %s is not in the hash slot of %s: give it the record's hash tag", ErrInvalid, op.Key, c.Lease.Key)
-		}
-	}
-	return nil
-}
-
-// run sends one script call per group of items, all in one pipeline, and
-// returns the answered calls. A call answered NOSCRIPT did not run: it is
-// resent once the scripts are loaded again. A call of several items that
-// failed as a whole with an error about the call (a runtime error in the
+// run sends one script call per group of items, all in one pipeline from
+// pipe, and returns the answered calls. A call answered NOSCRIPT did not run:
+// it is resent once the scripts are loaded again. A call of several items
+// that failed as a whole with an error about the call (a runtime error in the
 // script, a wrong type) is resent item by item, so that each item gets its
 // own answer; resending is safe, since every script is. Any other error (the
-// connection, a timeout, LOADING, OOM, READONLY …) fails the batch: the
-// store fails closed.
-func (s *Redis) run(ctx context.Context, groups [][]int, call func(p redis.Pipeliner, items []int) *redis.Cmd) ([]chunk, error) {
+// connection, a timeout, LOADING, OOM, READONLY, MOVED …) fails the batch:
+// the store fails closed.
+//
+// With replicas above 0, every pipeline ends with a WAIT on its connection
+// (which carried its writes), and a WAIT that hears from fewer replicas
+// fails the call with a ReplicationError once every answer is read.
+func (s *Redis) run(ctx context.Context, pipe func() redis.Pipeliner, groups [][]int, replicas int, call func(p redis.Pipeliner, items []int) *redis.Cmd) ([]chunk, error) {
 	done := make([]chunk, 0, len(groups))
 	pending := make([]chunk, len(groups))
 	for i, g := range groups {
 		pending[i].items = g
 	}
+	var short error
 	for reloads := 0; len(pending) > 0; {
-		p := s.c.Pipeline()
+		p := pipe()
 		for i := range pending {
 			pending[i].cmd = call(p, pending[i].items)
+		}
+		var wait *redis.IntCmd
+		if replicas > 0 {
+			// Pipeliner has no Wait method: WAIT is sent as a plain
+			// command, read within the client's read timeout.
+			wait = redis.NewIntCmd(ctx, "wait", replicas, s.cfg.ReplicaTimeout.Milliseconds())
+			_ = p.Process(ctx, wait)
 		}
 		_, _ = p.Exec(ctx) // errors are read per command below
 		s.trips.Add(1)
@@ -566,6 +628,14 @@ func (s *Redis) run(ctx context.Context, groups [][]int, call func(p redis.Pipel
 				return nil, err
 			}
 		}
+		if wait != nil {
+			switch n, err := wait.Result(); {
+			case err != nil:
+				return nil, fmt.Errorf("wait for replicas: %w", err)
+			case n < int64(replicas):
+				short = &ReplicationError{Want: replicas, Got: int(n), Timeout: s.cfg.ReplicaTimeout}
+			}
+		}
 		if noscript != nil {
 			if reloads == 2 {
 				return nil, fmt.Errorf("scripts missing after reload: %w", noscript)
@@ -577,7 +647,56 @@ func (s *Redis) run(ctx context.Context, groups [][]int, call func(p redis.Pipel
 		}
 		pending = next
 	}
+	if short != nil {
+		return nil, short
+	}
 	return done, nil
+}
+
+// runOnMasters is run on a cluster when completions must reach replicas:
+// WAIT counts the writes of its own connection, and a cluster pipeline sends
+// each node's commands on a connection the caller cannot address, so the
+// groups are sent to each master through its own client, each pipeline
+// ending with a WAIT. A slot that moved meanwhile (MOVED, ASK) fails the
+// call after the cluster's view is reloaded: the caller repeats it.
+func (s *Redis) runOnMasters(ctx context.Context, cc *redis.ClusterClient, groups [][]int, key func(i int) string, call func(p redis.Pipeliner, items []int) *redis.Cmd) ([]chunk, error) {
+	type node struct {
+		c      *redis.Client
+		groups [][]int
+	}
+	nodes := map[string]*node{}
+	var order []string
+	for _, g := range groups {
+		c, err := cc.MasterForKey(ctx, key(g[0]))
+		if err != nil {
+			return nil, err
+		}
+		addr := c.Options().Addr
+		if nodes[addr] == nil {
+			nodes[addr] = &node{c: c}
+			order = append(order, addr)
+		}
+		nodes[addr].groups = append(nodes[addr].groups, g)
+	}
+	results := make([][]chunk, len(order))
+	errs := make([]error, len(order))
+	var wg sync.WaitGroup
+	for i, addr := range order {
+		n := nodes[addr]
+		wg.Go(func() { results[i], errs[i] = s.run(ctx, n.c.Pipeline, n.groups, s.cfg.MinReplicas, call) })
+	}
+	wg.Wait()
+	var out []chunk
+	for i, err := range errs {
+		if err != nil {
+			if redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") {
+				cc.ReloadState(ctx)
+			}
+			return nil, err
+		}
+		out = append(out, results[i]...)
+	}
+	return out, nil
 }
 
 // itemError reports whether err is an error reply about one script call (a
@@ -608,10 +727,4 @@ func replyReason(v []any) any {
 		return v[1]
 	}
 	return "invalid"
-}
-
-// owner returns a new owner token: the store's random prefix and a counter,
-// unique per claim attempt.
-func (s *Redis) owner() string {
-	return s.prefix + strconv.FormatUint(s.seq.Add(1), 36)
 }

@@ -48,48 +48,90 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 `
 
 // claimScript claims a batch: one script call for many records, so that the
-// per-call cost of a script is paid once per batch. KEYS[i] record i; ARGV[1]
-// lease ms, ARGV[2] retention ms, then owner and fingerprint of each record
-// (ARGV[1+2i], ARGV[2+2i]). Claims of one key in one batch run in order.
+// per-call cost of a script is paid once per batch. KEYS[2i-1] record i,
+// KEYS[2i] its record in the previous layout (the record key again when
+// there is none to consult); ARGV[1] lease ms, ARGV[2] retention ms, then
+// owner, fingerprint and previous fingerprint of each record (ARGV[3i],
+// ARGV[3i+1], ARGV[3i+2]). Claims of one key in one batch run in order.
 // Reply: one item per record, {1, fence, attempts, takenover} acquired, or
 // the bare integer 1 for a new record (fence 1, first attempt) | {2, result}
 // duplicate | {3} conflict | {4, ms left} busy | {-1, reason}
 // invalid | {-2, error} the key holds something other than a record.
+//
+// The fingerprint of the first claim stands for the life of the record: a
+// claim with another one is a conflict, whatever the state.
+//
+// A new record first honours the event's record of the previous layout, if
+// there is one with the same payload: done is a duplicate, a live lease is
+// busy; otherwise the new record continues its fence and attempt count and
+// the previous record is deleted (its owner, if any, has lost it). See
+// doc.go, "Upgrades".
+//
 // Safe to repeat: the owner token identifies the call. A re-sent takeover
 // answers TakenOver 0, since the record does not remember how it was taken.
 const claimScript = luaMS + `
-local n = #KEYS
-if not ms(ARGV[1]) or not ms(ARGV[2]) or #ARGV ~= 2 + 2 * n then
+local n = #KEYS / 2
+if not ms(ARGV[1]) or not ms(ARGV[2]) or #KEYS % 2 ~= 0 or #ARGV ~= 2 + 3 * n then
   return redis.error_reply('ERR fleet claim: malformed batch')
 end
 local lease, retention = tonumber(ARGV[1]), ARGV[2]
 local now
-local function deadline()
+local function clock()
   if not now then
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
-  return now + lease
+  return now
 end
-local function claim(key, owner, fp)
+local function create(key, owner, fp, fence, attempts)
+  redis.call('HSET', key, 's', 'p', 'f', fence, 'o', owner, 'l', clock() + lease, 'a', attempts, 'p', fp)
+  redis.call('PEXPIRE', key, retention)
+end
+-- previous answers for a record of the previous layout: a reply when it
+-- decides the claim, else whether there is one to continue, and its fence,
+-- attempts and whether its lease had expired.
+local function previous(prev, fp)
+  local state = redis.pcall('HGET', prev, 's')
+  if type(state) ~= 'string' then return nil, false end
+  local r = redis.call('HMGET', prev, 'f', 'l', 'a', 'p', 'r')
+  if r[4] ~= fp then return {3} end
+  if state == 'd' then return {2, r[5] or ''} end
+  local took = 0
+  if state == 'p' then
+    local left = (tonumber(r[2]) or 0) - clock()
+    if left > 0 then return {4, left} end
+    took = 1
+  elseif state ~= 'r' then
+    return {-1, 'previous record in unknown state ' .. tostring(state)}
+  end
+  return nil, true, math.floor(tonumber(r[1]) or 0), math.floor(tonumber(r[3]) or 0), took
+end
+local function claim(key, prev, owner, fp, prevfp)
   -- Most claims are of new events: one field tells (every record has s).
   local state = redis.pcall('HGET', key, 's')
   if type(state) == 'table' then return {-2, state.err} end
   if not state then
-    redis.call('HSET', key, 's', 'p', 'f', 1, 'o', owner, 'l', deadline(), 'a', 1, 'p', fp)
-    redis.call('PEXPIRE', key, retention)
+    if prev ~= key then
+      local reply, found, f, a, took = previous(prev, prevfp)
+      if reply then return reply end
+      if found then
+        create(key, owner, fp, f + 1, a + 1)
+        redis.call('DEL', prev)
+        return {1, f + 1, a + 1, took}
+      end
+    end
+    create(key, owner, fp, 1, 1)
     return 1
   end
   local r = redis.call('HMGET', key, 'f', 'o', 'l', 'a', 'p', 'r')
-  if state == 'd' then
-    if r[5] ~= fp then return {3} end
-    return {2, r[6] or ''}
-  end
+  if r[5] ~= fp then return {3} end
+  if state == 'd' then return {2, r[6] or ''} end
   if state == 'p' and r[2] == owner then return {1, tonumber(r[1]), tonumber(r[4]), 0} end
-  local dl = deadline()
+  local took = 0
   if state == 'p' then
-    local left = (tonumber(r[3]) or 0) - now
+    local left = (tonumber(r[3]) or 0) - clock()
     if left > 0 then return {4, left} end
+    took = 1
   elseif state ~= 'r' then
     return {-1, 'record in unknown state ' .. tostring(state)}
   end
@@ -98,15 +140,13 @@ local function claim(key, owner, fp)
   end
   local fence = redis.call('HINCRBY', key, 'f', 1)
   local attempts = redis.call('HINCRBY', key, 'a', 1)
-  redis.call('HSET', key, 's', 'p', 'o', owner, 'l', dl, 'p', fp)
+  redis.call('HSET', key, 's', 'p', 'o', owner, 'l', clock() + lease)
   redis.call('PEXPIRE', key, retention)
-  local took = 0
-  if state == 'p' then took = 1 end
   return {1, fence, attempts, took}
 end
 local out = {}
 for i = 1, n do
-  out[i] = claim(KEYS[i], ARGV[1 + 2 * i], ARGV[2 + 2 * i])
+  out[i] = claim(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2])
 end
 return out
 `
@@ -147,7 +187,8 @@ return 1
 // invalid (nothing of it written) | {-2, error} the record key holds
 // something other than a record.
 // Safe to repeat: a record done at this fence answers 1 and applies
-// nothing. An expired lease that nobody took over still completes: the owner
+// nothing (it renews the record's time to live: a write, so that a WAIT
+// after the repeat covers the first completion too). An expired lease that nobody took over still completes: the owner
 // and fence match, so nothing else can have run the event.
 //
 // For each completion, a first pass simulates every op on a shadow of the
@@ -268,7 +309,12 @@ local function complete1(kb, nk, a)
   if type(o) == 'table' then return {-2, o.err} end
   if o ~= owner then
     local r = redis.call('HMGET', rec, 's', 'f')
-    if r[1] == 'd' and r[2] == fence then return 1 end
+    if r[1] == 'd' and r[2] == fence then
+      -- A write, so that a WAIT on this connection also covers the first
+      -- completion, which may have been sent on another one.
+      redis.call('PEXPIRE', rec, retention)
+      return 1
+    end
     return 0
   end
   -- The common effect, a single INCRBY, needs no shadow: a command that
@@ -380,16 +426,19 @@ end
 return out
 `
 
-// releaseScript: KEYS[1] record; ARGV owner, fence, retention ms.
-// Reply 1 released | 0 lost | -1 invalid.
-// Safe to repeat: a record released at this fence answers 1.
+// releaseScript: KEYS[1] record; ARGV owner, fence, retention ms, and '1'
+// to give back the attempt the claim counted (Unclaim: the handler never
+// ran). Reply 1 released | 0 lost | -1 invalid.
+// Safe to repeat: a record released at this fence answers 1, and gives
+// nothing back a second time.
 const releaseScript = luaMS + `
 if not ms(ARGV[3]) then return -1 end
-local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f')
+local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f', 'a')
 if r[1] == 'r' and r[3] == ARGV[2] then return 1 end
 if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 's', 'r')
 redis.call('HDEL', KEYS[1], 'o', 'l')
+if ARGV[4] == '1' and (tonumber(r[4]) or 0) > 0 then redis.call('HINCRBY', KEYS[1], 'a', -1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `

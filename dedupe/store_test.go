@@ -36,8 +36,11 @@ func TestMemoryContract(t *testing.T) {
 				return v
 			},
 			SetString: func(k, v string) {
-				// Stage it through the store itself, as any writer would.
-				r, _ := m.ClaimBatch(context.Background(), []dedupe.Claim{{Key: "setup:" + k, Fingerprint: "x"}})
+				// Stage it through the store itself, as any writer would,
+				// for an event of k's aggregate.
+				tag, _ := handlers.HashTag(k)
+				setup := dedupe.RecordKey(tag, handlers.IdempotencyKey("setup", "setup", k+"="+v))
+				r, _ := m.ClaimBatch(context.Background(), []dedupe.Claim{{Key: setup, Fingerprint: "x"}})
 				_, _ = m.CompleteBatch(context.Background(), []dedupe.Completion{{Lease: r[0].Lease,
 					Effects: []handlers.Op{{Kind: handlers.OpSet, Key: k, Value: v}}}})
 			},
@@ -162,7 +165,8 @@ func TestRedisScriptFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	claims := []dedupe.Claim{{Key: "a", Fingerprint: "x"}, {Key: "b", Fingerprint: "x"}, {Key: "c", Fingerprint: "x"}}
+	key := func(id string) string { return dedupe.Key("g", "acct", "src", id) }
+	claims := []dedupe.Claim{{Key: key("a"), Fingerprint: "x"}, {Key: key("b"), Fingerprint: "x"}, {Key: key("c"), Fingerprint: "x"}}
 	flush()
 	res, err := s.ClaimBatch(ctx, claims)
 	if err != nil {
@@ -175,7 +179,7 @@ func TestRedisScriptFlush(t *testing.T) {
 			t.Fatalf("claim %d: %v", i, r.Outcome)
 		}
 		leases[i] = r.Lease
-		comps[i] = dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "total", Delta: 1}}}
+		comps[i] = dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{acct}total", Delta: 1}}}
 	}
 	flush()
 	if errs, err := s.ExtendBatch(ctx, leases); err != nil || errs[0] != nil {
@@ -190,7 +194,7 @@ func TestRedisScriptFlush(t *testing.T) {
 	if err != nil || errs[0] != nil || errs[1] != nil {
 		t.Fatalf("complete after flush: %v %v", err, errs)
 	}
-	if n, _ := c.Get(ctx, "total").Int64(); n != 2 {
+	if n, _ := c.Get(ctx, "{acct}total").Int64(); n != 2 {
 		t.Fatalf("total = %d, want 2", n)
 	}
 	before := s.RoundTrips()
@@ -210,7 +214,7 @@ func TestRedisBatchCalls(t *testing.T) {
 	ctx := context.Background()
 	claims := make([]dedupe.Claim, 300)
 	for i := range claims {
-		claims[i] = dedupe.Claim{Key: fmt.Sprintf("k%d", i%290), Fingerprint: "fp"}
+		claims[i] = dedupe.Claim{Key: dedupe.Key("g", "acct", "src", fmt.Sprintf("k%d", i%290)), Fingerprint: "fp"}
 	}
 	before := s.RoundTrips()
 	res, err := s.ClaimBatch(ctx, claims)
@@ -230,7 +234,7 @@ func TestRedisBatchCalls(t *testing.T) {
 			t.Fatalf("claim %d: %v, want %v", i, r.Outcome, want)
 		}
 		if r.Outcome == dedupe.Acquired {
-			comps = append(comps, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "total", Delta: int64(i)}}})
+			comps = append(comps, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{acct}total", Delta: int64(i)}}})
 		}
 	}
 	// Item 7's record is overwritten with a string behind the store's back.
@@ -252,7 +256,7 @@ func TestRedisBatchCalls(t *testing.T) {
 			want += int64(i)
 		}
 	}
-	if got, _ := c.Get(ctx, "total").Int64(); got != want {
+	if got, _ := c.Get(ctx, "{acct}total").Int64(); got != want {
 		t.Fatalf("total = %d, want %d", got, want)
 	}
 	if _, err := s.ClaimBatch(ctx, claims[:10]); !errors.Is(err, dedupe.ErrInvalid) {
@@ -260,13 +264,14 @@ func TestRedisBatchCalls(t *testing.T) {
 	}
 }
 
-// TestRedisRecordLayout checks what a done record keeps, its time to live,
-// and reports its memory.
+// TestRedisRecordLayout checks the record key (a contract: a change would
+// lose every record of a running fleet), what a done record keeps, its time
+// to live, and reports its memory.
 func TestRedisRecordLayout(t *testing.T) {
 	s, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Hour})
 	ctx := context.Background()
 	key := dedupe.Key("ledger", "acct-123", "payments-api", "4f6c1d2e-8a9b-4c3d-9e0f-112233445566")
-	if key != "fleet:idem:{acct-123}:ledger:payments-api:4f6c1d2e-8a9b-4c3d-9e0f-112233445566" {
+	if key != "fleet:idem:{acct-123}:SaVXVzEnuvP_ARWBzQmjfA" {
 		t.Fatalf("key layout changed: %s", key)
 	}
 	res, _ := s.ClaimBatch(ctx, []dedupe.Claim{{Key: key, Fingerprint: "0123456789abcdef"}})

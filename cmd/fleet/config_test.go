@@ -47,7 +47,7 @@ func TestRunDefaults(t *testing.T) {
 	if diff := diffConfig(cfg, def); diff != "" {
 		t.Errorf("defaults differ from consumer.DefaultConfig: %s", diff)
 	}
-	if store != (dedupe.Config{Lease: 30 * time.Second, Retention: 24 * time.Hour}) {
+	if store != dedupe.DefaultConfig() {
 		t.Errorf("store config %+v", store)
 	}
 	if addr != "127.0.0.1:6379" {
@@ -63,7 +63,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 		"--session-timeout", "45s", "--drain-timeout", "20s", "--handler-timeout", "5s",
 		"--batch-size", "64", "--max-in-flight", "512", "--max-in-flight-bytes", "1048576", "--heartbeat-interval", "2s",
 		"--commit-interval", "500ms", "--log-level", "debug", "--log-format", "text",
-		"--max-message-bytes", "2048", "--max-headers", "8", "--max-json-depth", "4",
+		"--max-message-bytes", "2048", "--max-headers", "8", "--max-json-depth", "4", "--redis-min-replicas", "2",
 	}
 	env := map[string]string{}
 	for i := 0; i < len(flags); i += 2 {
@@ -81,7 +81,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 	want.HandlerTimeout, want.BatchSize, want.MaxInFlight, want.MaxInFlightBytes = 5*time.Second, 64, 512, 1<<20
 	want.HeartbeatInterval, want.CommitInterval = 2*time.Second, 500*time.Millisecond
 	want.MaxMessageBytes, want.MaxHeaders, want.MaxJSONDepth = 2048, 8, 4
-	wantStore := dedupe.Config{Lease: 12 * time.Second, Retention: 2 * time.Hour}
+	wantStore := dedupe.Config{Lease: 12 * time.Second, Retention: 2 * time.Hour, MinReplicas: 2, ReplicaTimeout: time.Second}
 
 	check := func(t *testing.T, cfg consumer.Config, store dedupe.Config, addr string, err error) {
 		t.Helper()
@@ -177,6 +177,8 @@ func TestRunInvalidConfiguration(t *testing.T) {
 		{"heartbeat too slow", with("--heartbeat-interval", "15s"), []string{"heartbeat interval 15s"}},
 		{"lease too short, once", with("--lease", "50ms"), []string{"lease 50ms: must be at least 100ms"}},
 		{"retention under lease", with("--lease", "1m", "--retention", "30s"), []string{"retention 30s"}},
+		{"retry delays past retention", with("--retry-delays", "1h,1h", "--retention", "90m"), []string{"retry delays add up to 2h0m0s, not less than --retention (1h30m0s)"}},
+		{"negative min replicas", with("--redis-min-replicas=-1"), []string{"redis min replicas -1"}},
 		{"no attempts", with("--attempts", "0"), []string{"attempts 0"}},
 		{"no in-place attempts", with("--in-place-attempts", "0"), []string{"in-place attempts 0"}},
 		{"retry delay not a duration", with("--retry-delays", "1s,soon"), []string{`retry delays "1s,soon": "soon" is not a positive duration`}},

@@ -47,6 +47,7 @@ type runCmd struct {
 	RedisTLSCertFile string   `name:"redis-tls-cert-file" env:"FLEET_REDIS_TLS_CERT_FILE" help:"Client certificate (PEM) for Redis TLS."`
 	RedisTLSKeyFile  string   `name:"redis-tls-key-file" env:"FLEET_REDIS_TLS_KEY_FILE" help:"Client key (PEM) for Redis TLS."`
 	RedisMode        string   `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
+	RedisMinReplicas int      `name:"redis-min-replicas" env:"FLEET_REDIS_MIN_REPLICAS" default:"0" help:"Replicas that must hold an event's completion (Redis WAIT) before its offset may be committed; until they do, fleet commits nothing past it and reports not ready. 0 trusts the master alone: a failover may then lose completions."`
 	HTTPAddr         string   `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz."`
 
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
@@ -101,9 +102,12 @@ func (c *runCmd) consumerConfig() consumer.Config {
 // naming every problem.
 func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error) {
 	cfg := c.consumerConfig()
-	store := dedupe.Config{Lease: c.Lease, Retention: c.Retention}
+	store := dedupe.DefaultConfig()
+	store.Lease, store.Retention, store.MinReplicas = c.Lease, c.Retention, c.RedisMinReplicas
 	var errs []error
-	if _, err := parseDelays(c.RetryDelays); err != nil {
+	if delays, err := parseDelays(c.RetryDelays); err != nil {
+		errs = append(errs, err)
+	} else if err := delaysFitRetention(delays, c.Retention); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := dedupe.ParseRateLimits(c.RateLimits); err != nil {
@@ -222,6 +226,21 @@ func parseDelays(s string) ([]time.Duration, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// delaysFitRetention refuses retry tiers that an event could outlive its
+// idempotency record in: an event whose record expires while it waits in a
+// retry tier starts over (a new fence, a fresh attempt budget, and no
+// memory of its first payload), and a duplicate of it would run again.
+func delaysFitRetention(delays []time.Duration, retention time.Duration) error {
+	var total time.Duration
+	for _, d := range delays {
+		total += d
+	}
+	if total >= retention {
+		return fmt.Errorf("retry delays add up to %v, not less than --retention (%v): an event waiting in a retry tier would outlive its idempotency record; raise --retention or shorten --retry-delays", total, retention)
+	}
+	return nil
 }
 
 // joinUnique joins errs, dropping a line already given (the engine and the
@@ -427,6 +446,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		loaded.Store(true)
 		if !w.skipPolicyCheck {
 			checkPolicy(gctx, log, store)
+			checkReplicas(gctx, log, store, w.store.MinReplicas)
 		}
 		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", served)
 		if w.started != nil {
@@ -476,6 +496,23 @@ func checkPolicy(ctx context.Context, log *slog.Logger, store *dedupe.Redis) {
 	case policy != "noeviction":
 		log.Error("Redis maxmemory-policy is not noeviction: evicted idempotency records let duplicates run again",
 			"maxmemory-policy", policy)
+	}
+}
+
+// checkReplicas warns when completions could be lost to a failover (the
+// master has replicas, and none is waited for), and when fleet waits for
+// more replicas than the master has (it then commits nothing).
+func checkReplicas(ctx context.Context, log *slog.Logger, store *dedupe.Redis, want int) {
+	n, err := store.Replicas(ctx)
+	switch {
+	case err != nil:
+		log.Warn("cannot read how many replicas Redis has", "err", err)
+	case n > 0 && want == 0:
+		log.Warn("Redis has replicas but fleet does not wait for them: a failover may lose completions whose offsets were committed; set --redis-min-replicas (FLEET_REDIS_MIN_REPLICAS)",
+			"replicas", n)
+	case n < want:
+		log.Error("Redis has fewer replicas than --redis-min-replicas: no completion can be confirmed, so no offset moves until they connect",
+			"replicas", n, "min_replicas", want)
 	}
 }
 

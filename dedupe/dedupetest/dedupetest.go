@@ -52,24 +52,29 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		}
 		return errs[0]
 	}
+	// key is the record key of a test event; effect keys carry its hash
+	// tag, {t}.
+	key := func(name string) string {
+		return dedupe.RecordKey("t", handlers.IdempotencyKey("group", "source", name))
+	}
 	incr := func(key string, n int64) []handlers.Op {
 		return []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{t}" + key, Delta: n}}
 	}
 
 	t.Run("new claim then duplicate with result", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "{t}k", "fp")
+		r := claim(t, h, key("k"), "fp")
 		if r.Outcome != dedupe.Acquired || r.Lease.Fence != 1 || r.Attempts != 1 || r.TakenOver {
 			t.Fatalf("first claim: %+v", r)
 		}
 		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr("c", 5), Result: []byte("ok")}); err != nil {
 			t.Fatal(err)
 		}
-		d := claim(t, h, "{t}k", "fp")
+		d := claim(t, h, key("k"), "fp")
 		if d.Outcome != dedupe.Duplicate || string(d.Result) != "ok" {
 			t.Fatalf("after completion: %+v", d)
 		}
-		if c := claim(t, h, "{t}k", "other"); c.Outcome != dedupe.Conflict {
+		if c := claim(t, h, key("k"), "other"); c.Outcome != dedupe.Conflict {
 			t.Fatalf("different fingerprint: %+v", c)
 		}
 		if got := h.Int("{t}c"); got != 5 {
@@ -79,8 +84,8 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("live lease is busy", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		claim(t, h, "{t}k", "fp")
-		b := claim(t, h, "{t}k", "fp")
+		claim(t, h, key("k"), "fp")
+		b := claim(t, h, key("k"), "fp")
 		if b.Outcome != dedupe.Busy || b.RetryAfter <= 0 || b.RetryAfter > cfg.Lease {
 			t.Fatalf("second claim: %+v", b)
 		}
@@ -93,7 +98,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		outcomes := map[dedupe.Outcome]int{}
 		for range 50 {
 			wg.Go(func() {
-				res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{{Key: "{t}hot", Fingerprint: "fp"}})
+				res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{{Key: key("hot"), Fingerprint: "fp"}})
 				if err != nil {
 					t.Error(err)
 					return
@@ -111,9 +116,9 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("takeover fences out the old owner", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		old := claim(t, h, "{t}k", "fp")
-		h.ExpireLease("{t}k")
-		nw := claim(t, h, "{t}k", "fp")
+		old := claim(t, h, key("k"), "fp")
+		h.ExpireLease(key("k"))
+		nw := claim(t, h, key("k"), "fp")
 		if nw.Outcome != dedupe.Acquired || !nw.TakenOver || nw.Lease.Fence <= old.Lease.Fence || nw.Attempts != 2 {
 			t.Fatalf("takeover: %+v (old fence %d)", nw, old.Lease.Fence)
 		}
@@ -140,7 +145,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("completion sent twice applies once", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "{t}k", "fp")
+		r := claim(t, h, key("k"), "fp")
 		c := dedupe.Completion{Lease: r.Lease, Effects: incr("c", 7)}
 		for i := range 2 {
 			if err := complete(t, h, c); err != nil {
@@ -154,7 +159,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("release lets the next attempt in", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "{t}k", "fp")
+		r := claim(t, h, key("k"), "fp")
 		if err := h.Store.Release(ctx, r.Lease); err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +169,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr("c", 9)}); !errors.Is(err, dedupe.ErrLeaseLost) {
 			t.Fatalf("completion after release: %v", err)
 		}
-		n := claim(t, h, "{t}k", "fp")
+		n := claim(t, h, key("k"), "fp")
 		if n.Outcome != dedupe.Acquired || n.TakenOver || n.Lease.Fence != r.Lease.Fence+1 || n.Attempts != 2 {
 			t.Fatalf("claim after release: %+v", n)
 		}
@@ -175,28 +180,28 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("extend keeps the lease", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "{t}k", "fp")
+		r := claim(t, h, key("k"), "fp")
 		for range 3 {
 			errs, err := h.Store.ExtendBatch(ctx, []dedupe.Lease{r.Lease})
 			if err != nil || errs[0] != nil {
 				t.Fatalf("extend: %v %v", err, errs)
 			}
 		}
-		if b := claim(t, h, "{t}k", "fp"); b.Outcome != dedupe.Busy {
+		if b := claim(t, h, key("k"), "fp"); b.Outcome != dedupe.Busy {
 			t.Fatalf("claim under an extended lease: %+v", b)
 		}
 	})
 
 	t.Run("batch answers in order", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		done := claim(t, h, "{t}done", "fp")
+		done := claim(t, h, key("done"), "fp")
 		if err := complete(t, h, dedupe.Completion{Lease: done.Lease}); err != nil {
 			t.Fatal(err)
 		}
-		claim(t, h, "{t}busy", "fp")
+		claim(t, h, key("busy"), "fp")
 		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{
-			{Key: "{t}new", Fingerprint: "fp"}, {Key: "{t}done", Fingerprint: "fp"},
-			{Key: "{t}done", Fingerprint: "x"}, {Key: "{t}busy", Fingerprint: "fp"},
+			{Key: key("new"), Fingerprint: "fp"}, {Key: key("done"), Fingerprint: "fp"},
+			{Key: key("done"), Fingerprint: "x"}, {Key: key("busy"), Fingerprint: "fp"},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -213,7 +218,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		h := newHarness(t, cfg)
 		h.SetString("{t}word", "hello")
 		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{
-			{Key: "{t}a", Fingerprint: "fp"}, {Key: "{t}b", Fingerprint: "fp"}, {Key: "{t}c", Fingerprint: "fp"},
+			{Key: key("a"), Fingerprint: "fp"}, {Key: key("b"), Fingerprint: "fp"}, {Key: key("c"), Fingerprint: "fp"},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -233,7 +238,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if got := h.Int("{t}sum"); got != 5 {
 			t.Fatalf("sum = %d, want 5: each valid completion once, nothing of the invalid one", got)
 		}
-		if b := claim(t, h, "{t}b", "fp"); b.Outcome != dedupe.Busy {
+		if b := claim(t, h, key("b"), "fp"); b.Outcome != dedupe.Busy {
 			t.Fatalf("the refused completion's record should still be processing: %+v", b)
 		}
 	})
@@ -259,7 +264,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 			if c.key == "padded" && h.LooseIntegers {
 				continue
 			}
-			r := claim(t, h, fmt.Sprintf("{t}edge-%d", i), "fp")
+			r := claim(t, h, key(fmt.Sprintf("edge-%d", i)), "fp")
 			err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr(c.key, c.delta)})
 			if c.invalid != errors.Is(err, dedupe.ErrInvalid) || (!c.invalid && err != nil) {
 				t.Fatalf("INCRBY %s %d: %v, want invalid %v", c.key, c.delta, err, c.invalid)
@@ -275,7 +280,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 
 	t.Run("effects", func(t *testing.T) {
 		h := newHarness(t, cfg)
-		r := claim(t, h, "{t}k", "fp")
+		r := claim(t, h, key("k"), "fp")
 		ops := []handlers.Op{
 			{Kind: handlers.OpIncrBy, Key: "{t}n", Delta: 3},
 			{Kind: handlers.OpIncrBy, Key: "{t}n", Delta: -1},
@@ -307,7 +312,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 	t.Run("invalid effect applies nothing", func(t *testing.T) {
 		h := newHarness(t, cfg)
 		h.SetString("{t}word", "hello")
-		r := claim(t, h, "{t}k", "fp")
+		r := claim(t, h, key("k"), "fp")
 		err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{
 			{Kind: handlers.OpIncrBy, Key: "{t}c", Delta: 1},
 			{Kind: handlers.OpIncrBy, Key: "{t}word", Delta: 1},
@@ -318,7 +323,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if got := h.Int("{t}c"); got != 0 {
 			t.Fatalf("a refused completion applied an effect: c=%d", got)
 		}
-		if b := claim(t, h, "{t}k", "fp"); b.Outcome != dedupe.Busy {
+		if b := claim(t, h, key("k"), "fp"); b.Outcome != dedupe.Busy {
 			t.Fatalf("record should still be processing: %+v", b)
 		}
 	})
@@ -329,11 +334,11 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if a == nil {
 			t.Fatal("the store has no Admin")
 		}
-		if _, err := a.Inspect(ctx, "{t}k"); !errors.Is(err, dedupe.ErrNotFound) {
+		if _, err := a.Inspect(ctx, key("k")); !errors.Is(err, dedupe.ErrNotFound) {
 			t.Fatalf("inspect before any claim: %v, want ErrNotFound", err)
 		}
-		r := claim(t, h, "{t}k", "fp")
-		rec, err := a.Inspect(ctx, "{t}k")
+		r := claim(t, h, key("k"), "fp")
+		rec, err := a.Inspect(ctx, key("k"))
 		if err != nil || rec.State != dedupe.StateProcessing || rec.Fence != 1 || rec.Attempts != 1 ||
 			rec.Owner != r.Lease.Owner || rec.Fingerprint != "fp" || rec.LeaseDeadline.IsZero() ||
 			rec.TTL <= 0 || rec.TTL > cfg.Retention {
@@ -342,39 +347,152 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		if err := h.Store.Release(ctx, r.Lease); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := a.ResetAttempts(ctx, "{t}k"); !ok || err != nil {
+		if ok, err := a.ResetAttempts(ctx, key("k")); !ok || err != nil {
 			t.Fatalf("reset a released record: %v, %v", ok, err)
 		}
-		if rec, _ := a.Inspect(ctx, "{t}k"); rec.State != dedupe.StateReleased || rec.Attempts != 0 || rec.Fence != 1 {
+		if rec, _ := a.Inspect(ctx, key("k")); rec.State != dedupe.StateReleased || rec.Attempts != 0 || rec.Fence != 1 {
 			t.Fatalf("reset record %+v: attempts 0, fence kept", rec)
 		}
-		r = claim(t, h, "{t}k", "fp")
+		r = claim(t, h, key("k"), "fp")
 		if r.Outcome != dedupe.Acquired || r.Attempts != 1 || r.Lease.Fence != 2 {
 			t.Fatalf("claim after reset %+v: a fresh budget and a greater fence", r)
 		}
 		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Result: []byte("ok")}); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := a.ResetAttempts(ctx, "{t}k"); ok || err != nil {
+		if ok, err := a.ResetAttempts(ctx, key("k")); ok || err != nil {
 			t.Fatalf("reset a done record: %v, %v; want false", ok, err)
 		}
-		if rec, _ := a.Inspect(ctx, "{t}k"); rec.State != dedupe.StateDone || string(rec.Result) != "ok" || !rec.LeaseDeadline.IsZero() {
+		if rec, _ := a.Inspect(ctx, key("k")); rec.State != dedupe.StateDone || string(rec.Result) != "ok" || !rec.LeaseDeadline.IsZero() {
 			t.Fatalf("done record %+v", rec)
 		}
-		if ok, err := a.Forget(ctx, "{t}k"); !ok || err != nil {
+		if ok, err := a.Forget(ctx, key("k")); !ok || err != nil {
 			t.Fatalf("forget: %v, %v", ok, err)
 		}
-		if ok, _ := a.Forget(ctx, "{t}k"); ok {
+		if ok, _ := a.Forget(ctx, key("k")); ok {
 			t.Fatal("forgot a record twice")
 		}
-		if _, err := a.Inspect(ctx, "{t}k"); !errors.Is(err, dedupe.ErrNotFound) {
+		if _, err := a.Inspect(ctx, key("k")); !errors.Is(err, dedupe.ErrNotFound) {
 			t.Fatalf("inspect after forget: %v", err)
 		}
-		if r := claim(t, h, "{t}k", "fp"); r.Outcome != dedupe.Acquired {
+		if r := claim(t, h, key("k"), "fp"); r.Outcome != dedupe.Acquired {
 			t.Fatalf("claim after forget: %v, want the event to run again", r.Outcome)
 		}
-		if ok, _ := a.ResetAttempts(ctx, "{t}missing"); ok {
+		if ok, _ := a.ResetAttempts(ctx, key("missing")); ok {
 			t.Fatal("reset a missing record")
+		}
+	})
+
+	t.Run("the first payload stands in every state", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		r := claim(t, h, key("k"), "first")
+		if c := claim(t, h, key("k"), "second"); c.Outcome != dedupe.Conflict {
+			t.Fatalf("another payload while processing: %v, want conflict", c.Outcome)
+		}
+		h.ExpireLease(key("k"))
+		if c := claim(t, h, key("k"), "second"); c.Outcome != dedupe.Conflict {
+			t.Fatalf("another payload after the lease expired: %v, want conflict, not a takeover", c.Outcome)
+		}
+		nw := claim(t, h, key("k"), "first")
+		if nw.Outcome != dedupe.Acquired || !nw.TakenOver {
+			t.Fatalf("the first payload after the lease expired: %+v, want a takeover", nw)
+		}
+		if err := h.Store.Release(ctx, nw.Lease); err != nil {
+			t.Fatal(err)
+		}
+		if c := claim(t, h, key("k"), "second"); c.Outcome != dedupe.Conflict {
+			t.Fatalf("another payload while released: %v, want conflict", c.Outcome)
+		}
+		again := claim(t, h, key("k"), "first")
+		if again.Outcome != dedupe.Acquired || again.Lease.Fence <= nw.Lease.Fence {
+			t.Fatalf("the first payload after release: %+v", again)
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: again.Lease}); err != nil {
+			t.Fatal(err)
+		}
+		if c := claim(t, h, key("k"), "second"); c.Outcome != dedupe.Conflict {
+			t.Fatalf("another payload when done: %v, want conflict", c.Outcome)
+		}
+		if a := h.Admin; a != nil {
+			if got, _ := a.Inspect(ctx, key("k")); got.Fingerprint != "first" {
+				t.Fatalf("fingerprint %q, want the first payload's", got.Fingerprint)
+			}
+		}
+		_ = r
+	})
+
+	t.Run("a claim sent again with its owner token is the same claim", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		c := dedupe.Claim{Key: key("k"), Owner: "resent-owner", Fingerprint: "fp"}
+		var first dedupe.ClaimResult
+		for i := range 3 {
+			res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res[0]
+			if r.Outcome != dedupe.Acquired || r.Lease.Owner != "resent-owner" || r.Attempts != 1 || r.Lease.Fence != 1 {
+				t.Fatalf("claim sent %d times: %+v, want the same claim: acquired, fence 1, one attempt", i+1, r)
+			}
+			first = r
+		}
+		if b := claim(t, h, key("k"), "fp"); b.Outcome != dedupe.Busy {
+			t.Fatalf("another owner: %v, want busy", b.Outcome)
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: first.Lease}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("unclaim gives the attempt back", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		r := claim(t, h, key("k"), "fp")
+		for i := range 2 {
+			if err := h.Store.Unclaim(ctx, r.Lease); err != nil {
+				t.Fatalf("unclaim %d: %v", i+1, err)
+			}
+		}
+		n := claim(t, h, key("k"), "fp")
+		if n.Outcome != dedupe.Acquired || n.Attempts != 1 || n.Lease.Fence != 2 || n.TakenOver {
+			t.Fatalf("claim after unclaim: %+v, want attempt 1 again and a greater fence", n)
+		}
+		if err := h.Store.Unclaim(ctx, r.Lease); !errors.Is(err, dedupe.ErrLeaseLost) {
+			t.Fatalf("unclaim of a claim no longer ours: %v, want ErrLeaseLost", err)
+		}
+		if err := h.Store.Release(ctx, n.Lease); err != nil {
+			t.Fatal(err)
+		}
+		if n := claim(t, h, key("k"), "fp"); n.Attempts != 2 {
+			t.Fatalf("after a release: attempts %d, want 2: a release keeps the attempt", n.Attempts)
+		}
+	})
+
+	t.Run("effects are bound to the aggregate", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		for i, effect := range []string{"{other}c", "c", "x{}{t}c", "{T}c", "{t"} {
+			r := claim(t, h, key(fmt.Sprintf("bound-%d", i)), "fp")
+			err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{
+				{Kind: handlers.OpIncrBy, Key: "{t}c", Delta: 1},
+				{Kind: handlers.OpIncrBy, Key: effect, Delta: 1},
+			}})
+			if !errors.Is(err, dedupe.ErrInvalid) {
+				t.Fatalf("effect on %q for aggregate t: %v, want ErrInvalid", effect, err)
+			}
+		}
+		if got := h.Int("{t}c"); got != 0 {
+			t.Fatalf("a refused completion applied an effect: %d", got)
+		}
+		r := claim(t, h, key("ok"), "fp")
+		if err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: incr("c", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		// An aggregate with a '}' can bind no key: Redis would read its
+		// keys' hash tag short.
+		odd := dedupe.RecordKey("a}b", handlers.IdempotencyKey("group", "source", "odd"))
+		r = claim(t, h, odd, "fp")
+		err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{a}b}c", Delta: 1}}})
+		if !errors.Is(err, dedupe.ErrInvalid) {
+			t.Fatalf("effect for aggregate a}b: %v, want ErrInvalid", err)
 		}
 	})
 }

@@ -12,7 +12,6 @@ package handlertest
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -33,7 +32,7 @@ type Kit struct {
 	state   *State
 	rand    *rand.Rand
 
-	done    map[string]string // identity -> fingerprint
+	done    map[string]string // record (aggregate, identity) -> fingerprint
 	applied map[string]int
 	runs    map[string]int
 	failed  map[string]error
@@ -109,16 +108,28 @@ func (k *Kit) order(events []handlers.Event) []handlers.Event {
 	return append(out, after[len(firsts)]...)
 }
 
-// deliver runs one delivery through the protocol.
+// Group is the consumer group the kit's identities belong to.
+const Group = "handlertest"
+
+// identity names an event as the fleet does: (group, source, id), whatever
+// characters they contain.
+func identity(ev handlers.Event) string { return handlers.IdempotencyKey(Group, ev.Source, ev.ID) }
+
+// deliver runs one delivery through the protocol, as the fleet does: the
+// record is the identity's within its aggregate (a copy under another
+// message key has its own, and can touch only its own key's state), the
+// first payload stands, and effects on keys not bound to the aggregate
+// (handlers.BoundTo) are refused.
 func (k *Kit) deliver(ev handlers.Event) {
-	id := ev.Source + "/" + ev.ID
-	fp := fingerprint(ev)
-	if prev, ok := k.done[id]; ok {
+	id := identity(ev)
+	record := ev.Aggregate() + "\x00" + id
+	fp := handlers.Fingerprint(ev)
+	if prev, ok := k.done[record]; ok {
 		if prev == fp {
 			k.dups++
 			return
 		}
-		k.failed[id+"#conflict"] = fmt.Errorf("conflict: %s reused with another payload", id)
+		k.failed[id+"#conflict"] = fmt.Errorf("conflict: %s/%s reused with another payload", ev.Source, ev.ID)
 		return
 	}
 	k.fence++
@@ -127,8 +138,11 @@ func (k *Kit) deliver(ev handlers.Event) {
 		tx := handlers.NewTx(id, k.fence, attempt)
 		k.runs[id]++
 		if err = k.handler.Handle(context.Background(), ev, tx); err == nil {
-			if err = k.state.apply(tx.Ops()); err == nil {
-				k.done[id] = fp
+			if err = bound(ev, tx.Ops()); err == nil {
+				err = k.state.apply(tx.Ops())
+			}
+			if err == nil {
+				k.done[record] = fp
 				k.applied[id]++
 				delete(k.failed, id)
 				return
@@ -142,14 +156,17 @@ func (k *Kit) deliver(ev handlers.Event) {
 	k.failed[id] = err
 }
 
-// fingerprint identifies a payload as the store does: type, subject,
-// content type and data.
-func fingerprint(ev handlers.Event) string {
-	h := sha256.New()
-	for _, s := range []string{ev.Type, ev.Subject, ev.DataContentType, string(ev.Data)} {
-		_, _ = h.Write([]byte(strconv.Itoa(len(s)) + ":" + s))
+// ErrUnboundEffect is an effect on a key that is not bound to the event's
+// aggregate: the fleet dead-letters such an event as invalid_effect.
+var ErrUnboundEffect = errors.New("effect on a key not bound to the event's aggregate")
+
+func bound(ev handlers.Event, ops []handlers.Op) error {
+	for _, op := range ops {
+		if !handlers.BoundTo(op.Key, ev.Aggregate()) {
+			return fmt.Errorf("%s %s: %w: give it the hash tag {%s}", op.Kind, op.Key, ErrUnboundEffect, ev.Aggregate())
+		}
 	}
-	return string(h.Sum(nil))
+	return nil
 }
 
 // Duplicates counts deliveries acknowledged without a run.
@@ -157,12 +174,12 @@ func (k *Kit) Duplicates() int { return k.dups }
 
 // Runs counts the handler runs of an event (source and id), retries
 // included.
-func (k *Kit) Runs(ev handlers.Event) int { return k.runs[ev.Source+"/"+ev.ID] }
+func (k *Kit) Runs(ev handlers.Event) int { return k.runs[identity(ev)] }
 
 // Err returns why an event failed (its last error: permanent, or retryable
 // past MaxAttempts, or an effect that could not apply), or nil once it is
 // done.
-func (k *Kit) Err(ev handlers.Event) error { return k.failed[ev.Source+"/"+ev.ID] }
+func (k *Kit) Err(ev handlers.Event) error { return k.failed[identity(ev)] }
 
 // AssertAppliedOnce fails the test unless the effects of every given event
 // that succeeded were applied exactly once, and every other event failed
@@ -170,12 +187,12 @@ func (k *Kit) Err(ev handlers.Event) error { return k.failed[ev.Source+"/"+ev.ID
 func (k *Kit) AssertAppliedOnce(events ...handlers.Event) {
 	k.t.Helper()
 	for _, ev := range events {
-		id := ev.Source + "/" + ev.ID
+		id := identity(ev)
 		switch n := k.applied[id]; {
 		case n > 1:
-			k.t.Errorf("%s: effects applied %d times", id, n)
+			k.t.Errorf("%s/%s: effects applied %d times", ev.Source, ev.ID, n)
 		case n == 0 && k.failed[id] == nil:
-			k.t.Errorf("%s: neither applied nor failed", id)
+			k.t.Errorf("%s/%s: neither applied nor failed", ev.Source, ev.ID)
 		}
 	}
 }

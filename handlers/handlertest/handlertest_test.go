@@ -2,6 +2,7 @@ package handlertest_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/fleetworks/fleet/handlers"
@@ -57,4 +58,35 @@ func TestKit(t *testing.T) {
 		t.Fatal("an effect that cannot apply was accepted")
 	}
 	k.AssertState(handlertest.Expect{Key: "h:{a}", Field: "n", Value: "4"}) // all or none
+}
+
+// TestKitIdentity checks that the kit names events as the fleet does:
+// separators in a source or id never make two events one, a copy under
+// another message key can touch only its own key's state, and a JSON
+// payload sent again in another form is the same payload.
+func TestKitIdentity(t *testing.T) {
+	r := handlers.NewRouter()
+	err := r.Register("t", handlers.HandlerFunc(func(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
+		tx.IncrBy("n:{acct}", 1) // bound only to events keyed acct
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := handlertest.New(t, r, 5)
+	json := func(source, id, key, data string) handlers.Event {
+		return handlers.Event{ID: id, Source: source, Type: "t", Key: key, DataContentType: "application/json", Data: []byte(data)}
+	}
+	first := json("api/eu", "7", "acct", `{"a":1,"b":2}`)
+	other := json("api", "eu/7", "acct", `{"a":1,"b":2}`)
+	again := json("api/eu", "7", "acct", `{ "b": 2, "a": 1.0 }`)
+	elsewhere := json("api/eu", "7", "ACCT", `{"a":1,"b":2}`)
+	k.DeliverInOrder(first, other, again, elsewhere)
+	k.AssertState(handlertest.Expect{Key: "n:{acct}", Value: "2"})
+	if k.Duplicates() != 1 {
+		t.Errorf("%d duplicates, want 1: the re-serialised payload", k.Duplicates())
+	}
+	if err := k.Err(elsewhere); !errors.Is(err, handlertest.ErrUnboundEffect) {
+		t.Errorf("a copy under another key: %v, want ErrUnboundEffect", err)
+	}
 }

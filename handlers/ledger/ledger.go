@@ -5,8 +5,11 @@
 // integer. The balance, in integer cents, lives at the Redis key
 // "ledger:{<account>}:balance" and changes only through effects staged on the
 // handler's Tx, so a balance moves exactly once per event. Producers key the
-// Kafka message by the account: the hash tag of the balance key is then the
-// hash tag of the event's idempotency record.
+// Kafka message by the account: the balance key is then bound to the event's
+// aggregate (handlers.BoundTo). A payment whose message key is not its
+// account is refused as a permanent error: a copy of a payment under another
+// key (or none) has its own idempotency record, and must not move the
+// account's balance a second time.
 package ledger
 
 import (
@@ -46,7 +49,7 @@ func Register(r *handlers.Router) error {
 
 // Captured credits the account named in the event.
 func Captured(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
-	p, err := Decode(ev.Data)
+	p, err := decodeFor(ev)
 	if err != nil {
 		return err
 	}
@@ -56,12 +59,25 @@ func Captured(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
 
 // Refunded debits the account named in the event.
 func Refunded(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
-	p, err := Decode(ev.Data)
+	p, err := decodeFor(ev)
 	if err != nil {
 		return err
 	}
 	tx.IncrBy(BalanceKey(p.Account), -p.AmountCents)
 	return nil
+}
+
+// decodeFor decodes a payment event and checks that it is keyed by its
+// account.
+func decodeFor(ev handlers.Event) (Payment, error) {
+	p, err := Decode(ev.Data)
+	if err != nil {
+		return Payment{}, err
+	}
+	if ev.Key != p.Account {
+		return Payment{}, handlers.Permanentf("payment for account %s arrived with message key %q: key payment events by their account", p.Account, ev.Key)
+	}
+	return p, nil
 }
 
 // Decode parses and checks a payment. Every error it returns is permanent: a

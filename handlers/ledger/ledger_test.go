@@ -22,24 +22,34 @@ func TestHandlers(t *testing.T) {
 		data      string
 		wantDelta int64
 		wantKind  handlers.Kind // empty: success
+		key       string        // the message key; acc-1 when empty
 	}{
-		{"capture", ledger.TypeCaptured, `{"account":"acc-1","amount_cents":250}`, 250, ""},
-		{"refund", ledger.TypeRefunded, `{"account":"acc-1","amount_cents":40}`, -40, ""},
-		{"missing account", ledger.TypeCaptured, `{"amount_cents":1}`, 0, handlers.KindPermanent},
-		{"empty account", ledger.TypeCaptured, `{"account":"","amount_cents":1}`, 0, handlers.KindPermanent},
-		{"missing amount", ledger.TypeCaptured, `{"account":"a"}`, 0, handlers.KindPermanent},
-		{"zero amount", ledger.TypeCaptured, `{"account":"a","amount_cents":0}`, 0, handlers.KindPermanent},
-		{"negative amount", ledger.TypeRefunded, `{"account":"a","amount_cents":-5}`, 0, handlers.KindPermanent},
-		{"fractional amount", ledger.TypeCaptured, `{"account":"a","amount_cents":1.5}`, 0, handlers.KindPermanent},
-		{"string amount", ledger.TypeCaptured, `{"account":"a","amount_cents":"100"}`, 0, handlers.KindPermanent},
-		{"overflowing amount", ledger.TypeCaptured, `{"account":"a","amount_cents":99999999999999999999}`, 0, handlers.KindPermanent},
-		{"not json", ledger.TypeCaptured, `nope`, 0, handlers.KindPermanent},
-		{"unknown type", "payment.voided", `{"account":"a","amount_cents":1}`, 0, handlers.KindUnknownType},
+		{"capture", ledger.TypeCaptured, `{"account":"acc-1","amount_cents":250}`, 250, "", ""},
+		{"refund", ledger.TypeRefunded, `{"account":"acc-1","amount_cents":40}`, -40, "", ""},
+		{"keyed by another account", ledger.TypeCaptured, `{"account":"acc-1","amount_cents":1}`, 0, handlers.KindPermanent, "ACC-1"},
+		{"keyed by nothing", ledger.TypeCaptured, `{"account":"acc-1","amount_cents":1}`, 0, handlers.KindPermanent, "-"},
+		{"missing account", ledger.TypeCaptured, `{"amount_cents":1}`, 0, handlers.KindPermanent, ""},
+		{"empty account", ledger.TypeCaptured, `{"account":"","amount_cents":1}`, 0, handlers.KindPermanent, ""},
+		{"missing amount", ledger.TypeCaptured, `{"account":"a"}`, 0, handlers.KindPermanent, ""},
+		{"zero amount", ledger.TypeCaptured, `{"account":"a","amount_cents":0}`, 0, handlers.KindPermanent, ""},
+		{"negative amount", ledger.TypeRefunded, `{"account":"a","amount_cents":-5}`, 0, handlers.KindPermanent, ""},
+		{"fractional amount", ledger.TypeCaptured, `{"account":"a","amount_cents":1.5}`, 0, handlers.KindPermanent, ""},
+		{"string amount", ledger.TypeCaptured, `{"account":"a","amount_cents":"100"}`, 0, handlers.KindPermanent, ""},
+		{"overflowing amount", ledger.TypeCaptured, `{"account":"a","amount_cents":99999999999999999999}`, 0, handlers.KindPermanent, ""},
+		{"not json", ledger.TypeCaptured, `nope`, 0, handlers.KindPermanent, ""},
+		{"unknown type", "payment.voided", `{"account":"a","amount_cents":1}`, 0, handlers.KindUnknownType, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			key := tt.key
+			switch key {
+			case "":
+				key = "acc-1"
+			case "-":
+				key = ""
+			}
 			tx := handlers.NewTx("k", 1, 1)
-			err := r.Handle(context.Background(), handlers.Event{Type: tt.typ, Data: []byte(tt.data)}, tx)
+			err := r.Handle(context.Background(), handlers.Event{ID: "p", Type: tt.typ, Key: key, Data: []byte(tt.data)}, tx)
 			if tt.wantKind != "" {
 				if err == nil {
 					t.Fatalf("want a %s error, got nil", tt.wantKind)

@@ -7,9 +7,10 @@
 // "orders:{<order_id>}:view" with the fields status, customer, total_cents,
 // created_at, paid_at, shipped_at, cancelled_at (RFC 3339 event times) and
 // last_event (the id of the event that made the last transition). Producers
-// key the Kafka message by the order id, so that the view shares the slot
-// of the events' idempotency records and the events of one order run in
-// order.
+// key the Kafka message by the order id, so that the view is bound to the
+// events' aggregate (handlers.BoundTo), shares the slot of their idempotency
+// records, and the events of one order run in order; an event keyed
+// otherwise, or not at all, is refused as a permanent error.
 //
 // The state machine: created → paid → shipped, and created or paid →
 // cancelled. A duplicate (same source and id) never reaches the handler;
@@ -99,7 +100,7 @@ func (p *Projector) Handle(ctx context.Context, ev handlers.Event, tx *handlers.
 	switch {
 	case d.OrderID == "":
 		return handlers.Permanentf("order event without order_id")
-	case ev.Key != "" && ev.Key != d.OrderID:
+	case ev.Key != d.OrderID:
 		return handlers.Permanentf("order %s: the message key %q must be the order id", d.OrderID, ev.Key)
 	case ev.Type == TypeCreated && (d.Customer == "" || d.TotalCents == nil || *d.TotalCents < 0):
 		return handlers.Permanentf("order %s: order.created needs customer and a non-negative total_cents", d.OrderID)

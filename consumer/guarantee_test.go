@@ -1,0 +1,423 @@
+package consumer_test
+
+// Attack tests: each asserts a guarantee the engine should give, end to end
+// over a real broker (kfake) and a real redis-server.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/handlers/ledger"
+)
+
+// paymentFrom is payment with another CloudEvents source.
+func paymentFrom(source, id, account, typ string, cents int64) kafka.Message {
+	m := payment(id, account, typ, cents)
+	for i := range m.Headers {
+		if m.Headers[i].Key == consumer.HeaderSource {
+			m.Headers[i].Value = []byte(source)
+		}
+	}
+	return m
+}
+
+// idCounter counts handler calls (not only successes) per event id.
+type idCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// inc counts a call of id and returns its number, from 1.
+func (c *idCounter) inc(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[id]++
+	return c.n[id]
+}
+
+func (c *idCounter) get(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[id]
+}
+
+// writerFor is a writer of its own to any topic, with the balancer given
+// and room for messages of up to 4 MiB.
+func (e *env) writerFor(name string, balancer kafka.Balancer) *kafka.Writer {
+	tr := &kafka.Transport{}
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(e.brokers...),
+		Topic:        name,
+		Balancer:     balancer,
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: time.Millisecond,
+		BatchBytes:   4 << 20,
+		Transport:    tr,
+	}
+	e.t.Cleanup(func() {
+		w.Close()
+		tr.CloseIdleConnections()
+	})
+	return w
+}
+
+func (e *env) write(w *kafka.Writer, msgs ...kafka.Message) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		e.t.Fatalf("write to %s: %v", w.Topic, err)
+	}
+}
+
+// createTopic creates a topic with a number of partitions.
+func (e *env) createTopic(name string, partitions int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&kafka.Client{Addr: kafka.TCP(e.brokers...), Transport: tr}).CreateTopics(ctx, &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: name, NumPartitions: partitions, ReplicationFactor: 1}},
+	})
+	if err != nil {
+		e.t.Fatalf("create topic %s: %v", name, err)
+	}
+	if err := resp.Errors[name]; err != nil {
+		e.t.Fatalf("create topic %s: %v", name, err)
+	}
+}
+
+func (e *env) balance(account string) int64 {
+	e.t.Helper()
+	return e.balances([]string{account})[account]
+}
+
+// TestIdentityIgnoresMessageKey publishes one event (same source and id,
+// same payload) three times under different Kafka keys: the key is routing,
+// not identity, so the balance moves once.
+func TestIdentityIgnoresMessageKey(t *testing.T) {
+	e := newEnv(t, 1)
+	router, _ := newCountingRouter(t, nil)
+	en := e.start(options{router: router})
+	upper := payment("p1", "acct-1", ledger.TypeCaptured, 100)
+	upper.Key = []byte("ACCT-1")
+	none := payment("p1", "acct-1", ledger.TypeCaptured, 100)
+	none.Key = nil
+	e.publish(payment("p1", "acct-1", ledger.TypeCaptured, 100), upper, none)
+	waitFor(t, 20*time.Second, "the three copies finished", func() bool { return en.finished("") == 3 })
+	if got := e.balance("acct-1"); got != 100 {
+		t.Errorf("balance of acct-1 = %d, want 100: one event (source payments-api, id p1) under three Kafka keys was applied %d times",
+			got, got/100)
+	}
+	if got := en.finished(consumer.OutcomeProcessed); got != 1 {
+		t.Errorf("processed %d copies, want 1 (and 2 duplicates, got %d)", got, en.finished(consumer.OutcomeDuplicate))
+	}
+}
+
+// TestSeparatorsInIdentity publishes two different events whose source and
+// id, joined with a colon, read the same: both must run.
+func TestSeparatorsInIdentity(t *testing.T) {
+	e := newEnv(t, 1)
+	router, _ := newCountingRouter(t, nil)
+	en := e.start(options{router: router})
+	e.publish(
+		paymentFrom("payments-api:eu", "7", "acct-2", ledger.TypeCaptured, 50),
+		paymentFrom("payments-api", "eu:7", "acct-2", ledger.TypeCaptured, 50),
+	)
+	waitFor(t, 20*time.Second, "both events finished", func() bool { return en.finished("") == 2 })
+	if got := e.balance("acct-2"); got != 100 {
+		t.Errorf("balance of acct-2 = %d, want 100: (payments-api:eu, 7) and (payments-api, eu:7) are different events, "+
+			"yet only one was applied (%d processed, %d duplicate)", got,
+			en.finished(consumer.OutcomeProcessed), en.finished(consumer.OutcomeDuplicate))
+	}
+}
+
+// TestFirstPayloadStands fails an event once so that it waits on a retry
+// topic with its claim released; meanwhile its id is reused with another
+// payload. The first payload seen owns the identity: the reuse is the
+// conflict, and the original completes when its retry runs.
+func TestFirstPayloadStands(t *testing.T) {
+	e := newEnv(t, 1)
+	var c idCounter
+	router, _ := newCountingRouter(t, func(_ context.Context, ev handlers.Event) error {
+		if ev.ID == "x" && c.inc(ev.ID) == 1 {
+			return errDownstream // retryable, first run only
+		}
+		return nil
+	})
+	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
+		cfg.InPlaceAttempts = 1
+		cfg.RetryDelays = []time.Duration{time.Second}
+	}})
+	e.publish(payment("x", "acct-3", ledger.TypeCaptured, 10))
+	waitFor(t, 20*time.Second, "the original sent to retry tier 1", func() bool { return en.finished(consumer.OutcomeRetried) == 1 })
+	// The original now waits a second on payments.retry.1, its record
+	// released with its fingerprint.
+	e.publish(payment("x", "acct-3", ledger.TypeCaptured, 999))
+	waitFor(t, 20*time.Second, "the reuse and the retry finished", func() bool { return en.finished("") == 3 })
+
+	if got := e.balance("acct-3"); got != 10 {
+		t.Errorf("balance of acct-3 = %d, want 10: the payload first seen for id x (10 cents) must stand, "+
+			"the 999-cent reuse is a conflict", got)
+	}
+	if got := en.finished(consumer.OutcomeConflict); got != 1 {
+		t.Errorf("%d conflicts, want 1", got)
+	}
+	if got := en.finished(consumer.OutcomeProcessed); got != 1 {
+		t.Errorf("%d processed, want 1", got)
+	}
+	m := e.dlq(1)[0]
+	if p, err := ledger.Decode(m.Value); err != nil || p.AmountCents != 999 || headerValue(m, consumer.HeaderErrorKind) != consumer.ReasonConflict {
+		t.Errorf("the conflict dead letter holds %s (kind %q, from %s), want the 999-cent reuse", m.Value,
+			headerValue(m, consumer.HeaderErrorKind), headerValue(m, consumer.HeaderOriginalTopic))
+	}
+}
+
+// TestQueuedClaimKeepsLease queues an event behind a slow one of its key for
+// longer than the lease: it was claimed when fetched, so its claim must stay
+// its own while it waits. Producer duplicates arriving meanwhile must not
+// take it over, and its handler runs once.
+func TestQueuedClaimKeepsLease(t *testing.T) {
+	e := newEnv(t, 1)
+	var c idCounter
+	slowStarted := make(chan struct{})
+	var once sync.Once
+	router, _ := newCountingRouter(t, func(ctx context.Context, ev handlers.Event) error {
+		c.inc(ev.ID)
+		if ev.ID == "slow" {
+			once.Do(func() { close(slowStarted) })
+			select {
+			case <-time.After(2500 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	const lease = 600 * time.Millisecond
+	en := e.start(options{router: router, lease: lease})
+	e.publish(payment("slow", "acct-4", ledger.TypeCaptured, 10), payment("queued", "acct-4", ledger.TypeCaptured, 20))
+	select {
+	case <-slowStarted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("timed out waiting for the slow handler to start")
+	}
+	// A sleep, not a condition: the attack needs wall time past the lease
+	// of the queued event's claim (made when it was fetched, with the slow
+	// one), and nothing in the engine marks that moment.
+	time.Sleep(2 * lease)
+	dup := payment("queued", "acct-4", ledger.TypeCaptured, 20)
+	e.publish(dup, dup)
+	waitFor(t, 20*time.Second, "all four messages finished", func() bool { return en.finished("") == 4 })
+
+	if n := c.get("queued"); n != 1 {
+		t.Errorf("handler called %d times for the queued event, want 1: its producer duplicates took its claim over", n)
+	}
+	if n := en.value("fleet_store_takeovers_total"); n != 0 {
+		t.Errorf("takeovers = %v, want 0: no owner crashed or stalled", n)
+	}
+	if got := e.balance("acct-4"); got != 30 {
+		t.Errorf("balance of acct-4 = %d, want 30", got)
+	}
+}
+
+// TestRetryTopicsBeyondConfiguredTiers leaves an event on retry tier 2 (as
+// an engine with more tiers would, before a configuration change) and starts
+// engines with fewer tiers: the event must still run.
+func TestRetryTopicsBeyondConfiguredTiers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		delays []time.Duration
+	}{
+		{"one tier", []time.Duration{200 * time.Millisecond}},
+		{"none", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, 1)
+			retry2 := consumer.RetryTopic(topic, 2)
+			e.createTopic(retry2, 1)
+			m := payment("r2", "acct-5", ledger.TypeCaptured, 25)
+			for _, h := range [][2]string{
+				{consumer.HeaderOriginalTopic, topic},
+				{consumer.HeaderOriginalPartition, "0"},
+				{consumer.HeaderOriginalOffset, "0"},
+				{consumer.HeaderConsumerGroup, "ledger"},
+				{consumer.HeaderRetryTier, "2"},
+				{consumer.HeaderNotBefore, time.Now().UTC().Format(time.RFC3339Nano)},
+			} {
+				m.Headers = append(m.Headers, kafka.Header{Key: h[0], Value: []byte(h[1])})
+			}
+			e.write(e.writerFor(retry2, &kafka.Hash{}), m)
+
+			router, _ := newCountingRouter(t, nil)
+			en := e.start(options{router: router, configure: func(cfg *consumer.Config) { cfg.RetryDelays = tc.delays }})
+			// A control event on the source topic: the engine is up and
+			// assigned its partitions once it is processed.
+			e.publish(payment("control", "acct-c", ledger.TypeCaptured, 1))
+			waitFor(t, 20*time.Second, "the control event processed", func() bool { return e.balance("acct-c") == 1 })
+			deadline := time.Now().Add(8 * time.Second)
+			for e.balance("acct-5") != 25 {
+				if time.Now().After(deadline) {
+					t.Fatalf("the event on %s never ran (balance of acct-5 = %d, want 25) with %d retry tiers configured: "+
+						"a retry topic beyond the configured tiers is not read", retry2, e.balance("acct-5"), len(tc.delays))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := en.finished(consumer.OutcomeProcessed); got != 2 {
+				t.Errorf("processed %d, want 2", got)
+			}
+		})
+	}
+}
+
+// TestDeadLetterAtSizeLimit consumes a message within every size limit that
+// cannot be decoded, so big that its dead letter (the value and fleet's
+// headers) would exceed the broker's limit: the dead letter must still be
+// written (without the value) and the partition move on.
+func TestDeadLetterAtSizeLimit(t *testing.T) {
+	e := newEnv(t, 1)
+	// Within fleet's MaxMessageBytes (1 MiB, key+value+headers) and the
+	// broker's max.message.bytes (1048588 for the whole record batch);
+	// fleet's ~10 headers on top of it do not fit.
+	big := kafka.Message{Value: bytes.Repeat([]byte("x"), 1<<20-256)}
+	e.write(e.writerFor(topic, &kafka.Hash{}), big)
+	e.publish(payment("after-big", "acct-6", ledger.TypeCaptured, 6))
+
+	router, _ := newCountingRouter(t, nil)
+	en := e.start(options{router: router})
+	waitFor(t, 20*time.Second, "the event behind processed", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+	deadline := time.Now().Add(12 * time.Second)
+	for e.committed("ledger", 1) != 2 {
+		if time.Now().After(deadline) {
+			var last string
+			if errs := en.Status().LastErrors; len(errs) > 0 {
+				last = errs[0].What + ": " + errs[0].Error
+			}
+			t.Fatalf("committed offset %d, want 2 (the end of the partition): the oversized dead letter is never written "+
+				"(%v publish errors; last: %s)", e.committed("ledger", 1), en.value("fleet_consumer_publish_errors_total"), last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m := e.dlq(1)[0]
+	if len(m.Value) != 0 {
+		t.Errorf("dead letter value of %d bytes, want none", len(m.Value))
+	}
+	want := map[string]string{consumer.HeaderOriginalTopic: topic, consumer.HeaderOriginalPartition: "0", consumer.HeaderOriginalOffset: "0"}
+	for k, v := range want {
+		if got := headerValue(m, k); got != v {
+			t.Errorf("dead letter header %s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+// TestRetryKeepsSourcePartition writes a failing event to a partition its key
+// does not hash to: its retry must stay on that partition number, so that it
+// keeps its place among the events of the partition it came from.
+func TestRetryKeepsSourcePartition(t *testing.T) {
+	e := newEnv(t, 4)
+	const part = 3
+	key := ""
+	for i := 0; key == ""; i++ {
+		k := fmt.Sprintf("acct-7-%d", i)
+		if (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(k)}, 0, 1, 2, 3) != part {
+			key = k
+		}
+	}
+	router, _ := newCountingRouter(t, func(_ context.Context, ev handlers.Event) error { return errDownstream })
+	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
+		cfg.InPlaceAttempts = 1
+		cfg.RetryDelays = []time.Duration{time.Hour}
+	}})
+	w := e.writerFor(topic, kafka.BalancerFunc(func(kafka.Message, ...int) int { return part }))
+	e.write(w, payment("p7", key, ledger.TypeCaptured, 7))
+	waitFor(t, 20*time.Second, "the event sent to retry tier 1", func() bool { return en.finished(consumer.OutcomeRetried) == 1 })
+	m := e.read(consumer.RetryTopic(topic, 1), 1)[0]
+	if got := headerValue(m, consumer.HeaderOriginalPartition); got != strconv.Itoa(part) {
+		t.Fatalf("original partition header %q, want %d (harness check)", got, part)
+	}
+	if m.Partition != part {
+		t.Errorf("retry of an event from %s[%d] written to %s[%d], want partition %d (key %q hashes to %d)",
+			topic, part, m.Topic, m.Partition, part, key, m.Partition)
+	}
+}
+
+// TestRetryGroupCheckedBeforeWait runs two consumer groups on one topic with
+// different retry delays: a group's retry must not wait for another group's
+// message's not-before time on the shared retry topic.
+func TestRetryGroupCheckedBeforeWait(t *testing.T) {
+	e := newEnv(t, 1)
+	failOnce := func(c *idCounter) func(context.Context, handlers.Event) error {
+		return func(_ context.Context, ev handlers.Event) error {
+			if c.inc(ev.ID) == 1 {
+				return errDownstream
+			}
+			return nil
+		}
+	}
+	var slowCalls, fastCalls idCounter
+	slowRouter, _ := newCountingRouter(t, failOnce(&slowCalls))
+	fastRouter, _ := newCountingRouter(t, failOnce(&fastCalls))
+	tiers := func(d time.Duration) func(*consumer.Config) {
+		return func(cfg *consumer.Config) {
+			cfg.InPlaceAttempts = 1
+			cfg.RetryDelays = []time.Duration{d}
+		}
+	}
+	slow := e.start(options{group: "slowgroup", router: slowRouter, configure: tiers(20 * time.Second)})
+	e.publish(payment("a", "acct-8", ledger.TypeCaptured, 8))
+	waitFor(t, 20*time.Second, "slowgroup's retry written", func() bool { return slow.finished(consumer.OutcomeRetried) == 1 })
+	slowDue := time.Now().Add(20 * time.Second)
+
+	fast := e.start(options{group: "fastgroup", router: fastRouter, configure: tiers(200 * time.Millisecond)})
+	waitFor(t, 20*time.Second, "fastgroup's retry written", func() bool { return fast.finished(consumer.OutcomeRetried) == 1 })
+	written := time.Now()
+	deadline := written.Add(10 * time.Second)
+	for fastCalls.get("a") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fastgroup's retry of a (due 200ms after %s) has not run after %v: it waits behind slowgroup's message, due at about %s",
+				written.Format("15:04:05.000"), time.Since(written).Round(time.Millisecond), slowDue.Format("15:04:05.000"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if slowCalls.get("a") != 1 {
+		t.Errorf("slowgroup ran a %d times before its retry was due", slowCalls.get("a"))
+	}
+}
+
+// TestJSONReserialisedIsDuplicate redelivers an event whose JSON data a
+// producer re-serialised (other key order, spaces): same event, so a
+// duplicate, not a conflict.
+func TestJSONReserialisedIsDuplicate(t *testing.T) {
+	e := newEnv(t, 1)
+	router, _ := newCountingRouter(t, nil)
+	en := e.start(options{router: router})
+	e.publish(payment("j1", "acct-9", ledger.TypeCaptured, 100))
+	waitFor(t, 20*time.Second, "the first copy processed", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+	again := payment("j1", "acct-9", ledger.TypeCaptured, 100)
+	again.Value = []byte(`{ "amount_cents": 100, "account": "acct-9" }`)
+	e.publish(again)
+	waitFor(t, 20*time.Second, "the second copy finished", func() bool { return en.finished("") == 2 })
+	if got := en.finished(consumer.OutcomeDuplicate); got != 1 {
+		t.Errorf("the re-serialised copy: %d duplicates, want 1 (%d conflicts, %d dead-lettered): same JSON data, same event",
+			got, en.finished(consumer.OutcomeConflict), en.finished(consumer.OutcomeDeadLettered))
+	}
+	if got := en.finished(consumer.OutcomeConflict) + en.finished(consumer.OutcomeDeadLettered); got != 0 {
+		t.Errorf("%d dead letters, want none", got)
+	}
+	if got := e.balance("acct-9"); got != 100 {
+		t.Errorf("balance of acct-9 = %d, want 100", got)
+	}
+}
