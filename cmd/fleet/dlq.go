@@ -334,6 +334,8 @@ const (
 	replayDone        = "skip: already done"
 	replayUndecodable = "skip: undecodable, fix the producer"
 	replayRepeat      = "skip: the same event is replayed from an earlier dead letter"
+	replayConflict    = "skip: its record holds another payload (the first one stands; fleet keys forget to drop it)"
+	replayGone        = "skip: written without its value, which its original topic no longer holds"
 )
 
 func (c *dlqReplayCmd) Run(stdout io.Writer) error {
@@ -362,7 +364,9 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 		bar = progressbar.NewOptions(len(letters), progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionSetDescription("replaying"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 	}
-	writer := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+	// Each event goes back to the partition it was consumed from, where its
+	// key's live events are, whatever partitioner their producer used.
+	writer := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Balancer: consumer.PartitionBalancer{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: consumer.Transport(c.dialer)}
 	defer writer.Close()
 
@@ -427,19 +431,33 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if c.DryRun {
 		verb, skip = "would replay", "would skip"
 	}
-	_, err = fmt.Fprintf(stdout, "%s %d of %d dead letters; %s %d already done, %d undecodable, %d repeated\n", verb,
-		counts[replayPublish], len(letters), skip, counts[replayDone], counts[replayUndecodable], counts[replayRepeat])
+	_, err = fmt.Fprintf(stdout, "%s %d of %d dead letters; %s %d already done, %d undecodable, %d repeated, %d conflicting, %d without a value\n", verb,
+		counts[replayPublish], len(letters), skip, counts[replayDone], counts[replayUndecodable], counts[replayRepeat],
+		counts[replayConflict], counts[replayGone])
 	return err
 }
 
 // replayOne decides what becomes of one dead letter and, unless this is a
 // dry run, prepares it: a fresh attempt budget for its record, and the
-// message that republishes the event to its original topic with its key,
-// value and headers (nil when there is none to send).
+// message that republishes the event to its original topic and partition
+// with its key, value and headers (nil when there is none to send). A dead
+// letter written without its value (too large for the dead-letter topic)
+// gets it back from the original topic, partition and offset.
 func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *deadLetter, seen map[string]bool) (verdict, to string, msg *kafka.Message, err error) {
 	to = d.OriginalTopic
 	if to == "" {
 		to = strings.TrimSuffix(d.Msg.Topic, ".dlq")
+	}
+	if dropped(d.Msg.Headers, "value") {
+		orig, ok, err := c.original(ctx, d, to)
+		switch {
+		case err != nil:
+			return "", to, nil, fmt.Errorf("fetch the value from %s/%d@%d: %w", to, d.OriginalPartition, d.OriginalOffset, err)
+		case !ok:
+			return replayGone, to, nil, nil
+		}
+		d.Msg.Key, d.Msg.Value, d.Msg.Headers = orig.Key, orig.Value, append(orig.Headers, fleetOwn(d.Msg.Headers)...)
+		d.Event, d.DecodeErr = consumer.Decode(&d.Msg)
 	}
 	if d.DecodeErr != nil {
 		return replayUndecodable, to, nil, nil
@@ -458,6 +476,8 @@ func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *de
 	seen[key] = true
 	rec, err := store.Inspect(ctx, key)
 	switch {
+	case err == nil && rec.Fingerprint != handlers.Fingerprint(d.Event):
+		return replayConflict, to, nil, nil
 	case err == nil && rec.State == dedupe.StateDone:
 		return replayDone, to, nil, nil
 	case err != nil && !errors.Is(err, dedupe.ErrNotFound):
@@ -471,13 +491,77 @@ func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *de
 			return "", to, nil, fmt.Errorf("reset its attempt budget: %w", err)
 		}
 	}
-	msg = &kafka.Message{Topic: to, Key: d.Msg.Key, Value: d.Msg.Value}
+	msg = &kafka.Message{Topic: to, Partition: d.OriginalPartition, Key: d.Msg.Key, Value: d.Msg.Value}
 	for _, h := range d.Msg.Headers {
-		if !strings.HasPrefix(h.Key, "fleet-") {
+		if !strings.HasPrefix(strings.ToLower(h.Key), "fleet-") {
 			msg.Headers = append(msg.Headers, h)
 		}
 	}
 	msg.Headers = append(msg.Headers, kafka.Header{Key: "fleet-replayed-from",
 		Value: fmt.Appendf(nil, "%s/%d/%d", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset)})
 	return replayPublish, to, msg, nil
+}
+
+// dropped reports whether a dead letter lost part to fit its topic
+// (consumer.HeaderDropped).
+func dropped(hs []kafka.Header, part string) bool {
+	for _, h := range hs {
+		if h.Key == consumer.HeaderDropped {
+			for _, p := range strings.Split(string(h.Value), ",") {
+				if p == part {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// fleetOwn returns fleet's own headers of a dead letter.
+func fleetOwn(hs []kafka.Header) []kafka.Header {
+	var out []kafka.Header
+	for _, h := range hs {
+		if strings.HasPrefix(h.Key, "fleet-") {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// original fetches the message a dead letter was made from, at its original
+// partition and offset of topic; ok is false when the topic no longer holds
+// it (retention, compaction).
+func (c *dlqReplayCmd) original(ctx context.Context, d *deadLetter, topic string) (kafka.Message, bool, error) {
+	if d.OriginalPartition < 0 || d.OriginalOffset < 0 {
+		return kafka.Message{}, false, nil
+	}
+	t := consumer.Transport(c.dialer)
+	defer t.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t, Timeout: 10 * time.Second}
+	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		topic: {kafka.FirstOffsetOf(d.OriginalPartition), kafka.LastOffsetOf(d.OriginalPartition)}}})
+	if err != nil {
+		return kafka.Message{}, false, err
+	}
+	for _, p := range offs.Topics[topic] {
+		if p.Partition == d.OriginalPartition && (p.Error != nil || d.OriginalOffset < p.FirstOffset || d.OriginalOffset >= p.LastOffset) {
+			return kafka.Message{}, false, nil
+		}
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.Brokers, Dialer: c.dialer, Topic: topic, Partition: d.OriginalPartition,
+		MinBytes: 1, MaxBytes: 64 << 20, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(d.OriginalOffset); err != nil {
+		return kafka.Message{}, false, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m, err := r.ReadMessage(rctx)
+	if err != nil {
+		return kafka.Message{}, false, err
+	}
+	if m.Offset != d.OriginalOffset {
+		return kafka.Message{}, false, nil // compacted away: the next one came back
+	}
+	return m, true, nil
 }

@@ -22,7 +22,7 @@ type keysCmd struct {
 // recordRef names one idempotency record: by its Redis key, or by the
 // event's group, source, id and key.
 type recordRef struct {
-	Record    string `arg:"" optional:"" help:"The record's Redis key (fleet:idem:{<key>}:<group>:<source>:<id>); or give --group, --source, --id and --key."`
+	Record    string `arg:"" optional:"" help:"The record's Redis key (fleet:idem:{<key>}:<identity>, the identity a digest of group, source and id); or give --group, --source, --id and --key."`
 	Redis     string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (see fleet run --help for the cluster and Sentinel forms)."`
 	RedisMode string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
 	Group     string `env:"FLEET_GROUP" help:"Consumer group the record belongs to."`
@@ -37,7 +37,7 @@ func (r *recordRef) key() (string, error) {
 			return "", configError{errors.New("give the record's Redis key or --source, --id and --key, not both")}
 		}
 		if !strings.HasPrefix(r.Record, "fleet:idem:{") {
-			return "", configError{fmt.Errorf("%q is not an idempotency record key (fleet:idem:{<key>}:<group>:<source>:<id>)", r.Record)}
+			return "", configError{fmt.Errorf("%q is not an idempotency record key (fleet:idem:{<key>}:<identity>, the identity a digest of group, source and id)", r.Record)}
 		}
 		return r.Record, nil
 	}

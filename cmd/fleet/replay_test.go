@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
+	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/handlers/ledger"
+)
+
+// fixedPartition writes every message to one partition.
+type fixedPartition int
+
+func (p fixedPartition) Balance(kafka.Message, ...int) int { return int(p) }
+
+// TestReplayToOriginalPartition replays two dead letters: one whose event
+// was consumed from partition 3, under a key that kafka-go's hash and the
+// Java client's murmur2 both send elsewhere, and one written without its
+// value (too large for the dead-letter topic). The first goes back to
+// partition 3, where its key's live events are; the second gets its value
+// back from the original topic, partition and offset; a worker then applies
+// both.
+func TestReplayToOriginalPartition(t *testing.T) {
+	const partitions = 4
+	c := newCluster(t, partitions)
+	ctx := context.Background()
+	key := keyAwayFrom(t, 3, partitions)
+	live := demo.Event("r-live", key, ledger.TypeCaptured, fmt.Sprintf(`{"account":%q,"amount_cents":5}`, key))
+	big := demo.Event("r-big", "acct-big", ledger.TypeCaptured, `{"account":"acct-big","amount_cents":7}`)
+
+	// The original of the value-less dead letter, on partition 1.
+	w1 := &kafka.Writer{Addr: kafka.TCP(c.brokers...), Balancer: fixedPartition(1), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
+		AllowAutoTopicCreation: true}
+	defer w1.Close()
+	if err := w1.WriteMessages(ctx, kafka.Message{Topic: e2eTopic, Key: big.Key, Value: big.Value, Headers: big.Headers}); err != nil {
+		t.Fatal(err)
+	}
+	origin := func(partition int, offset int64, extra ...kafka.Header) []kafka.Header {
+		return append([]kafka.Header{
+			{Key: consumer.HeaderOriginalTopic, Value: []byte(e2eTopic)},
+			{Key: consumer.HeaderOriginalPartition, Value: []byte(strconv.Itoa(partition))},
+			{Key: consumer.HeaderOriginalOffset, Value: []byte(strconv.FormatInt(offset, 10))},
+			{Key: consumer.HeaderConsumerGroup, Value: []byte("ledger-e2e")},
+			{Key: consumer.HeaderErrorKind, Value: []byte(consumer.ReasonPermanent)},
+		}, extra...)
+	}
+	letters := []kafka.Message{
+		{Topic: consumer.DeadLetterTopic(e2eTopic), Key: live.Key, Value: live.Value, Headers: append(live.Headers, origin(3, 41)...)},
+		{Topic: consumer.DeadLetterTopic(e2eTopic), Key: big.Key, Headers: append(big.Headers,
+			origin(1, 0, kafka.Header{Key: consumer.HeaderDropped, Value: []byte("value")})...)},
+	}
+	if err := w1.WriteMessages(ctx, letters...); err != nil {
+		t.Fatal(err)
+	}
+
+	out := fleetOut(t, false, "dlq", "replay", "--brokers", strings.Join(c.brokers, ","), "--topic", e2eTopic, "--redis", c.redis.URL())
+	if !strings.Contains(out, "replayed 2 of 2 dead letters") {
+		t.Fatalf("replay:\n%s", out)
+	}
+	c.sent = 3 // the original of the value-less dead letter, and the two replays
+
+	got := map[string]kafka.Message{}
+	for p := range partitions {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.brokers, Topic: e2eTopic, Partition: p, MaxWait: 50 * time.Millisecond})
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		last, err := r.ReadLag(rctx)
+		for i := int64(0); err == nil && i < last; i++ {
+			var m kafka.Message
+			if m, err = r.ReadMessage(rctx); err == nil && demo.Header(m, "fleet-replayed-from") != "" {
+				got[demo.Header(m, consumer.HeaderID)] = m
+			}
+		}
+		cancel()
+		r.Close()
+		if err != nil {
+			t.Fatalf("read partition %d: %v", p, err)
+		}
+	}
+	if m, ok := got["r-live"]; !ok || m.Partition != 3 {
+		t.Errorf("r-live replayed to partition %d (found %v), want 3, its original partition", m.Partition, ok)
+	}
+	if m, ok := got["r-big"]; !ok || m.Partition != 1 || string(m.Value) != string(big.Value) {
+		t.Errorf("r-big replayed to partition %d with value %q (found %v), want partition 1 with the original value", m.Partition, m.Value, ok)
+	}
+	c.startWorker("w", "--retry-delays", "none")
+	c.waitCommitted(partitions, int64(c.sent), 60*time.Second)
+	c.checkBalances(map[string]int64{key: 5, "acct-big": 7}) // the original and its replay are one event
+}
+
+// keyAwayFrom returns an account key that neither kafka-go's hash nor
+// murmur2 puts on partition p.
+func keyAwayFrom(t *testing.T, p, partitions int) string {
+	ids := make([]int, partitions)
+	for i := range ids {
+		ids[i] = i
+	}
+	for i := range 100 {
+		k := fmt.Sprintf("acct-r%d", i)
+		m := kafka.Message{Key: []byte(k)}
+		if (&kafka.Hash{}).Balance(m, ids...) != p && (kafka.Murmur2Balancer{}).Balance(m, ids...) != p {
+			return k
+		}
+	}
+	t.Fatal("no key away from the partition")
+	return ""
+}
