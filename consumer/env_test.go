@@ -90,6 +90,11 @@ type options struct {
 	router    *handlers.Router
 	configure func(*consumer.Config)
 	lease     time.Duration
+	// store, when set, is the client of the engine's store (the env's
+	// client otherwise).
+	store *redis.Client
+	// minReplicas is the store's MinReplicas.
+	minReplicas int
 }
 
 // start runs an engine over the env's topic until the returned engine is
@@ -118,7 +123,11 @@ func (e *env) start(o options) *engine {
 	if o.configure != nil {
 		o.configure(&cfg)
 	}
-	store, err := dedupe.NewRedis(e.rdb, dedupe.Config{Lease: o.lease, Retention: time.Hour})
+	rdb := e.rdb
+	if o.store != nil {
+		rdb = o.store
+	}
+	store, err := dedupe.NewRedis(rdb, dedupe.Config{Lease: o.lease, Retention: time.Hour, MinReplicas: o.minReplicas, ReplicaTimeout: 200 * time.Millisecond})
 	if err != nil {
 		e.t.Fatal(err)
 	}

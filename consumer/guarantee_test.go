@@ -8,15 +8,19 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/internal/redistest"
 )
 
 // paymentFrom is payment with another CloudEvents source.
@@ -107,23 +111,60 @@ func (e *env) balance(account string) int64 {
 
 // TestIdentityIgnoresMessageKey publishes one event (same source and id,
 // same payload) three times under different Kafka keys: the key is routing,
-// not identity, so the balance moves once.
+// not identity. The copies under another key (or none) have records of
+// their own, in their own key's slot, and can touch only their own key's
+// state, so the balance moves once: the ledger refuses a payment keyed by
+// anything but its account, and any handler's effects on another key's
+// state are refused as invalid_effect. Every copy carries the same
+// idempotency key to outside services.
 func TestIdentityIgnoresMessageKey(t *testing.T) {
 	e := newEnv(t, 1)
+	var mu sync.Mutex
+	keys := map[string]bool{}
 	router, _ := newCountingRouter(t, nil)
+	// A handler with no key check of its own: binding alone must hold.
+	err := router.Register("counter.bumped", handlers.HandlerFunc(func(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
+		mu.Lock()
+		keys[tx.IdempotencyKey()] = true
+		mu.Unlock()
+		tx.IncrBy("counter:{acct-1}", 1)
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
 	en := e.start(options{router: router})
 	upper := payment("p1", "acct-1", ledger.TypeCaptured, 100)
 	upper.Key = []byte("ACCT-1")
 	none := payment("p1", "acct-1", ledger.TypeCaptured, 100)
 	none.Key = nil
-	e.publish(payment("p1", "acct-1", ledger.TypeCaptured, 100), upper, none)
-	waitFor(t, 20*time.Second, "the three copies finished", func() bool { return en.finished("") == 3 })
+	bump := func(key []byte) kafka.Message {
+		m := paymentFrom("counter-api", "c1", "acct-1", "counter.bumped", 1)
+		m.Key = key
+		return m
+	}
+	e.publish(payment("p1", "acct-1", ledger.TypeCaptured, 100), upper, none,
+		bump([]byte("acct-1")), bump([]byte("ACCT-1")), bump(nil))
+	waitFor(t, 20*time.Second, "the six copies finished", func() bool { return en.finished("") == 6 })
 	if got := e.balance("acct-1"); got != 100 {
 		t.Errorf("balance of acct-1 = %d, want 100: one event (source payments-api, id p1) under three Kafka keys was applied %d times",
 			got, got/100)
 	}
-	if got := en.finished(consumer.OutcomeProcessed); got != 1 {
-		t.Errorf("processed %d copies, want 1 (and 2 duplicates, got %d)", got, en.finished(consumer.OutcomeDuplicate))
+	if n, _ := e.rdb.Get(context.Background(), "counter:{acct-1}").Int64(); n != 1 {
+		t.Errorf("counter = %d, want 1: a copy under another key changed acct-1's state", n)
+	}
+	if got := en.finished(consumer.OutcomeProcessed); got != 2 {
+		t.Errorf("processed %d copies, want 2 (one per event)", got)
+	}
+	reasons := map[string]int{}
+	for _, m := range e.dlq(4) {
+		reasons[headerValue(m, "ce_id")+"/"+headerValue(m, consumer.HeaderErrorKind)]++
+	}
+	if reasons["p1/permanent"] != 2 || reasons["c1/invalid_effect"] != 2 {
+		t.Errorf("dead letters %v: want the ledger's two copies refused as permanent, the counter's two as invalid_effect", reasons)
+	}
+	if len(keys) != 1 {
+		t.Errorf("%d idempotency keys for one event under three message keys, want 1", len(keys))
 	}
 }
 
@@ -419,5 +460,137 @@ func TestJSONReserialisedIsDuplicate(t *testing.T) {
 	}
 	if got := e.balance("acct-9"); got != 100 {
 		t.Errorf("balance of acct-9 = %d, want 100", got)
+	}
+}
+
+// TestResentClaimIsTheSameClaim makes the engine's first claim time out on
+// the client while Redis still runs it (DEBUG SLEEP holds the server past
+// the client's read timeout; the claim is in its socket and runs when it
+// wakes): the claim the engine sends again must be recognised as the same
+// claim, not find its own first claim busy, wait out its lease and take it
+// over at the cost of an attempt.
+func TestResentClaimIsTheSameClaim(t *testing.T) {
+	e := newEnvWith(t, 1, 1, "--enable-debug-command", "yes")
+	router, counts := newCountingRouter(t, nil)
+	// A client that gives up after 150 ms and never resends on its own: the
+	// engine's retry is what is tried here.
+	impatient := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), ReadTimeout: 150 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = impatient.Close() })
+	en := e.start(options{router: router, store: impatient})
+	e.publish(payment("warm", "acct-w", ledger.TypeCaptured, 1))
+	waitFor(t, 20*time.Second, "the engine running", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+
+	frozen := make(chan error, 1)
+	go func() { frozen <- e.redis.Client(t).Do(context.Background(), "DEBUG", "SLEEP", "1").Err() }()
+	probe := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), ReadTimeout: 50 * time.Millisecond, MaxRetries: -1})
+	defer probe.Close()
+	waitFor(t, 10*time.Second, "Redis frozen", func() bool { return probe.Ping(context.Background()).Err() != nil })
+	start := time.Now()
+	e.publish(payment("resent", "acct-r", ledger.TypeCaptured, 9))
+	if err := <-frozen; err != nil {
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+	waitFor(t, 20*time.Second, "the event processed", func() bool { return en.finished(consumer.OutcomeProcessed) == 2 })
+	took := time.Since(start)
+
+	rec, err := en.store.Inspect(context.Background(), dedupe.Key("ledger", "acct-r", "payments-api", "resent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Attempts != 1 || rec.Fence != 1 {
+		t.Errorf("record %+v: want attempt 1 at fence 1: the resent claim is the first one", rec)
+	}
+	if n := en.value("fleet_store_takeovers_total"); n != 0 {
+		t.Errorf("%v takeovers, want none: the engine took its own claim over (after %v)", n, took)
+	}
+	if n := counts.callCount(); n != 2 {
+		t.Errorf("handler called %d times, want 2 (one per event)", n)
+	}
+	if got := e.balance("acct-r"); got != 9 {
+		t.Errorf("balance %d, want 9", got)
+	}
+}
+
+// TestDrainGivesBackUnansweredClaims stops the engine while a claim's
+// answer is lost (the client timed out while Redis slept): the drain asks
+// again with the same owner tokens and gives the claims back, so the next
+// owner finds the event released with its attempt returned, not held by an
+// orphan for a whole lease.
+func TestDrainGivesBackUnansweredClaims(t *testing.T) {
+	e := newEnvWith(t, 1, 1, "--enable-debug-command", "yes")
+	router, _ := newCountingRouter(t, nil)
+	impatient := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), ReadTimeout: 150 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = impatient.Close() })
+	en := e.start(options{router: router, store: impatient, lease: time.Minute})
+	e.publish(payment("warm", "acct-w", ledger.TypeCaptured, 1))
+	waitFor(t, 20*time.Second, "the engine running", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+
+	frozen := make(chan error, 1)
+	go func() { frozen <- e.redis.Client(t).Do(context.Background(), "DEBUG", "SLEEP", "1").Err() }()
+	probe := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), ReadTimeout: 50 * time.Millisecond, MaxRetries: -1})
+	defer probe.Close()
+	waitFor(t, 10*time.Second, "Redis frozen", func() bool { return probe.Ping(context.Background()).Err() != nil })
+	e.publish(payment("cut", "acct-c", ledger.TypeCaptured, 9))
+	waitFor(t, 10*time.Second, "the claim timed out", func() bool { return en.value("fleet_store_errors_total") > 0 })
+	en.stop()
+	if err := <-frozen; err != nil {
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+	rec, err := en.store.Inspect(context.Background(), dedupe.Key("ledger", "acct-c", "payments-api", "cut"))
+	if err != nil {
+		t.Fatalf("the claim never reached Redis: %v", err)
+	}
+	if rec.State != dedupe.StateReleased || rec.Attempts != 0 {
+		t.Errorf("record %+v: want released with its attempt given back, not held for a minute by a claim nobody answers for", rec)
+	}
+	if got := e.balance("acct-c"); got != 0 {
+		t.Errorf("balance %d: the handler ran during the drain", got)
+	}
+}
+
+// TestFailoverKeepsCompletions runs the engine on a Redis master with one
+// replica and --redis-min-replicas 1. The replica is cut off (a network
+// partition) while events arrive: the master applies their completions alone, so the
+// engine must not count them finished, commit nothing past them, and say
+// why it is not ready. Then the master dies and the replica takes over with
+// what it has: the events are claimed again there, run, reach the new
+// replica, and every balance is exact. With the master's word alone, their
+// offsets would have been committed and their effects lost with it.
+func TestFailoverKeepsCompletions(t *testing.T) {
+	e := newEnv(t, 2)
+	replica := redistest.StartReplica(t, e.redis)
+	router, _ := newCountingRouter(t, nil)
+	en := e.start(options{router: router, minReplicas: 1, lease: 2 * time.Second})
+	s := newStream(400, 20, 11)
+	e.publish(s.unique[:200]...)
+	waitFor(t, 30*time.Second, "the first half committed", func() bool { return e.committed("ledger", 2) == 200 })
+
+	replica.Detach()
+	e.publish(s.unique[200:]...)
+	waitFor(t, 30*time.Second, "not ready: completions not replicated", func() bool {
+		err := en.Ready()
+		return err != nil && strings.Contains(err.Error(), "replicas")
+	})
+	waitFor(t, 30*time.Second, "completions applied on the master alone", func() bool {
+		for _, m := range s.unique[200:] {
+			rec, err := en.store.Inspect(context.Background(), dedupe.Key("ledger", string(m.Key), "payments-api", headerValue(m, "ce_id")))
+			if err == nil && rec.State == dedupe.StateDone {
+				return true
+			}
+		}
+		return false
+	})
+	if got := e.committed("ledger", 2); got != 200 {
+		t.Fatalf("committed %d offsets, want 200: nothing past a completion the replica lacks", got)
+	}
+
+	e.redis.Stop() // the master dies; the replica never got the second half
+	e.redis.TakeOver(replica)
+	waitFor(t, 60*time.Second, "everything committed after the failover", func() bool { return e.committed("ledger", 2) == 400 })
+	got := e.balances(s.accounts)
+	for _, a := range s.accounts {
+		if got[a] != s.want[a] {
+			t.Errorf("balance of %s = %d, want %d", a, got[a], s.want[a])
+		}
 	}
 }

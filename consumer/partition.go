@@ -516,17 +516,20 @@ func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, boo
 			return nil, false
 		}
 		e.storeFailed("claim", err)
-		select {
-		case <-p.stop:
+		wait := backoff(attempt, 50*time.Millisecond, 2*time.Second)
+		if p.stopping() {
 			// Draining, with the outcome unknown: the claims may hold
-			// records. Ask once more to learn which, so that the lanes
-			// give them back instead of leaving them to expire.
-			if results, err = e.claim(p.work, claims); err != nil {
+			// records. Keep asking, within the drain budget, to learn
+			// which, so that the lanes give them back instead of leaving
+			// them to expire.
+			if !sleep(p.work, wait) {
 				return nil, false
 			}
-			p.claimsAnswered(results)
-			return results, true
-		case <-time.After(backoff(attempt, 50*time.Millisecond, 2*time.Second)):
+			continue
+		}
+		select {
+		case <-p.stop:
+		case <-time.After(wait):
 		}
 	}
 }

@@ -297,3 +297,62 @@ func TestRedisRecordLayout(t *testing.T) {
 	mem, _ := c.MemoryUsage(ctx, key).Result()
 	t.Logf("done record: %d bytes (MEMORY USAGE) for key %s", mem, key)
 }
+
+// TestRedisMinReplicas completes events on a master with one replica: with
+// MinReplicas 1 a completion succeeds once the replica holds it, fails with
+// ErrNotReplicated while the replica is frozen (the master applied it, the
+// replica did not), and succeeds when repeated after the replica is back,
+// without applying its effects twice.
+func TestRedisMinReplicas(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	c := master.Client(t)
+	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour, MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond}
+	s := loadedStore(t, c, cfg)
+	ctx := context.Background()
+	if n, err := s.Replicas(ctx); err != nil || n != 1 {
+		t.Fatalf("replicas: %d, %v", n, err)
+	}
+	complete := func(id string) (dedupe.Completion, []error, error) {
+		res, err := s.ClaimBatch(ctx, []dedupe.Claim{{Key: dedupe.Key("g", "acct", "src", id), Fingerprint: "fp"}})
+		if err != nil || res[0].Outcome != dedupe.Acquired {
+			t.Fatalf("claim %s: %+v, %v", id, res, err)
+		}
+		comp := dedupe.Completion{Lease: res[0].Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{acct}n", Delta: 1}}}
+		errs, err := s.CompleteBatch(ctx, []dedupe.Completion{comp})
+		return comp, errs, err
+	}
+	if _, errs, err := complete("a"); err != nil || errs[0] != nil {
+		t.Fatalf("completion with the replica up: %v, %v", errs, err)
+	}
+
+	replica.Pause()
+	comp, _, err := complete("b")
+	var rerr *dedupe.ReplicationError
+	if !errors.Is(err, dedupe.ErrNotReplicated) || !errors.As(err, &rerr) || rerr.Want != 1 || rerr.Got != 0 {
+		t.Fatalf("completion with the replica frozen: %v, want ErrNotReplicated (0 of 1)", err)
+	}
+	replica.Resume()
+	errs, err := s.CompleteBatch(ctx, []dedupe.Completion{comp})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("completion repeated with the replica back: %v, %v", errs, err)
+	}
+	if n, _ := c.Get(ctx, "{acct}n").Int64(); n != 2 {
+		t.Fatalf("counter %d, want 2: each completion applied once", n)
+	}
+	if n, _ := replica.Client(t).Get(ctx, "{acct}n").Int64(); n != 2 {
+		t.Fatalf("replica's counter %d, want 2", n)
+	}
+
+	// Without MinReplicas the master alone answers, frozen replica or not.
+	loose := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	replica.Pause()
+	defer replica.Resume()
+	res, err := loose.ClaimBatch(ctx, []dedupe.Claim{{Key: dedupe.Key("g", "acct", "src", "c"), Fingerprint: "fp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs, err := loose.CompleteBatch(ctx, []dedupe.Completion{{Lease: res[0].Lease}}); err != nil || errs[0] != nil {
+		t.Fatalf("completion without MinReplicas: %v, %v", errs, err)
+	}
+}
