@@ -356,11 +356,49 @@ func TestDeadLetterAtSizeLimit(t *testing.T) {
 	if len(m.Value) != 0 {
 		t.Errorf("dead letter value of %d bytes, want none", len(m.Value))
 	}
-	want := map[string]string{consumer.HeaderOriginalTopic: topic, consumer.HeaderOriginalPartition: "0", consumer.HeaderOriginalOffset: "0"}
+	want := map[string]string{consumer.HeaderOriginalTopic: topic, consumer.HeaderOriginalPartition: "0", consumer.HeaderOriginalOffset: "0",
+		consumer.HeaderDropped: "value", consumer.HeaderErrorKind: consumer.ReasonDecode}
 	for k, v := range want {
 		if got := headerValue(m, k); got != v {
 			t.Errorf("dead letter header %s = %q, want %q", k, got, v)
 		}
+	}
+}
+
+// TestRetryTooLargeDeadLettered fails an event whose message is just under
+// the size limit: its retry message would not fit its retry topic, so it is
+// dead-lettered at once (reason retry_too_large, without its value) rather
+// than retried for ever, and the partition moves on.
+func TestRetryTooLargeDeadLettered(t *testing.T) {
+	e := newEnv(t, 1)
+	pad := strings.Repeat("x", 1<<20-1024)
+	big := payment("big", "acct-8", ledger.TypeCaptured, 1)
+	big.Value = []byte(`{"account":"acct-8","amount_cents":1,"pad":"` + pad + `"}`)
+	e.write(e.writerFor(topic, &kafka.Hash{}), big)
+	e.publish(payment("after-big", "acct-8", ledger.TypeCaptured, 6))
+	router, _ := newCountingRouter(t, func(_ context.Context, ev handlers.Event) error {
+		if ev.ID == "big" {
+			return errDownstream
+		}
+		return nil
+	})
+	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
+		cfg.InPlaceAttempts = 1
+		cfg.RetryDelays = []time.Duration{100 * time.Millisecond}
+	}})
+	waitFor(t, 20*time.Second, "both finished and committed", func() bool { return e.committed("ledger", 1) == 2 })
+	m := e.dlq(1)[0]
+	want := map[string]string{consumer.HeaderErrorKind: consumer.ReasonRetryTooLarge, consumer.HeaderDropped: "value", "ce_id": "big"}
+	for k, v := range want {
+		if got := headerValue(m, k); got != v {
+			t.Errorf("dead letter header %s = %q, want %q", k, got, v)
+		}
+	}
+	if got := e.balance("acct-8"); got != 6 {
+		t.Errorf("balance %d, want 6", got)
+	}
+	if n := en.finished(consumer.OutcomeRetried); n != 0 {
+		t.Errorf("%d retried: the retry message cannot be written", n)
 	}
 }
 
