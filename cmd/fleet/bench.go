@@ -41,6 +41,7 @@ type benchCmd struct {
 	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run)."`
 	Brokers     []string `sep:"," help:"Use these brokers instead of an embedded one."`
 	Redis       string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
+	Replicas    int      `name:"redis-replicas" default:"0" help:"Give the private Redis this many replicas, and have fleet wait for them after every completion batch (--redis-min-replicas): the cost of a failover that loses nothing."`
 	NoNaive     bool     `help:"Skip the naive loop."`
 	LatencyFor  string   `default:"5s" help:"How long the latency phase publishes."`
 	LatencyRate float64  `default:"20000" help:"Events per second the latency phase publishes: half of the 40,000 events/s target (0: half the throughput just measured)."`
@@ -94,6 +95,8 @@ func (c *benchCmd) Run() error {
 		return configError{fmt.Errorf("duplicates %v: must be between 0 and 1", c.Duplicates)}
 	case c.Lanes < 0 || c.BatchSize < 0 || c.MaxInFlight < 0:
 		return configError{errors.New("lanes, batch size and max in flight must not be negative (0: the engine's default)")}
+	case c.Replicas < 0 || (c.Replicas > 0 && c.Redis != ""):
+		return configError{errors.New("redis-replicas: not negative, and only with the private Redis (no --redis)")}
 	case c.LatencyRate < 0:
 		return configError{fmt.Errorf("latency-rate %v: must not be negative (0: half the measured throughput)", c.LatencyRate)}
 	}
@@ -130,6 +133,13 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 		}
 		defer stopRedis()
 		redisURL = url
+		for range c.Replicas {
+			_, stopReplica, err := startRedis("--replicaof", "127.0.0.1", strings.TrimSuffix(strings.TrimPrefix(url, "redis://127.0.0.1:"), "/0"))
+			if err != nil {
+				return nil, fmt.Errorf("replica: %w", err)
+			}
+			defer stopReplica()
+		}
 	}
 	opts, err := parseRedisURL(redisURL)
 	if err != nil {
@@ -230,7 +240,8 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	ready := filepath.Join(dir, "ready")
 	args := []string{"bench-worker", "--mode", mode, "--brokers", strings.Join(brokers, ","), "--topic", topic,
 		"--group", group, "--redis", redisURL, "--expect", strconv.Itoa(expect), "--ready-file", ready,
-		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize), "--max-in-flight", strconv.Itoa(c.MaxInFlight)}
+		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize), "--max-in-flight", strconv.Itoa(c.MaxInFlight),
+		"--min-replicas", strconv.Itoa(c.Replicas)}
 	if feed != nil {
 		args = append(args, "--latency")
 	}
@@ -471,7 +482,7 @@ return 1`)
 }
 
 // startRedis starts a private redis-server on a free port for the run.
-func startRedis() (string, func(), error) {
+func startRedis(extra ...string) (string, func(), error) {
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		return "", nil, errors.New("fleet bench needs a real Redis: pass --redis redis://host:port or install redis-server")
@@ -487,8 +498,8 @@ func startRedis() (string, func(), error) {
 		return "", nil, err
 	}
 	// #nosec G204 -- redis-server found on the PATH, with arguments of our own
-	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--maxmemory-policy", "noeviction")
+	cmd := exec.Command(path, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--maxmemory-policy", "noeviction", "--repl-diskless-sync-delay", "0"}, extra...)...)
 	if err := cmd.Start(); err != nil {
 		return "", nil, err
 	}

@@ -41,6 +41,7 @@ type benchWorkerCmd struct {
 	Lanes       int      `default:"0"`
 	BatchSize   int      `default:"0"`
 	MaxInFlight int      `default:"0"`
+	MinReplicas int      `default:"0" help:"Wait for this many Redis replicas after every completion batch."`
 	Profile     string   `help:"Write <profile>.cpu.pprof and <profile>.heap.pprof."`
 	Latency     bool     `help:"Record produce-to-done latency of every event."`
 	ReadyFile   string   `help:"Touch this file once consuming has started."`
@@ -211,7 +212,8 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	if err != nil {
 		return workerResult{}, err
 	}
-	store, err := dedupe.NewRedis(rdb, dedupe.Config{Lease: 30 * time.Second, Retention: 24 * time.Hour})
+	store, err := dedupe.NewRedis(rdb, dedupe.Config{Lease: 30 * time.Second, Retention: 24 * time.Hour,
+		MinReplicas: c.MinReplicas, ReplicaTimeout: time.Second})
 	if err != nil {
 		return workerResult{}, err
 	}
