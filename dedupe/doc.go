@@ -4,13 +4,20 @@
 //
 // # Record layout
 //
-// One Redis hash per (consumer group, event source, event id), at the key
-// built by [Key]:
+// One Redis hash per (consumer group, event source, event id) and aggregate,
+// at the key built by [Key] and [RecordKey]:
 //
-//	fleet:idem:{<aggregate>}:<group>:<source>:<id>
+//	fleet:idem:{<aggregate>}:<identity>
 //
-// with short field names, since done records are kept for the whole dedupe
-// window:
+// The identity is handlers.IdempotencyKey: a digest of group, source and id,
+// so that parts holding separators never collide and the key stays short.
+// The aggregate (the Kafka message key, or the id) is the hash tag, so that
+// on a cluster the record shares the slot of the aggregate's projections;
+// every effect of a completion must carry it as its hash tag
+// (handlers.BoundTo), so that a copy of an event under another message key,
+// which has a record of its own in its own slot, can never change the first
+// key's state. Fields have short names, since done records are kept for the
+// whole dedupe window:
 //
 //	s  state: p processing, d done, r released
 //	f  fencing token; grows on every claim that acquires, never reset
@@ -18,7 +25,8 @@
 //	o  owner token of the current claim (processing only)
 //	l  lease deadline, ms, from the Redis clock (processing only)
 //	a  attempts: claims that acquired, across restarts and rebalances
-//	p  payload fingerprint (see [Fingerprint])
+//	p  payload fingerprint (handlers.Fingerprint), the first claim's, kept
+//	   for the life of the record
 //	r  stored result (done, only when non-empty)
 //
 // The key's time to live is the dedupe window (Config.Retention), renewed on
@@ -26,15 +34,18 @@
 // attempt count survive an expired lease. A done record keeps only s, f, a, p
 // (and r), to stay small: Redis holds events/s × retention × bytes per record.
 //
-// Owner tokens are made by the store: a random prefix per store (8 bytes from
-// crypto/rand, hex) and a counter, one token per claim attempt. So two claims
-// by one process are two owners, and a claim re-sent by go-redis is known by
-// its token.
+// Owner tokens come from [Owners] (the caller's, or the store's own): a
+// random prefix (8 bytes from crypto/rand, hex) and a counter, one token per
+// claim attempt. So two claims by one process are two owners, and a claim
+// re-sent, by go-redis or by a caller whose call timed out, is known by its
+// token.
 //
 // # Protocol
 //
-//   - Claim: absent → processing with fence 1 (Acquired); done → Duplicate, or
-//     Conflict when the fingerprint differs; processing under a live lease →
+//   - Claim: absent → processing with fence 1 (Acquired); a fingerprint other
+//     than the record's, in any state → Conflict (the first payload stands);
+//     done → Duplicate; processing under the claim's own owner token → the
+//     same Acquired again (a resent claim); processing under a live lease →
 //     Busy (with the time the lease still runs); processing under an expired
 //     lease → Acquired with the next fence and TakenOver; released → Acquired
 //     with the next fence.
@@ -46,6 +57,26 @@
 //     not rolled back): an effect that Redis would refuse makes the item
 //     invalid and nothing is written.
 //   - Release: owner- and fence-checked; keeps fence and attempts.
+//   - Unclaim: Release for a claim whose handler never ran; gives the attempt
+//     back.
+//
+// With Config.MinReplicas, a completion batch succeeds only once WAIT hears
+// that many replicas hold it, on every node the batch touched; otherwise the
+// call fails with ErrNotReplicated and is repeated by the caller (safe), so
+// that a failover to a replica cannot lose a completion whose offset was
+// committed.
+//
+// # Upgrades
+//
+// Records of the layout before (fleet:idem:{<aggregate>}:<group>:<source>:<id>,
+// with a fingerprint of the raw bytes) are read, never written: a claim that
+// finds no record consults the event's previous record, in the same slot and
+// the same script. Done there is a Duplicate (or a Conflict, by the previous
+// fingerprint), a live lease is Busy, and a released or expired one is
+// continued: the new record takes its fence and attempt count, and the
+// previous record is deleted, so its owner, if one is still running, has
+// lost it. A previous key that would read as a current record key (see
+// [PreviousKey]) is not consulted.
 //
 // Every script is safe to run twice with the same arguments (see scripts.go).
 //

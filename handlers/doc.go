@@ -16,10 +16,18 @@
 //     handler;
 //   - Redis effects staged on the [Tx] are applied exactly once, in the same
 //     atomic step that records the success; effects staged by a run that fails
-//     or loses its lease are discarded;
+//     or loses its lease are discarded. Every staged key must carry the
+//     event's aggregate ([Event.Aggregate]) as its hash tag ([BoundTo]): a
+//     copy of an event under another Kafka key has a record of its own, and
+//     this binding is what keeps it from changing the first key's state;
 //   - external effects (calls to other services) should carry
-//     [Tx.IdempotencyKey] and [Tx.Fence] downstream: the fence grows with every
+//     [Tx.IdempotencyKey] ([IdempotencyKey]: the group, source and id, and
+//     nothing else) and [Tx.Fence] downstream: the fence grows with every
 //     takeover, so a downstream system can refuse a stale writer.
+//
+// The same payload is judged by [Fingerprint]: type, subject, media type and
+// data, JSON in its RFC 8785 canonical form. The first payload of an
+// identity stands; another one with the same source and id is a conflict.
 //
 // # Errors
 //

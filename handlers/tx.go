@@ -57,10 +57,11 @@ type Op struct {
 // applies atomically with completion. Nothing staged on a Tx touches Redis
 // before the handler returns nil; effects of a failed run are discarded.
 //
-// For Redis Cluster, every key a handler stages should share the hash tag of
-// the event's aggregate (for example "ledger:{<account>}:balance" for an event
-// keyed by the account), so that the effects and the idempotency record live
-// in one slot.
+// Every key a handler stages must carry the event's aggregate as its hash tag
+// (for example "ledger:{<account>}:balance" for an event keyed by the
+// account; see [BoundTo]): the store refuses any other, so that the effects
+// and the idempotency record live in one Redis Cluster slot, and a copy of
+// the event under another key cannot change this key's state.
 //
 // A Tx is not safe for concurrent use.
 type Tx struct {
@@ -77,8 +78,10 @@ func NewTx(key string, fence int64, attempt int) *Tx {
 	return &Tx{key: key, fence: fence, attempt: attempt}
 }
 
-// IdempotencyKey identifies the event within its consumer group. Pass it to
-// downstream systems that deduplicate requests.
+// IdempotencyKey identifies the event within its consumer group: it is
+// [IdempotencyKey] of the group, source and id, the same for every copy of
+// the event whatever its Kafka key. Pass it to downstream systems that
+// deduplicate requests.
 func (t *Tx) IdempotencyKey() string { return t.key }
 
 // Fence is the fencing token of this run. It grows every time another run
