@@ -36,8 +36,8 @@ type Config struct {
 	BatchSize int
 
 	// Input limits: a message over one of them goes to the dead-letter
-	// topic (reasons too_large, too_many_headers, too_deep) without being
-	// decoded further. 0 turns a limit off.
+	// topic (reasons too_large, too_many_headers, too_deep, too_long)
+	// without being decoded further. 0 turns a limit off.
 	//
 	// MaxMessageBytes caps a message's key, value and headers together.
 	MaxMessageBytes int
@@ -45,6 +45,10 @@ type Config struct {
 	MaxHeaders int
 	// MaxJSONDepth caps the nesting of objects and arrays in a JSON value.
 	MaxJSONDepth int
+	// MaxKeyBytes caps the message key, and MaxAttributeBytes each of an
+	// event's id, source, type and subject (reason too_long).
+	MaxKeyBytes       int
+	MaxAttributeBytes int
 
 	// MaxAttempts is the attempt budget of one event, kept in its idempotency
 	// record across restarts, rebalances and retry tiers; past it the event
@@ -109,6 +113,8 @@ func DefaultConfig() Config {
 		MaxMessageBytes:   1 << 20,
 		MaxHeaders:        64,
 		MaxJSONDepth:      32,
+		MaxKeyBytes:       256,
+		MaxAttributeBytes: 256,
 		MaxAttempts:       12,
 		InPlaceAttempts:   3,
 		RetryDelays:       []time.Duration{time.Second, 10 * time.Second, time.Minute},
@@ -166,7 +172,7 @@ func (c Config) Validate() error {
 	if c.BatchSize < 1 {
 		bad("batch size %d: must be at least 1", c.BatchSize)
 	}
-	if c.MaxMessageBytes < 0 || c.MaxHeaders < 0 || c.MaxJSONDepth < 0 {
+	if c.MaxMessageBytes < 0 || c.MaxHeaders < 0 || c.MaxJSONDepth < 0 || c.MaxKeyBytes < 0 || c.MaxAttributeBytes < 0 {
 		bad("input limits must not be negative (0: no limit)")
 	}
 	if c.MaxAttempts < 1 {

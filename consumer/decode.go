@@ -181,7 +181,7 @@ func structuredData(data json.RawMessage, contentType string) []byte {
 func check(ev *handlers.Event, specversion, timeAttr string) error {
 	switch {
 	case specversion != "1.0":
-		return decodeErrorf("specversion %q: only 1.0 is supported", specversion)
+		return decodeErrorf("specversion %q: only 1.0 is supported", clip(specversion))
 	case ev.ID == "":
 		return decodeErrorf("missing id")
 	case ev.Source == "":
@@ -192,7 +192,7 @@ func check(ev *handlers.Event, specversion, timeAttr string) error {
 	if timeAttr != "" {
 		t, err := time.Parse(time.RFC3339Nano, timeAttr)
 		if err != nil {
-			return decodeErrorf("time %q is not RFC 3339", timeAttr)
+			return decodeErrorf("time %q is not RFC 3339", clip(timeAttr))
 		}
 		ev.Time = t
 	}

@@ -1,12 +1,19 @@
 package consumer
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/fleetworks/fleet/handlers"
+)
 
 // Dead-letter reasons for messages over the input limits.
 const (
 	ReasonTooLarge       = "too_large"
 	ReasonTooManyHeaders = "too_many_headers"
 	ReasonTooDeep        = "too_deep"
+	// ReasonTooLong is a message key, or an event id, source, type or
+	// subject, over its length limit.
+	ReasonTooLong = "too_long"
 )
 
 // checkLimits reports the first input limit m breaks: its size (key, value
@@ -15,6 +22,8 @@ const (
 // value once and allocates nothing.
 func checkLimits(c *Config, m *messageView) (reason string, err error) {
 	switch {
+	case c.MaxKeyBytes > 0 && m.key > c.MaxKeyBytes:
+		return ReasonTooLong, fmt.Errorf("message key of %d bytes, over the limit of %d", m.key, c.MaxKeyBytes)
 	case c.MaxMessageBytes > 0 && m.size > int64(c.MaxMessageBytes):
 		return ReasonTooLarge, fmt.Errorf("message of %d bytes, over the limit of %d", m.size, c.MaxMessageBytes)
 	case c.MaxHeaders > 0 && m.headers > c.MaxHeaders:
@@ -30,8 +39,36 @@ func checkLimits(c *Config, m *messageView) (reason string, err error) {
 // messageView is what the limits look at.
 type messageView struct {
 	size    int64
+	key     int
 	headers int
 	value   []byte
+}
+
+// checkAttributes reports the first attribute of a decoded event over
+// MaxAttributeBytes: id, source, type or subject. Each is kept in logs,
+// /status and dead-letter listings, and the id and source name the event's
+// idempotency record: what one event can make fleet hold is bounded.
+func checkAttributes(c *Config, ev *handlers.Event) (reason string, err error) {
+	if c.MaxAttributeBytes <= 0 {
+		return "", nil
+	}
+	for _, a := range [...]struct{ name, v string }{{"id", ev.ID}, {"source", ev.Source}, {"type", ev.Type}, {"subject", ev.Subject}} {
+		if len(a.v) > c.MaxAttributeBytes {
+			return ReasonTooLong, fmt.Errorf("%s of %d bytes, over the limit of %d", a.name, len(a.v), c.MaxAttributeBytes)
+		}
+	}
+	return "", nil
+}
+
+// maxShown caps what of an event's attributes fleet prints or serves.
+const maxShown = 256
+
+// clip cuts s to maxShown bytes for logs and /status, marking the cut.
+func clip(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	return truncate(s, maxShown) + "…"
 }
 
 // jsonDepth returns the deepest nesting of objects and arrays in b, outside

@@ -1,6 +1,7 @@
 package consumer_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -44,5 +45,54 @@ func TestInputLimits(t *testing.T) {
 			t.Errorf("dead letter %d: %s with reason %q (%s), want %s with %s", i, headerValue(m, "ce_id"), got,
 				headerValue(m, consumer.HeaderErrorMessage), want.id, want.reason)
 		}
+	}
+}
+
+// TestLongAttributes sends events whose key, id, source, type or subject
+// is over its limit: each goes to the dead-letter topic as too_long, and
+// what fleet serves about them (/status) stays small, however long they
+// were.
+func TestLongAttributes(t *testing.T) {
+	e := newEnv(t, 1)
+	router, _ := newCountingRouter(t, nil)
+	en := e.start(options{router: router})
+	long := strings.Repeat("x", 100_000)
+	set := func(m kafka.Message, header, v string) kafka.Message {
+		for i, h := range m.Headers {
+			if h.Key == header {
+				m.Headers[i].Value = []byte(v)
+				return m
+			}
+		}
+		m.Headers = append(m.Headers, kafka.Header{Key: header, Value: []byte(v)})
+		return m
+	}
+	key := payment("long-key", "acct-1", ledger.TypeCaptured, 1)
+	key.Key = []byte(long)
+	msgs := []kafka.Message{
+		payment("ok-1", "acct-1", ledger.TypeCaptured, 10),
+		key,
+		set(payment("x", "acct-1", ledger.TypeCaptured, 1), "ce_id", long),
+		set(payment("long-source", "acct-1", ledger.TypeCaptured, 1), "ce_source", long),
+		set(payment("long-type", "acct-1", ledger.TypeCaptured, 1), "ce_type", long),
+		set(payment("long-subject", "acct-1", ledger.TypeCaptured, 1), "ce_subject", long),
+		payment("ok-2", "acct-1", ledger.TypeCaptured, 20),
+	}
+	e.publish(msgs...)
+	waitFor(t, 20*time.Second, "every message finished", func() bool { return en.finished("") == len(msgs) })
+	if got := e.balance("acct-1"); got != 30 {
+		t.Errorf("balance = %d, want 30", got)
+	}
+	for i, m := range e.dlq(5) {
+		if got := headerValue(m, consumer.HeaderErrorKind); got != consumer.ReasonTooLong {
+			t.Errorf("dead letter %d: reason %q (%s), want too_long", i, got, headerValue(m, consumer.HeaderErrorMessage))
+		}
+	}
+	st, err := json.Marshal(en.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) > 16<<10 {
+		t.Errorf("/status is %d bytes after five events with 100 kB attributes: what one event makes fleet serve must be bounded", len(st))
 	}
 }

@@ -383,19 +383,24 @@ func (p *partition) dispatch(batch []*work) {
 		}
 		p.wm.add(w.msg.Offset, now, ts)
 		w.typeLabel = "unknown"
-		if reason, err := checkLimits(&e.cfg, &messageView{size: w.size, headers: len(w.msg.Headers), value: w.msg.Value}); err != nil {
+		if reason, err := checkLimits(&e.cfg, &messageView{size: w.size, key: len(w.msg.Key), headers: len(w.msg.Headers), value: w.msg.Value}); err != nil {
 			w.verdict, w.verdictErr = reason, err
 			// The id and type, for the logs, when the headers carry them.
-			w.ev.ID, w.ev.Type, w.ev.Key = header(w.msg.Headers, HeaderID), header(w.msg.Headers, HeaderType), string(w.msg.Key)
+			w.ev.ID, w.ev.Type, w.ev.Key = clip(header(w.msg.Headers, HeaderID)), clip(header(w.msg.Headers, HeaderType)), clip(string(w.msg.Key))
 			continue
 		}
 		ev, err := Decode(&w.msg)
 		w.ev = ev
+		tooLong, longErr := checkAttributes(&e.cfg, &ev)
 		switch {
 		case p.route.tier > 0 && !p.ours(&w.msg):
 			w.verdict = verdictOtherGroup
 		case err != nil:
 			w.verdict, w.verdictErr = ReasonDecode, err
+			w.ev.ID, w.ev.Type, w.ev.Source = clip(ev.ID), clip(ev.Type), clip(ev.Source)
+		case tooLong != "":
+			w.verdict, w.verdictErr = tooLong, longErr
+			w.ev.ID, w.ev.Type, w.ev.Source, w.ev.Subject = clip(ev.ID), clip(ev.Type), clip(ev.Source), clip(ev.Subject)
 		default:
 			if _, ok := e.router.Lookup(ev.Type); !ok {
 				w.verdict, w.verdictErr = ReasonUnknownType, handlers.ErrUnknownType

@@ -73,6 +73,7 @@ const errorRingSize = 20
 
 func (r *errorRing) add(e ErrorEntry) {
 	e.Error = truncate(e.Error, 512)
+	e.ID, e.Type = clip(e.ID), clip(e.Type)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.entries == nil {

@@ -64,6 +64,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 		"--batch-size", "64", "--max-in-flight", "512", "--max-in-flight-bytes", "1048576", "--heartbeat-interval", "2s",
 		"--commit-interval", "500ms", "--log-level", "debug", "--log-format", "text",
 		"--max-message-bytes", "2048", "--max-headers", "8", "--max-json-depth", "4", "--redis-min-replicas", "2",
+		"--max-key-bytes", "100", "--max-attribute-bytes", "120",
 	}
 	env := map[string]string{}
 	for i := 0; i < len(flags); i += 2 {
@@ -81,6 +82,7 @@ func TestRunFlagsAndEnvMapping(t *testing.T) {
 	want.HandlerTimeout, want.BatchSize, want.MaxInFlight, want.MaxInFlightBytes = 5*time.Second, 64, 512, 1<<20
 	want.HeartbeatInterval, want.CommitInterval = 2*time.Second, 500*time.Millisecond
 	want.MaxMessageBytes, want.MaxHeaders, want.MaxJSONDepth = 2048, 8, 4
+	want.MaxKeyBytes, want.MaxAttributeBytes = 100, 120
 	wantStore := dedupe.Config{Lease: 12 * time.Second, Retention: 2 * time.Hour, MinReplicas: 2, ReplicaTimeout: time.Second}
 
 	check := func(t *testing.T, cfg consumer.Config, store dedupe.Config, addr string, err error) {

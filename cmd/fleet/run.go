@@ -67,6 +67,8 @@ type runCmd struct {
 	MaxMessageBytes   int           `env:"FLEET_MAX_MESSAGE_BYTES" default:"1048576" help:"Largest message (key, value, headers) accepted; larger ones are dead-lettered as too_large (0: no limit)."`
 	MaxHeaders        int           `env:"FLEET_MAX_HEADERS" default:"64" help:"Most headers a message may carry; more are dead-lettered as too_many_headers (0: no limit)."`
 	MaxJSONDepth      int           `name:"max-json-depth" env:"FLEET_MAX_JSON_DEPTH" default:"32" help:"Deepest nesting of a JSON value; deeper ones are dead-lettered as too_deep (0: no limit)."`
+	MaxKeyBytes       int           `env:"FLEET_MAX_KEY_BYTES" default:"256" help:"Longest message key accepted; longer ones are dead-lettered as too_long (0: no limit)."`
+	MaxAttributeBytes int           `env:"FLEET_MAX_ATTRIBUTE_BYTES" default:"256" help:"Longest event id, source, type and subject accepted; longer ones are dead-lettered as too_long (0: no limit)."`
 	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
 
 	kafkaSecurity `embed:""`
@@ -95,6 +97,7 @@ func (c *runCmd) consumerConfig() consumer.Config {
 	cfg.MaxInFlightBytes = c.MaxInFlightBytes
 	cfg.CommitInterval = c.CommitInterval
 	cfg.MaxMessageBytes, cfg.MaxHeaders, cfg.MaxJSONDepth = c.MaxMessageBytes, c.MaxHeaders, c.MaxJSONDepth
+	cfg.MaxKeyBytes, cfg.MaxAttributeBytes = c.MaxKeyBytes, c.MaxAttributeBytes
 	return cfg
 }
 
