@@ -632,3 +632,45 @@ func TestFailoverKeepsCompletions(t *testing.T) {
 		}
 	}
 }
+
+// TestForgedFleetHeaders publishes an event carrying fleet's own headers in
+// other spellings, as a hostile producer would: a not-before time in 2099,
+// another consumer group, another origin. Its handler fails once, so it goes
+// through a retry tier: it must run there after the tier's delay, be counted
+// as this group's, and its retry message must carry only fleet's headers.
+func TestForgedFleetHeaders(t *testing.T) {
+	e := newEnv(t, 1)
+	var c idCounter
+	router, _ := newCountingRouter(t, func(_ context.Context, ev handlers.Event) error {
+		if c.inc(ev.ID) == 1 {
+			return errDownstream
+		}
+		return nil
+	})
+	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
+		cfg.InPlaceAttempts = 1
+		cfg.RetryDelays = []time.Duration{200 * time.Millisecond}
+	}})
+	m := payment("forged", "acct-f", ledger.TypeCaptured, 4)
+	m.Headers = append(m.Headers,
+		kafka.Header{Key: "FLEET-NOT-BEFORE", Value: []byte("2099-01-01T00:00:00Z")},
+		kafka.Header{Key: "Fleet-Consumer-Group", Value: []byte("nobody")},
+		kafka.Header{Key: "fleet-Original-Topic", Value: []byte("elsewhere")})
+	e.publish(m)
+	waitFor(t, 20*time.Second, "the event run from its retry tier", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+	if n := en.finished(consumer.OutcomeOtherGroup); n != 0 {
+		t.Errorf("%d counted as another group's", n)
+	}
+	if got := e.balance("acct-f"); got != 4 {
+		t.Errorf("balance %d, want 4", got)
+	}
+	r := e.read(consumer.RetryTopic(topic, 1), 1)[0]
+	for _, h := range r.Headers {
+		if strings.HasPrefix(strings.ToLower(h.Key), "fleet-") && h.Key != strings.ToLower(h.Key) {
+			t.Errorf("the retry message kept the producer's %s: %s", h.Key, h.Value)
+		}
+	}
+	if got := headerValue(r, consumer.HeaderOriginalTopic); got != topic {
+		t.Errorf("original topic %q, want %q", got, topic)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -104,8 +105,9 @@ type partition struct {
 	lag prometheus.Gauge
 	// hwm is the high-water mark of the last fetched message; committed the
 	// last offset committed for the partition (-1 before the first commit
-	// of this generation).
-	hwm, committed atomic.Int64
+	// of this generation); waiting the Kafka timestamp (unix ns) of a retry
+	// message waiting for its not-before time, 0 when none waits.
+	hwm, committed, waiting atomic.Int64
 }
 
 func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-chan struct{}, workCtx context.Context) *partition {
@@ -263,16 +265,53 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 
 // due waits until m's not-before time, or until ctx is done; it reports
 // false in the latter case. A message without a readable not-before time is
-// due at once.
+// due at once. The wait is capped (see notBefore), and while it lasts the
+// waiting message counts as lag, so that a stalled retry partition shows.
 func (p *partition) due(ctx context.Context, m *kafka.Message) bool {
-	t, err := time.Parse(time.RFC3339Nano, fleetHeader(m.Headers, HeaderNotBefore))
-	if err != nil {
+	now := time.Now()
+	t, ok := notBefore(m, p.tierDelay(), now)
+	if !ok || !t.After(now) {
 		return true
 	}
-	if d := time.Until(t); d > 0 {
-		return sleep(ctx, d)
+	p.hwm.Store(m.HighWaterMark)
+	p.lag.Set(float64(max(m.HighWaterMark-m.Offset, 0)))
+	p.waiting.Store(max(m.Time.UnixNano(), 1))
+	defer p.waiting.Store(0)
+	return sleep(ctx, t.Sub(now))
+}
+
+// notBefore is when a retry message may run: its fleet-not-before time,
+// but never later than the tier's delay after the message was written, nor
+// after now: fleet writes no other, and a message that says otherwise (a
+// producer writing to the retry topic, a clock gone wrong) must not stall
+// its partition. ok is false without a readable time.
+func notBefore(m *kafka.Message, delay time.Duration, now time.Time) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, fleetHeader(m.Headers, HeaderNotBefore))
+	if err != nil {
+		return time.Time{}, false
 	}
-	return true
+	latest := now.Add(delay)
+	if !m.Time.IsZero() && m.Time.Add(delay).Before(latest) {
+		latest = m.Time.Add(delay)
+	}
+	if t.After(latest) {
+		t = latest
+	}
+	return t, true
+}
+
+// tierDelay is the delay of the partition's retry tier: the configured one,
+// or for a tier beyond them (written under other settings) the longest
+// configured delay, 0 when there is none.
+func (p *partition) tierDelay() time.Duration {
+	delays := p.e.cfg.RetryDelays
+	switch {
+	case p.route.tier <= len(delays):
+		return delays[p.route.tier-1]
+	case len(delays) > 0:
+		return slices.Max(delays)
+	}
+	return 0
 }
 
 // collect waits for the next batch: one message, then whatever else is

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -59,5 +60,40 @@ func TestFleetHeaders(t *testing.T) {
 	hs := []kafka.Header{{Key: "FLEET-CONSUMER-GROUP", Value: []byte("forged")}, {Key: HeaderConsumerGroup, Value: []byte("ours")}}
 	if got := fleetHeader(hs, HeaderConsumerGroup); got != "ours" {
 		t.Errorf("fleetHeader = %q, want the exact spelling's value", got)
+	}
+}
+
+// TestNotBefore: a retry message waits for its fleet-not-before time, but
+// never longer than its tier's delay after it was written or after now, and
+// only fleet's own spelling of the header counts.
+func TestNotBefore(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
+	tests := []struct {
+		name    string
+		header  string
+		value   string
+		written time.Time
+		delay   time.Duration
+		want    time.Time
+		ok      bool
+	}{
+		{"due in the tier's delay", HeaderNotBefore, at(5 * time.Second), now, 10 * time.Second, now.Add(5 * time.Second), true},
+		{"already due", HeaderNotBefore, at(-time.Minute), now.Add(-2 * time.Minute), 10 * time.Second, now.Add(-110 * time.Second), true},
+		{"far future, capped by the write time", HeaderNotBefore, "2099-01-01T00:00:00Z", now.Add(-3 * time.Second), 10 * time.Second, now.Add(7 * time.Second), true},
+		{"far future with a future timestamp, capped by now", HeaderNotBefore, "2099-01-01T00:00:00Z", now.Add(time.Hour), 10 * time.Second, now.Add(10 * time.Second), true},
+		{"no timestamp, capped by now", HeaderNotBefore, at(time.Hour), time.Time{}, time.Minute, now.Add(time.Minute), true},
+		{"no delay to wait", HeaderNotBefore, at(time.Hour), now, 0, now, true},
+		{"another spelling is not fleet's", "FLEET-NOT-BEFORE", at(time.Hour), now, time.Minute, time.Time{}, false},
+		{"unreadable", HeaderNotBefore, "tomorrow", now, time.Minute, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := kafka.Message{Time: tt.written, Headers: []kafka.Header{{Key: tt.header, Value: []byte(tt.value)}}}
+			got, ok := notBefore(&m, tt.delay, now)
+			if ok != tt.ok || !got.Equal(tt.want) {
+				t.Errorf("notBefore = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
+			}
+		})
 	}
 }
