@@ -588,26 +588,43 @@ func TestDrainGivesBackUnansweredClaims(t *testing.T) {
 
 // TestFailoverKeepsCompletions runs the engine on a Redis master with one
 // replica and --redis-min-replicas 1. The replica is cut off (a network
-// partition) while events arrive: the master applies their completions alone, so the
-// engine must not count them finished, commit nothing past them, and say
-// why it is not ready. Then the master dies and the replica takes over with
-// what it has: the events are claimed again there, run, reach the new
-// replica, and every balance is exact. With the master's word alone, their
-// offsets would have been committed and their effects lost with it.
+// partition) while handlers run: the master applies their completions
+// alone, so the engine must not count them finished, commit nothing past
+// them, and say why it is not ready. Then the master dies and the replica
+// takes over with what it has: the events are claimed again there, run,
+// reach the new replica, and every balance is exact. With the master's word
+// alone, their offsets would have been committed and their effects lost.
 func TestFailoverKeepsCompletions(t *testing.T) {
 	e := newEnv(t, 2)
 	replica := redistest.StartReplica(t, e.redis)
-	router, _ := newCountingRouter(t, nil)
-	en := e.start(options{router: router, minReplicas: 1, lease: 2 * time.Second})
 	s := newStream(400, 20, 11)
+	second := map[string]bool{}
+	for _, m := range s.unique[200:] {
+		second[headerValue(m, "ce_id")] = true
+	}
+	gate, entered := make(chan struct{}), make(chan struct{}, 400)
+	router, _ := newCountingRouter(t, func(ctx context.Context, ev handlers.Event) error {
+		if second[ev.ID] {
+			entered <- struct{}{}
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	en := e.start(options{router: router, minReplicas: 1, lease: 2 * time.Second})
 	e.publish(s.unique[:200]...)
 	waitFor(t, 30*time.Second, "the first half committed", func() bool { return e.committed("ledger", 2) == 200 })
 
-	replica.Detach()
 	e.publish(s.unique[200:]...)
-	waitFor(t, 30*time.Second, "not ready: completions not replicated", func() bool {
+	<-entered // claims reached the replica; handlers run
+	replica.Detach()
+	close(gate)
+	waitFor(t, 30*time.Second, "not ready: not replicated", func() bool {
 		err := en.Ready()
-		return err != nil && strings.Contains(err.Error(), "replicas")
+		return err != nil && strings.Contains(err.Error(), "not replicated")
 	})
 	waitFor(t, 30*time.Second, "completions applied on the master alone", func() bool {
 		for _, m := range s.unique[200:] {
@@ -672,5 +689,108 @@ func TestForgedFleetHeaders(t *testing.T) {
 	}
 	if got := headerValue(r, consumer.HeaderOriginalTopic); got != topic {
 		t.Errorf("original topic %q, want %q", got, topic)
+	}
+}
+
+// TestDuplicateWaitsForReplicas: an event completed on the master alone (the
+// replica cut off while its handler ran) is not committed by its worker,
+// which then stops; the partition's next owner finds the event done, but a
+// duplicate answer lets it commit, so it must wait for the replica too. It
+// reports not ready instead, and when the master dies and the replica takes
+// over, the event is run again there: nothing committed is lost.
+func TestDuplicateWaitsForReplicas(t *testing.T) {
+	e := newEnv(t, 1)
+	replica := redistest.StartReplica(t, e.redis)
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	var once sync.Once
+	router, _ := newCountingRouter(t, func(ctx context.Context, ev handlers.Event) error {
+		if ev.ID == "p1" {
+			once.Do(func() {
+				entered <- struct{}{}
+				<-gate
+			})
+		}
+		return nil
+	})
+	a := e.start(options{router: router, minReplicas: 1, lease: 2 * time.Second})
+	e.publish(payment("warm", "acct-w", ledger.TypeCaptured, 1))
+	waitFor(t, 30*time.Second, "the warm-up committed", func() bool { return e.committed("ledger", 1) == 1 })
+
+	e.publish(payment("p1", "acct-1", ledger.TypeCaptured, 100))
+	<-entered
+	replica.Detach()
+	close(gate)
+	key := dedupe.Key("ledger", "acct-1", "payments-api", "p1")
+	waitFor(t, 30*time.Second, "p1 done on the master alone", func() bool {
+		rec, err := a.store.Inspect(context.Background(), key)
+		return err == nil && rec.State == dedupe.StateDone
+	})
+	a.stop()
+	b := e.start(options{router: router, minReplicas: 1, lease: 2 * time.Second})
+	waitFor(t, 30*time.Second, "the next owner not ready: not replicated", func() bool {
+		err := b.Ready()
+		return err != nil && strings.Contains(err.Error(), "not replicated")
+	})
+	if got := e.committed("ledger", 1); got != 1 {
+		t.Fatalf("committed %d offsets, want 1: p1's completion is on the master alone", got)
+	}
+	if n := b.finished(consumer.OutcomeDuplicate); n != 0 {
+		t.Fatalf("p1 acknowledged as a duplicate of a completion the replica lacks")
+	}
+	e.redis.Stop()
+	e.redis.TakeOver(replica)
+	waitFor(t, 60*time.Second, "p1 committed after the failover", func() bool { return e.committed("ledger", 1) == 2 })
+	if got := e.balance("acct-1"); got != 100 {
+		t.Errorf("balance %d, want 100: p1 lost in the failover", got)
+	}
+}
+
+// TestRetryWithinOwnLimits: an event just within the header limit goes to a
+// retry tier, where fleet's own headers would put it over the limit: they do
+// not count there, so it runs again rather than being dead-lettered by
+// fleet's own additions.
+func TestRetryWithinOwnLimits(t *testing.T) {
+	e := newEnv(t, 1)
+	var c idCounter
+	router, _ := newCountingRouter(t, func(_ context.Context, ev handlers.Event) error {
+		if c.inc(ev.ID) == 1 {
+			return errDownstream
+		}
+		return nil
+	})
+	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
+		cfg.InPlaceAttempts = 1
+		cfg.RetryDelays = []time.Duration{200 * time.Millisecond}
+		cfg.MaxHeaders = 6 // the payment has 5; its retry message 16
+	}})
+	e.publish(payment("h1", "acct-h", ledger.TypeCaptured, 10))
+	waitFor(t, 20*time.Second, "h1 processed from its retry tier", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+	if n := en.finished(consumer.OutcomeDeadLettered); n != 0 {
+		t.Errorf("%d dead-lettered: fleet's own headers counted against the limit", n)
+	}
+	if got := e.balance("acct-h"); got != 10 {
+		t.Errorf("balance %d, want 10", got)
+	}
+}
+
+// TestUnclaimableEventDeadLettered: an event the store can never claim (its
+// record key holds something else) is dead-lettered as invalid_record, and
+// the events around it, of any key, run: it does not wedge its partition
+// or fail the claims batched with it.
+func TestUnclaimableEventDeadLettered(t *testing.T) {
+	e := newEnv(t, 1)
+	router, _ := newCountingRouter(t, nil)
+	if err := e.rdb.Set(context.Background(), dedupe.Key("ledger", "acct-2", "payments-api", "clobbered"), "not a record", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.start(options{router: router})
+	e.publish(payment("before", "acct-1", ledger.TypeCaptured, 1), payment("clobbered", "acct-2", ledger.TypeCaptured, 5),
+		payment("after", "acct-1", ledger.TypeCaptured, 2))
+	waitFor(t, 20*time.Second, "all three committed", func() bool { return e.committed("ledger", 1) == 3 })
+	if got := e.balance("acct-1"); got != 3 {
+		t.Errorf("balance %d, want 3", got)
+	}
+	if got := headerValue(e.dlq(1)[0], consumer.HeaderErrorKind); got != consumer.ReasonInvalidRecord {
+		t.Errorf("dead letter reason %q, want invalid_record", got)
 	}
 }

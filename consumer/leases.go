@@ -44,11 +44,16 @@ func (l *leases) hold(w *work) {
 }
 
 // startRun ties an attempt's context to w's held claim: a lost lease cancels
-// it.
+// it, and a lease found lost before the attempt starts cancels it at once
+// (the heartbeat marks w lost under the same lock).
 func (l *leases) startRun(w *work, ctx context.Context, cancel context.CancelFunc) {
 	l.mu.Lock()
 	l.held[w] = heldClaim{lease: w.lease, run: ctx, cancel: cancel}
+	lost := w.lost.Load()
 	l.mu.Unlock()
+	if lost {
+		cancel()
+	}
 }
 
 // endRun ends the attempt under w's claim; the claim stays held.

@@ -25,6 +25,10 @@ const (
 	ReasonConflict          = "conflict"
 	ReasonAttemptsExhausted = "attempts_exhausted"
 	ReasonInvalidEffect     = "invalid_effect"
+	// ReasonInvalidRecord is an event the store cannot claim: its record key
+	// holds something other than a record, or its keys span Redis Cluster
+	// slots (a message key starting with '}').
+	ReasonInvalidRecord = "invalid_record"
 	// ReasonRetryable is the error kind on a retry topic: the handler failed
 	// with a retryable error in every in-place attempt of a delivery.
 	ReasonRetryable = "retryable"
@@ -422,7 +426,11 @@ func (p *partition) dispatch(batch []*work) {
 		}
 		p.wm.add(w.msg.Offset, now, ts)
 		w.typeLabel = "unknown"
-		if reason, err := checkLimits(&e.cfg, &messageView{size: w.size, key: len(w.msg.Key), headers: len(w.msg.Headers), value: w.msg.Value}); err != nil {
+		if p.route.tier > 0 && !p.ours(&w.msg) {
+			w.verdict = verdictOtherGroup
+			continue
+		}
+		if reason, err := checkLimits(&e.cfg, p.view(w)); err != nil {
 			w.verdict, w.verdictErr = reason, err
 			// The id and type, for the logs, when the headers carry them.
 			w.ev.ID, w.ev.Type, w.ev.Key = clip(header(w.msg.Headers, HeaderID)), clip(header(w.msg.Headers, HeaderType)), clip(string(w.msg.Key))
@@ -432,8 +440,6 @@ func (p *partition) dispatch(batch []*work) {
 		w.ev = ev
 		tooLong, longErr := checkAttributes(&e.cfg, &ev)
 		switch {
-		case p.route.tier > 0 && !p.ours(&w.msg):
-			w.verdict = verdictOtherGroup
 		case err != nil:
 			w.verdict, w.verdictErr = ReasonDecode, err
 			w.ev.ID, w.ev.Type, w.ev.Source = clip(ev.ID), clip(ev.Type), clip(ev.Source)
@@ -512,8 +518,25 @@ func (p *partition) dispatch(batch []*work) {
 // group: retry topics are per source topic, and every group consuming that
 // topic reads them.
 func (p *partition) ours(m *kafka.Message) bool {
-	g := fleetHeader(m.Headers, HeaderConsumerGroup)
-	return g == "" || g == p.e.cfg.Group
+	// fleet always names the group; a message without it was not written
+	// by fleet, and is no group's to run.
+	return fleetHeader(m.Headers, HeaderConsumerGroup) == p.e.cfg.Group
+}
+
+// view is what the input limits look at of w's message. On a retry topic
+// fleet's own headers are left out: the event passed the limits on its
+// source topic, and what fleet added must not push it over them.
+func (p *partition) view(w *work) *messageView {
+	v := &messageView{size: w.size, key: len(w.msg.Key), headers: len(w.msg.Headers), value: w.msg.Value}
+	if p.route.tier > 0 {
+		for _, h := range w.msg.Headers {
+			if isFleetHeader(h.Key) {
+				v.headers--
+				v.size -= int64(len(h.Key) + len(h.Value))
+			}
+		}
+	}
+	return v
 }
 
 // orderKey is what orders w among the partition's events: its message key,
@@ -633,6 +656,10 @@ func (p *partition) process(w *work) {
 		switch w.res.Outcome {
 		case dedupe.Duplicate:
 			p.finish(w, OutcomeDuplicate)
+			return
+
+		case dedupe.Invalid:
+			p.deadLetter(w, ReasonInvalidRecord, errors.New(w.res.Reason), 0)
 			return
 
 		case dedupe.Conflict:
@@ -828,8 +855,14 @@ func (p *partition) runHandler(w *work) error {
 		w.ctx, w.cancel = context.WithCancel(p.work)
 	}
 	w.tx = handlers.NewTx(w.claim.Identity(), w.lease.Fence, w.res.Attempts)
-	w.ran = true
 	p.leases.startRun(w, w.ctx, w.cancel)
+	if w.lost.Load() {
+		// Lost between the claim and now (throttled, or waiting for the
+		// store): the handler must not start under it.
+		p.leases.endRun(w)
+		return dedupe.ErrLeaseLost
+	}
+	w.ran = true
 	start := time.Now()
 	err := e.handler.Handle(w.ctx, w.ev, w.tx)
 	e.m.handlerTime.WithLabelValues(w.typeLabel).Observe(time.Since(start).Seconds())

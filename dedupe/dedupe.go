@@ -27,7 +27,7 @@ var (
 	// not reach Config.MinReplicas replicas in time: a failover now could
 	// lose them, so they must not count as finished yet. Repeating the call
 	// is safe.
-	ErrNotReplicated = errors.New("completions not replicated")
+	ErrNotReplicated = errors.New("not replicated")
 )
 
 // ReplicationError is ErrNotReplicated with its figures.
@@ -60,6 +60,11 @@ const (
 	// Busy: another owner holds a live lease. Wait ClaimResult.RetryAfter at
 	// most, then claim again; never skip the event.
 	Busy
+	// Invalid: the store can never answer this claim (its record key holds
+	// something other than a record, or its keys span Redis Cluster slots);
+	// ClaimResult.Reason says why. Nothing was written. The other claims of
+	// the batch are answered.
+	Invalid
 )
 
 func (o Outcome) String() string {
@@ -72,6 +77,8 @@ func (o Outcome) String() string {
 		return "conflict"
 	case Busy:
 		return "busy"
+	case Invalid:
+		return "invalid"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
@@ -141,6 +148,8 @@ type ClaimResult struct {
 	Result []byte
 	// RetryAfter is, for Busy, how long the other owner's lease still runs.
 	RetryAfter time.Duration
+	// Reason is, for Invalid, why.
+	Reason string
 }
 
 // Completion marks a leased event done and applies its effects atomically.
@@ -267,7 +276,8 @@ func isBase64URL(c byte) bool {
 // fleet: fleet:idem:{<aggregate>}:<group>:<source>:<id>, with the parts
 // joined as they were, so ambiguous. It is read only to honour records
 // written before an upgrade (doc.go, "Upgrades"), never written. It is
-// empty when the key would read as a record key of the current layout.
+// empty when the key would read as a record key of the current layout, or
+// could lie in another Redis Cluster slot than the current record.
 func PreviousKey(group, messageKey, source, id string) string {
 	aggregate := messageKey
 	if aggregate == "" {
@@ -280,19 +290,29 @@ func PreviousKey(group, messageKey, source, id string) string {
 		// another event's record.
 		return ""
 	}
+	if _, ok := handlers.HashTag(key); !ok {
+		// An aggregate starting with '}' leaves both keys without a hash
+		// tag: they would hash whole, to different Redis Cluster slots.
+		return ""
+	}
 	return key
 }
 
 // checkBound refuses a completion with an effect on a key that is not
 // bound to the record's aggregate (handlers.BoundTo): a copy of an event
 // under another message key must not be able to touch the first key's
-// state. It also keeps a completion within one Redis Cluster slot.
+// state. It also keeps a completion within one Redis Cluster slot, and off
+// fleet's own keys (fleet:…, the records above all: a handler could
+// otherwise mark another event of its aggregate done).
 func checkBound(c *Completion) error {
 	aggregate, ok := aggregateOf(c.Lease.Key)
 	if !ok {
 		return fmt.Errorf("%w: %s is not an idempotency record key", ErrInvalid, c.Lease.Key)
 	}
 	for i, op := range c.Effects {
+		if strings.HasPrefix(op.Key, "fleet:") {
+			return fmt.Errorf("%w: effect %d: %s %s: keys starting with fleet: are fleet's own", ErrInvalid, i, op.Kind, op.Key)
+		}
 		if !handlers.BoundTo(op.Key, aggregate) {
 			return fmt.Errorf("%w: effect %d: %s %s is not a key of the event's aggregate: give it the hash tag {%s} (the message key)",
 				ErrInvalid, i, op.Kind, op.Key, aggregate)

@@ -93,9 +93,9 @@
 //     Redis would refuse, keys of several slots on a cluster); nothing was
 //     applied and the lease is still held.
 //
-// ClaimResult has no per-item error, so a claim that is invalid (an empty key,
-// a record key holding something else) fails its whole batch with an error
-// that wraps ErrInvalid and names the key.
+// A claim the store can never answer (a record key that holds something
+// else, keys of several cluster slots) is answered Invalid with a reason; the
+// rest of its batch is answered as usual.
 //
 // # Implementations
 //

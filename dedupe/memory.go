@@ -42,6 +42,9 @@ type memRecord struct {
 	fp       string
 	result   []byte
 	expires  time.Time
+	// lastOwner is the last owner that let the record go (released, or
+	// taken over), until it is done.
+	lastOwner string
 }
 
 var _ Store = (*Memory)(nil)
@@ -108,10 +111,16 @@ func (m *Memory) claim(c Claim, owner string, now time.Time) ClaimResult {
 	case r.state == 'p' && r.owner == owner:
 		// The same claim, sent again.
 		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: c.Key, Owner: owner, Fence: r.fence}, Attempts: r.attempts}
+	case r.lastOwner == owner:
+		// A late copy of a claim whose owner has let go.
+		return ClaimResult{Outcome: Busy}
 	case r.state == 'p' && r.deadline.After(now):
 		return ClaimResult{Outcome: Busy, RetryAfter: r.deadline.Sub(now)}
 	default:
 		res.TakenOver = r.state == 'p'
+		if res.TakenOver {
+			r.lastOwner = r.owner
+		}
 		r.fence++
 		r.attempts++
 		r.state = 'p'
@@ -174,7 +183,7 @@ func (m *Memory) CompleteBatch(_ context.Context, completions []Completion) ([]e
 			continue
 		}
 		m.commit(scratch)
-		r.state, r.owner, r.deadline, r.expires = 'd', "", time.Time{}, now.Add(m.cfg.Retention)
+		r.state, r.owner, r.lastOwner, r.deadline, r.expires = 'd', "", "", time.Time{}, now.Add(m.cfg.Retention)
 		if len(c.Result) > 0 {
 			r.result = append([]byte(nil), c.Result...)
 		}
@@ -203,7 +212,7 @@ func (m *Memory) release(l Lease, unrun bool) error {
 	if r == nil {
 		return ErrLeaseLost
 	}
-	r.state, r.owner, r.deadline, r.expires = 'r', "", time.Time{}, now.Add(m.cfg.Retention)
+	r.state, r.lastOwner, r.owner, r.deadline, r.expires = 'r', r.owner, "", time.Time{}, now.Add(m.cfg.Retention)
 	if unrun && r.attempts > 0 {
 		r.attempts--
 	}

@@ -35,11 +35,6 @@ import (
 // exactly FLEET_PROTOCOL_STEPS steps; FLEET_PROTOCOL_SEED replays a run:
 //
 //	FLEET_PROTOCOL_SEED=<seed> FLEET_PROTOCOL_STEPS=<step> go test ./dedupe -run TestProtocolChecker -count=1 -v
-//
-// FLEET_PROTOCOL_ATTACK_RECORDS=1 adds a step whose completion stages an
-// effect on another event's record key of the same aggregate (a bound key,
-// so the store accepts it). FLEET_PROTOCOL_AVOID=stale-owner steers around a
-// known Redis bug (see pcChecker.avoidStaleOwner).
 func TestProtocolChecker(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("FLEET_PROTOCOL_SEED"); v != "" {
@@ -73,8 +68,6 @@ func TestProtocolChecker(t *testing.T) {
 	cl := redistest.Start(t).Client(t)
 	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour}
 	c := newPCChecker(t, seed, cfg, cl)
-	c.attackRecords = os.Getenv("FLEET_PROTOCOL_ATTACK_RECORDS") == "1"
-	c.avoidStaleOwner = os.Getenv("FLEET_PROTOCOL_AVOID") == "stale-owner"
 	c.reset()
 	start := time.Now()
 	for maxSteps < 0 && time.Since(start) < budget || c.step < maxSteps {
@@ -95,9 +88,10 @@ func TestProtocolChecker(t *testing.T) {
 
 const (
 	pcWorkers = 5
-	// An epoch (a fresh history: empty stores) runs for 200 to 2,000
-	// steps: by then most records of the small pool are done.
-	pcEpochMin, pcEpochMax = 200, 2000
+	// An epoch (a fresh history: empty stores) runs for 30 to 300 steps,
+	// one in ten for up to 2,000: by then most records of the small pool
+	// are done.
+	pcEpochShort, pcEpochMax = 300, 2000
 	// pcMaxJumps bounds the clock jumps of an epoch: 55 × (lease + 1ms) stays
 	// below the retention, so Memory never expires a record (Redis, on the
 	// real clock, would not either).
@@ -155,10 +149,14 @@ type pcRecord struct {
 	fence    int64
 	attempts int
 	owner    string // logical owner while processing
-	expired  bool   // the lease of a processing record expired (a jump)
-	result   []byte
-	maxFence int64 // the highest fence any answer handed out
-	everDone bool
+	// lastOwner is the logical owner that last let the record go (released
+	// or taken over), until it is done: a late copy of its claim takes
+	// nothing.
+	lastOwner string
+	expired   bool // the lease of a processing record expired (a jump)
+	result    []byte
+	maxFence  int64 // the highest fence any answer handed out
+	everDone  bool
 }
 
 // pcLease is a lease as a worker holds it.
@@ -202,25 +200,17 @@ type pcWorker struct {
 }
 
 type pcChecker struct {
-	t             *testing.T
-	ctx           context.Context
-	seed          uint64
-	rng           *rand.Rand
-	cfg           dedupe.Config
-	cl            *redis.Client
-	red           *dedupe.Redis
-	mem           *dedupe.Memory
-	stores        [2]dedupe.Store
-	admins        [2]dedupe.Admin
-	now           time.Time
-	attackRecords bool
-	// avoidStaleOwner sends no completion of a lease whose owner token
-	// holds the record again at another fence (a claim re-sent with the
-	// token after a release or a takeover): Redis's completeScript checks
-	// the fence only when the owner differs, so it completes such a stale
-	// lease, which Memory refuses as lost. FLEET_PROTOCOL_AVOID=stale-owner
-	// steers around that bug to look for others.
-	avoidStaleOwner bool
+	t      *testing.T
+	ctx    context.Context
+	seed   uint64
+	rng    *rand.Rand
+	cfg    dedupe.Config
+	cl     *redis.Client
+	red    *dedupe.Redis
+	mem    *dedupe.Memory
+	stores [2]dedupe.Store
+	admins [2]dedupe.Admin
+	now    time.Time
 
 	events  []pcEvent
 	recs    []*pcRecord
@@ -232,11 +222,11 @@ type pcChecker struct {
 	autos   [2]map[string]string // store-made owner token -> logical owner
 
 	step, epochStep, epochLen, epochs, jumps, seq int
-	epochStart                          time.Time
-	touched                             []int
-	desc                                strings.Builder
-	trace                               []string
-	counts                              map[string]int
+	epochStart                                    time.Time
+	touched                                       []int
+	desc                                          strings.Builder
+	trace                                         []string
+	counts                                        map[string]int
 }
 
 var pcStoreNames = [2]string{"redis", "memory"}
@@ -302,7 +292,10 @@ func (c *pcChecker) reset() {
 	c.leases = map[pcLeaseID]*pcLeaseInfo{}
 	c.autos = [2]map[string]string{{}, {}}
 	c.jumps, c.epochStep = 0, 0
-	c.epochLen = pcEpochMin + c.rng.IntN(pcEpochMax-pcEpochMin+1)
+	c.epochLen = 30 + c.rng.IntN(pcEpochShort-30)
+	if c.rng.IntN(10) == 0 {
+		c.epochLen = pcEpochShort + c.rng.IntN(pcEpochMax-pcEpochShort+1)
+	}
 	c.epochs++
 	c.epochStart = time.Now()
 	c.trace = append(c.trace, fmt.Sprintf("(reset: epoch %d)", c.epochs))
@@ -313,13 +306,19 @@ func (c *pcChecker) failf(format string, args ...any) {
 	c.t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "protocol checker: step %d (step %d of epoch %d), seed %d: %s\n", c.step, c.epochStep, c.epochs, c.seed, fmt.Sprintf(format, args...))
-	fmt.Fprintf(&b, "replay: FLEET_PROTOCOL_SEED=%d FLEET_PROTOCOL_STEPS=%d go test ./dedupe -run TestProtocolChecker -count=1 -v\n", c.seed, c.step)
+	fmt.Fprintf(&b, "replay: %sFLEET_PROTOCOL_SEED=%d FLEET_PROTOCOL_STEPS=%d go test ./dedupe -run TestProtocolChecker -count=1 -v\n", c.options(), c.seed, c.step)
 	b.WriteString("last steps:\n")
 	for _, s := range c.trace {
 		b.WriteString("  " + s + "\n")
 	}
 	fmt.Fprintf(&b, "  #%d %s   <- failing step\n", c.step, c.desc.String())
 	c.t.Fatal(b.String())
+}
+
+// options returns the settings a replay needs besides seed and steps.
+func (c *pcChecker) options() string {
+	var o string
+	return o
 }
 
 func (c *pcChecker) logf(format string, args ...any) {
@@ -392,11 +391,7 @@ func (c *pcChecker) run() {
 	case x < 985:
 		c.stepMixed(w)
 	default:
-		if c.attackRecords {
-			c.stepAttackRecords(w)
-		} else {
-			c.stepClaim(w)
-		}
+		c.stepAttackRecords(w)
 	}
 }
 
@@ -444,7 +439,23 @@ func (c *pcChecker) token(w *pcWorker) string {
 
 // pickRecord picks an event, usually under its own aggregate, sometimes a
 // copy under another one, and a fingerprint, usually the first.
+//
+// A third of the picks go to a record that is processing or released, if
+// any (a rebalanced partition: another worker meets the same events), with
+// the payload it was first claimed with.
 func (c *pcChecker) pickRecord() (int, string) {
+	if c.rng.IntN(3) == 0 {
+		var live []int
+		for ri, r := range c.recs {
+			if r.state == 'p' || r.state == 'r' {
+				live = append(live, ri)
+			}
+		}
+		if len(live) > 0 {
+			ri := live[c.rng.IntN(len(live))]
+			return ri, c.recs[ri].fp
+		}
+	}
 	ev := c.rng.IntN(len(c.events))
 	agg := c.events[ev].home
 	if c.rng.IntN(100) < 20 {
@@ -569,6 +580,7 @@ func (c *pcChecker) stepEmptyKey(w *pcWorker) {
 type pcWant struct {
 	res      dedupe.ClaimResult
 	resend   bool
+	stale    bool // a late copy of a claim whose owner let go: busy, no wait
 	existed  bool
 	firstFP  string
 	everDone bool
@@ -594,6 +606,9 @@ func (c *pcChecker) modelClaim(it pcClaim) pcWant {
 	case r.state == 'p' && r.owner == it.owner:
 		w.res = dedupe.ClaimResult{Outcome: dedupe.Acquired}
 		w.resend = true
+	case r.lastOwner != "" && r.lastOwner == it.owner:
+		w.res = dedupe.ClaimResult{Outcome: dedupe.Busy}
+		w.stale = true
 	case r.state == 'p' && !r.expired:
 		w.res = dedupe.ClaimResult{Outcome: dedupe.Busy}
 	default:
@@ -602,6 +617,7 @@ func (c *pcChecker) modelClaim(it pcClaim) pcWant {
 			if info := c.leases[pcLeaseID{it.rec, r.owner, r.fence}]; info != nil {
 				info.takenOver = true
 			}
+			r.lastOwner = r.owner
 		}
 		r.fence++
 		r.attempts++
@@ -756,7 +772,7 @@ func (c *pcChecker) checkClaim(it pcClaim, want pcWant, red, mem dedupe.ClaimRes
 				c.failf("%s: lease owner %q, sent %q", name, a.Lease.Owner, it.tok[s])
 			}
 		}
-		if a.Outcome == dedupe.Busy && a.RetryAfter <= 0 {
+		if a.Outcome == dedupe.Busy && a.RetryAfter <= 0 && !want.stale {
 			c.failf("%s: busy with RetryAfter %v", name, a.RetryAfter)
 		}
 		w := want.res
@@ -981,7 +997,9 @@ func (c *pcChecker) completion(pc pcComp, s int) dedupe.Completion {
 func (c *pcChecker) modelComplete(pc pcComp) (string, bool) {
 	r := c.recs[pc.l.rec]
 	info, allow := c.info(pc.l)
-	bound := pc.variant == 'E' || pc.variant != 'U' && bindable(r.agg)
+	// Effects on fleet's own keys (the record itself, another record) are
+	// refused before anything else, like unbound ones.
+	bound := pc.variant == 'E' || pc.variant != 'U' && pc.variant != 'R' && pc.variant != 'X' && bindable(r.agg)
 	switch {
 	case !bound:
 		return "invalid", allow
@@ -989,7 +1007,7 @@ func (c *pcChecker) modelComplete(pc pcComp) (string, bool) {
 		return "ok", allow
 	case !c.owns(pc.l):
 		return "lost", allow
-	case strings.IndexByte("TORW", pc.variant) >= 0:
+	case strings.IndexByte("TOW", pc.variant) >= 0:
 		return "invalid", allow
 	}
 	switch pc.variant {
@@ -999,7 +1017,7 @@ func (c *pcChecker) modelComplete(pc pcComp) (string, bool) {
 	case 'F':
 		c.total[r.agg]++
 	}
-	r.state, r.owner, r.expired, r.everDone = 'd', "", false, true
+	r.state, r.owner, r.lastOwner, r.expired, r.everDone = 'd', "", "", false, true
 	if len(pc.result) > 0 {
 		r.result = pc.result
 	}
@@ -1017,13 +1035,6 @@ func (c *pcChecker) complete(comps []pcComp) []string {
 	var allow []bool
 	for i, pc := range comps {
 		c.touch(pc.l.rec)
-		r := c.recs[pc.l.rec]
-		if c.avoidStaleOwner && r.state == 'p' && r.owner == pc.l.owner && r.fence != pc.l.fence {
-			// The known Redis bug (see avoidStaleOwner): not sent.
-			answers[i] = "skipped"
-			c.logf(" %s/%s/f%d/%c → skipped (stale fence of the owner)", r.name, pc.l.owner, pc.l.fence, pc.variant)
-			continue
-		}
 		want, ok := c.modelComplete(pc)
 		answers[i] = want
 		sent, wants, allow = append(sent, pc), append(wants, want), append(allow, ok)
@@ -1143,7 +1154,7 @@ func (c *pcChecker) release(l pcLease, unclaim bool) string {
 		want = "ok"
 	case c.owns(l):
 		want = "ok"
-		r.state, r.owner, r.expired = 'r', "", false
+		r.state, r.lastOwner, r.owner, r.expired = 'r', r.owner, "", false
 		if unclaim && r.attempts > 0 {
 			r.attempts--
 		}
@@ -1371,8 +1382,8 @@ func (c *pcChecker) stepResetAttempts() {
 }
 
 // stepAttackRecords: a completion stages effects on another event's record
-// of the same aggregate (its key is bound to the aggregate), marking it done.
-// Opt-in (FLEET_PROTOCOL_ATTACK_RECORDS=1): see the report of the checker.
+// of the same aggregate (its key is bound to the aggregate), marking it done:
+// refused, since keys starting with fleet: are fleet's own.
 func (c *pcChecker) stepAttackRecords(w *pcWorker) {
 	var ls []pcLease
 	for _, l := range w.held {

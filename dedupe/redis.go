@@ -197,9 +197,10 @@ func (s *Redis) RoundTrips() uint64 { return s.trips.Load() }
 // of its own (Claim.Owner, or one the store makes), so two claims of one key
 // in a batch are two owners (the second one finds the first Busy).
 //
-// A claim the store cannot answer (an empty key, a record key that holds
-// something other than a record) fails the whole batch with an error that
-// wraps ErrInvalid and names the key: ClaimResult has no per-item error.
+// A claim the store cannot answer (a record key that holds something other
+// than a record, keys of several cluster slots) is answered Invalid, and the
+// rest of the batch as usual; an empty key fails the whole batch with an
+// error that wraps ErrInvalid (a caller's bug, not an event's).
 func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, error) {
 	if len(claims) == 0 {
 		return nil, nil
@@ -214,22 +215,30 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 			owners[i] = s.owners.Next()
 		}
 	}
-	groups := s.group(indices(len(claims)), func(i int) string { return claims[i].Key })
-	chunks, err := s.run(ctx, s.c.Pipeline, groups, 0, func(p redis.Pipeliner, items []int) *redis.Cmd {
+	key := func(i int) string { return claims[i].Key }
+	groups := s.group(indices(len(claims)), key)
+	touch := "0"
+	if s.cfg.MinReplicas > 0 {
+		touch = "1"
+	}
+	call := func(p redis.Pipeliner, items []int) *redis.Cmd {
 		n := len(items)
-		cmd := evalshaN(s.claim, 2*n, 2+3*n)
+		cmd := evalshaN(s.claim, 2*n, 3+3*n)
 		keys, args := cmd[3:3+2*n], cmd[3+2*n:]
-		args[0], args[1] = s.leaseMS, s.retentionMS
+		args[0], args[1], args[2] = s.leaseMS, s.retentionMS, touch
 		for j, i := range items {
 			c := &claims[i]
 			keys[2*j], keys[2*j+1] = c.Key, c.Key
 			if c.PreviousKey != "" {
 				keys[2*j+1] = c.PreviousKey
 			}
-			args[2+3*j], args[3+3*j], args[4+3*j] = owners[i], c.Fingerprint, c.PreviousFingerprint
+			args[3+3*j], args[4+3*j], args[5+3*j] = owners[i], c.Fingerprint, c.PreviousFingerprint
 		}
 		return queue(ctx, p, cmd)
-	})
+	}
+	// A duplicate lets the caller commit: with MinReplicas, the done record
+	// it found must be on the replicas too.
+	chunks, err := s.replicated(ctx, groups, key, call)
 	if err != nil {
 		return nil, fmt.Errorf("claim batch: %w", err)
 	}
@@ -237,7 +246,12 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 	for _, c := range chunks {
 		replies, err := c.replies()
 		if err != nil {
-			return nil, fmt.Errorf("claim batch: claim %s: %w: %w", claims[c.items[0]].Key, ErrInvalid, err)
+			// The call's own error reply, for a single item (run resends
+			// the items of a failed call alone): nothing of it was written.
+			for _, i := range c.items {
+				out[i] = ClaimResult{Outcome: Invalid, Reason: fmt.Sprintf("claim %s: %v", claims[i].Key, err)}
+			}
+			continue
 		}
 		for j, i := range c.items {
 			r, err := claimResult(replies[j], claims[i].Key, owners[i])
@@ -289,7 +303,7 @@ func claimResult(item any, key, owner string) (ClaimResult, error) {
 		}
 		return ClaimResult{Outcome: Busy, RetryAfter: time.Duration(left) * time.Millisecond}, nil
 	case replyInvalid, replyError:
-		return ClaimResult{}, fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
+		return ClaimResult{Outcome: Invalid, Reason: fmt.Sprint(replyReason(v))}, nil
 	}
 	return ClaimResult{}, fmt.Errorf("unexpected reply %v", item)
 }
@@ -346,13 +360,7 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 	call := func(p redis.Pipeliner, items []int) *redis.Cmd {
 		return queue(ctx, p, s.completionCmd(completions, items))
 	}
-	var chunks []chunk
-	var err error
-	if cc, ok := s.c.(*redis.ClusterClient); ok && s.cfg.MinReplicas > 0 {
-		chunks, err = s.runOnMasters(ctx, cc, groups, func(i int) string { return completions[i].Lease.Key }, call)
-	} else {
-		chunks, err = s.run(ctx, s.c.Pipeline, groups, s.cfg.MinReplicas, call)
-	}
+	chunks, err := s.replicated(ctx, groups, func(i int) string { return completions[i].Lease.Key }, call)
 	if err != nil {
 		return nil, fmt.Errorf("complete batch: %w", err)
 	}
@@ -653,7 +661,17 @@ func (s *Redis) run(ctx context.Context, pipe func() redis.Pipeliner, groups [][
 	return done, nil
 }
 
-// runOnMasters is run on a cluster when completions must reach replicas:
+// replicated is run, each pipeline ending with a WAIT for Config.MinReplicas
+// (none without it): through the client, or on a cluster through each
+// master's own (runOnMasters).
+func (s *Redis) replicated(ctx context.Context, groups [][]int, key func(i int) string, call func(p redis.Pipeliner, items []int) *redis.Cmd) ([]chunk, error) {
+	if cc, ok := s.c.(*redis.ClusterClient); ok && s.cfg.MinReplicas > 0 {
+		return s.runOnMasters(ctx, cc, groups, key, call)
+	}
+	return s.run(ctx, s.c.Pipeline, groups, s.cfg.MinReplicas, call)
+}
+
+// runOnMasters is run on a cluster when writes must reach replicas:
 // WAIT counts the writes of its own connection, and a cluster pipeline sends
 // each node's commands on a connection the caller cannot address, so the
 // groups are sent to each master through its own client, each pipeline

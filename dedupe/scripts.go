@@ -50,9 +50,10 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // claimScript claims a batch: one script call for many records, so that the
 // per-call cost of a script is paid once per batch. KEYS[2i-1] record i,
 // KEYS[2i] its record in the previous layout (the record key again when
-// there is none to consult); ARGV[1] lease ms, ARGV[2] retention ms, then
-// owner, fingerprint and previous fingerprint of each record (ARGV[3i],
-// ARGV[3i+1], ARGV[3i+2]). Claims of one key in one batch run in order.
+// there is none to consult); ARGV[1] lease ms, ARGV[2] retention ms, ARGV[3]
+// '1' when a duplicate must write (see below), then owner, fingerprint and
+// previous fingerprint of each record (ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]).
+// Claims of one key in one batch run in order.
 // Reply: one item per record, {1, fence, attempts, takenover} acquired, or
 // the bare integer 1 for a new record (fence 1, first attempt) | {2, result}
 // duplicate | {3} conflict | {4, ms left} busy | {-1, reason}
@@ -67,14 +68,27 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // the previous record is deleted (its owner, if any, has lost it). See
 // doc.go, "Upgrades".
 //
+// A duplicate answer lets the caller commit the event's offset. When the
+// caller waits for replicas (WAIT counts the writes of its own connection),
+// the record it found done may not have reached them yet, so with ARGV[3]
+// '1' a duplicate answer writes (the state it already holds), and the WAIT
+// that follows covers the completion too.
+//
 // Safe to repeat: the owner token identifies the call. A re-sent takeover
 // answers TakenOver 0, since the record does not remember how it was taken.
+// A copy that arrives after its owner let go (the record keeps the last
+// owner that released it or was taken over, lo) answers busy and takes
+// nothing.
 const claimScript = luaMS + `
 local n = #KEYS / 2
-if not ms(ARGV[1]) or not ms(ARGV[2]) or #KEYS % 2 ~= 0 or #ARGV ~= 2 + 3 * n then
+if not ms(ARGV[1]) or not ms(ARGV[2]) or #KEYS % 2 ~= 0 or #ARGV ~= 3 + 3 * n then
   return redis.error_reply('ERR fleet claim: malformed batch')
 end
-local lease, retention = tonumber(ARGV[1]), ARGV[2]
+local lease, retention, touch = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
+local function duplicate(key, result)
+  if touch then redis.call('HSET', key, 's', 'd') end
+  return {2, result or ''}
+end
 local now
 local function clock()
   if not now then
@@ -95,7 +109,7 @@ local function previous(prev, fp)
   if type(state) ~= 'string' then return nil, false end
   local r = redis.call('HMGET', prev, 'f', 'l', 'a', 'p', 'r')
   if r[4] ~= fp then return {3} end
-  if state == 'd' then return {2, r[5] or ''} end
+  if state == 'd' then return duplicate(prev, r[5]) end
   local took = 0
   if state == 'p' then
     local left = (tonumber(r[2]) or 0) - clock()
@@ -123,10 +137,13 @@ local function claim(key, prev, owner, fp, prevfp)
     create(key, owner, fp, 1, 1)
     return 1
   end
-  local r = redis.call('HMGET', key, 'f', 'o', 'l', 'a', 'p', 'r')
+  local r = redis.call('HMGET', key, 'f', 'o', 'l', 'a', 'p', 'r', 'lo')
   if r[5] ~= fp then return {3} end
-  if state == 'd' then return {2, r[6] or ''} end
+  if state == 'd' then return duplicate(key, r[6]) end
   if state == 'p' and r[2] == owner then return {1, tonumber(r[1]), tonumber(r[4]), 0} end
+  -- A late copy of a claim whose owner has since let go (released, or was
+  -- taken over): nobody waits for its answer, and it must take nothing.
+  if r[7] == owner then return {4, 0} end
   local took = 0
   if state == 'p' then
     local left = (tonumber(r[3]) or 0) - clock()
@@ -140,13 +157,14 @@ local function claim(key, prev, owner, fp, prevfp)
   end
   local fence = redis.call('HINCRBY', key, 'f', 1)
   local attempts = redis.call('HINCRBY', key, 'a', 1)
+  if state == 'p' then redis.call('HSET', key, 'lo', r[2] or '') end
   redis.call('HSET', key, 's', 'p', 'o', owner, 'l', clock() + lease)
   redis.call('PEXPIRE', key, retention)
   return {1, fence, attempts, took}
 end
 local out = {}
 for i = 1, n do
-  out[i] = claim(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2])
+  out[i] = claim(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3])
 end
 return out
 `
@@ -294,7 +312,7 @@ local function bad(i, msg) return {-1, 'effect ' .. i .. ': ' .. msg} end
 -- done marks the record done, keeping only s, f, a, p (and r).
 local function done(rec, result)
   redis.call('HSET', rec, 's', 'd')
-  redis.call('HDEL', rec, 'o', 'l')
+  redis.call('HDEL', rec, 'o', 'l', 'lo')
   if result ~= '' then redis.call('HSET', rec, 'r', result) end
   redis.call('PEXPIRE', rec, retention)
   return 1
@@ -303,13 +321,12 @@ end
 local function complete1(kb, nk, a)
   local rec = KEYS[kb]
   local owner, fence, result, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  -- Owner tokens are unique per claim: a record that holds ours is
-  -- processing at our fence.
-  local o = redis.pcall('HGET', rec, 'o')
-  if type(o) == 'table' then return {-2, o.err} end
-  if o ~= owner then
-    local r = redis.call('HMGET', rec, 's', 'f')
-    if r[1] == 'd' and r[2] == fence then
+  -- Owner and fence both: a token sent again after its claim was released
+  -- must not complete the run its copy acquired.
+  local r = redis.pcall('HMGET', rec, 's', 'o', 'f')
+  if r.err then return {-2, r.err} end
+  if r[1] ~= 'p' or r[2] ~= owner or r[3] ~= fence then
+    if r[1] == 'd' and r[3] == fence then
       -- A write, so that a WAIT on this connection also covers the first
       -- completion, which may have been sent on another one.
       redis.call('PEXPIRE', rec, retention)
@@ -436,7 +453,7 @@ if not ms(ARGV[3]) then return -1 end
 local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f', 'a')
 if r[1] == 'r' and r[3] == ARGV[2] then return 1 end
 if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 's', 'r')
+redis.call('HSET', KEYS[1], 's', 'r', 'lo', ARGV[1])
 redis.call('HDEL', KEYS[1], 'o', 'l')
 if ARGV[4] == '1' and (tonumber(r[4]) or 0) > 0 then redis.call('HINCRBY', KEYS[1], 'a', -1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])

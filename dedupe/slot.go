@@ -1,15 +1,12 @@
 package dedupe
 
-import "strings"
+import "github.com/fleetworks/fleet/handlers"
 
 // slot returns the Redis Cluster hash slot of key: CRC16 (XMODEM) of the key,
-// or of its hash tag (the text between the first '{' and the next '}' when
-// that is not empty), modulo 16384.
+// or of its hash tag (handlers.HashTag), modulo 16384.
 func slot(key string) uint16 {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
+	if tag, ok := handlers.HashTag(key); ok {
+		key = tag
 	}
 	var crc uint16
 	for i := 0; i < len(key); i++ {

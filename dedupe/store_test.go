@@ -259,8 +259,14 @@ func TestRedisBatchCalls(t *testing.T) {
 	if got, _ := c.Get(ctx, "{acct}total").Int64(); got != want {
 		t.Fatalf("total = %d, want %d", got, want)
 	}
-	if _, err := s.ClaimBatch(ctx, claims[:10]); !errors.Is(err, dedupe.ErrInvalid) {
-		t.Fatalf("claiming a clobbered record: %v, want ErrInvalid", err)
+	res, err = s.ClaimBatch(ctx, claims[:10])
+	if err != nil {
+		t.Fatalf("a clobbered record failed its whole batch: %v", err)
+	}
+	for i, r := range res {
+		if (i == 7) != (r.Outcome == dedupe.Invalid) || (i == 7 && r.Reason == "") {
+			t.Fatalf("claim %d after item 7's record was clobbered: %+v, want Invalid for 7 alone", i, r)
+		}
 	}
 }
 
@@ -302,7 +308,9 @@ func TestRedisRecordLayout(t *testing.T) {
 // MinReplicas 1 a completion succeeds once the replica holds it, fails with
 // ErrNotReplicated while the replica is frozen (the master applied it, the
 // replica did not), and succeeds when repeated after the replica is back,
-// without applying its effects twice.
+// without applying its effects twice. A duplicate answer, which lets the
+// caller commit, waits for the replica too: the done record it found may
+// exist on the master alone.
 func TestRedisMinReplicas(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
@@ -313,29 +321,35 @@ func TestRedisMinReplicas(t *testing.T) {
 	if n, err := s.Replicas(ctx); err != nil || n != 1 {
 		t.Fatalf("replicas: %d, %v", n, err)
 	}
-	complete := func(id string) (dedupe.Completion, []error, error) {
-		res, err := s.ClaimBatch(ctx, []dedupe.Claim{{Key: dedupe.Key("g", "acct", "src", id), Fingerprint: "fp"}})
+	claimOf := func(id string) dedupe.Claim { return dedupe.Claim{Key: dedupe.Key("g", "acct", "src", id), Fingerprint: "fp"} }
+	claim := func(id string) dedupe.Completion {
+		res, err := s.ClaimBatch(ctx, []dedupe.Claim{claimOf(id)})
 		if err != nil || res[0].Outcome != dedupe.Acquired {
 			t.Fatalf("claim %s: %+v, %v", id, res, err)
 		}
-		comp := dedupe.Completion{Lease: res[0].Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{acct}n", Delta: 1}}}
-		errs, err := s.CompleteBatch(ctx, []dedupe.Completion{comp})
-		return comp, errs, err
+		return dedupe.Completion{Lease: res[0].Lease, Effects: []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{acct}n", Delta: 1}}}
 	}
-	if _, errs, err := complete("a"); err != nil || errs[0] != nil {
+	if errs, err := s.CompleteBatch(ctx, []dedupe.Completion{claim("a")}); err != nil || errs[0] != nil {
 		t.Fatalf("completion with the replica up: %v, %v", errs, err)
 	}
 
+	comp := claim("b")
 	replica.Pause()
-	comp, _, err := complete("b")
+	_, err := s.CompleteBatch(ctx, []dedupe.Completion{comp})
 	var rerr *dedupe.ReplicationError
 	if !errors.Is(err, dedupe.ErrNotReplicated) || !errors.As(err, &rerr) || rerr.Want != 1 || rerr.Got != 0 {
 		t.Fatalf("completion with the replica frozen: %v, want ErrNotReplicated (0 of 1)", err)
+	}
+	if _, err := s.ClaimBatch(ctx, []dedupe.Claim{claimOf("b")}); !errors.Is(err, dedupe.ErrNotReplicated) {
+		t.Fatalf("a duplicate of a completion the replica lacks: %v, want ErrNotReplicated", err)
 	}
 	replica.Resume()
 	errs, err := s.CompleteBatch(ctx, []dedupe.Completion{comp})
 	if err != nil || errs[0] != nil {
 		t.Fatalf("completion repeated with the replica back: %v, %v", errs, err)
+	}
+	if res, err := s.ClaimBatch(ctx, []dedupe.Claim{claimOf("b")}); err != nil || res[0].Outcome != dedupe.Duplicate {
+		t.Fatalf("the duplicate with the replica back: %+v, %v", res, err)
 	}
 	if n, _ := c.Get(ctx, "{acct}n").Int64(); n != 2 {
 		t.Fatalf("counter %d, want 2: each completion applied once", n)
@@ -348,7 +362,7 @@ func TestRedisMinReplicas(t *testing.T) {
 	loose := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
 	replica.Pause()
 	defer replica.Resume()
-	res, err := loose.ClaimBatch(ctx, []dedupe.Claim{{Key: dedupe.Key("g", "acct", "src", "c"), Fingerprint: "fp"}})
+	res, err := loose.ClaimBatch(ctx, []dedupe.Claim{claimOf("c")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -495,4 +495,51 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 			t.Fatalf("effect for aggregate a}b: %v, want ErrInvalid", err)
 		}
 	})
+
+	t.Run("a late copy of a claim whose owner let go takes nothing", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		c := dedupe.Claim{Key: key("k"), Owner: "late", Fingerprint: "fp"}
+		res, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{c})
+		if err != nil || res[0].Outcome != dedupe.Acquired {
+			t.Fatalf("claim: %+v, %v", res, err)
+		}
+		if err := h.Store.Release(ctx, res[0].Lease); err != nil {
+			t.Fatal(err)
+		}
+		late, err := h.Store.ClaimBatch(ctx, []dedupe.Claim{c})
+		if err != nil || late[0].Outcome != dedupe.Busy {
+			t.Fatalf("the late copy: %+v, %v; want busy, taking nothing", late, err)
+		}
+		n := claim(t, h, key("k"), "fp")
+		if n.Outcome != dedupe.Acquired || n.Lease.Fence != 2 || n.Attempts != 2 {
+			t.Fatalf("the next real claim: %+v, want acquired at fence 2, attempt 2", n)
+		}
+		// A completion must match owner and fence: the first lease's owner at
+		// the second fence is nobody's.
+		if err := complete(t, h, dedupe.Completion{Lease: dedupe.Lease{Key: key("k"), Owner: "late", Fence: 2}, Effects: incr("c", 1)}); !errors.Is(err, dedupe.ErrLeaseLost) {
+			t.Fatalf("a completion with the old owner and the new fence: %v, want ErrLeaseLost", err)
+		}
+		if err := complete(t, h, dedupe.Completion{Lease: dedupe.Lease{Key: key("k"), Owner: n.Lease.Owner, Fence: 1}, Effects: incr("c", 1)}); !errors.Is(err, dedupe.ErrLeaseLost) {
+			t.Fatalf("a completion with the new owner and the old fence: %v, want ErrLeaseLost", err)
+		}
+		if got := h.Int("{t}c"); got != 0 {
+			t.Fatalf("a refused completion applied: %d", got)
+		}
+	})
+
+	t.Run("effects on fleet's own keys are refused", func(t *testing.T) {
+		h := newHarness(t, cfg)
+		other := claim(t, h, key("other"), "fp")
+		r := claim(t, h, key("k"), "fp")
+		err := complete(t, h, dedupe.Completion{Lease: r.Lease, Effects: []handlers.Op{
+			{Kind: handlers.OpHSet, Key: key("other"), Field: "s", Value: "d"},
+		}})
+		if !errors.Is(err, dedupe.ErrInvalid) {
+			t.Fatalf("an effect on another record of the aggregate: %v, want ErrInvalid", err)
+		}
+		if b := claim(t, h, key("other"), "fp"); b.Outcome != dedupe.Busy {
+			t.Fatalf("the other record after the refused effect: %v, want still busy", b.Outcome)
+		}
+		_ = other
+	})
 }
