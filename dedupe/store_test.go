@@ -321,7 +321,9 @@ func TestRedisMinReplicas(t *testing.T) {
 	if n, err := s.Replicas(ctx); err != nil || n != 1 {
 		t.Fatalf("replicas: %d, %v", n, err)
 	}
-	claimOf := func(id string) dedupe.Claim { return dedupe.Claim{Key: dedupe.Key("g", "acct", "src", id), Fingerprint: "fp"} }
+	claimOf := func(id string) dedupe.Claim {
+		return dedupe.Claim{Key: dedupe.Key("g", "acct", "src", id), Fingerprint: "fp"}
+	}
 	claim := func(id string) dedupe.Completion {
 		res, err := s.ClaimBatch(ctx, []dedupe.Claim{claimOf(id)})
 		if err != nil || res[0].Outcome != dedupe.Acquired {
