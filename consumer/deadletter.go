@@ -32,6 +32,11 @@ const (
 	// "key", comma-separated. The original message is at the original
 	// topic, partition and offset, for as long as the topic keeps it.
 	HeaderDropped = "fleet-dropped"
+	// HeaderIdentity is the event's identity (handlers.IdempotencyKey of
+	// the group, source and id), when it decoded: it survives a dead
+	// letter's shrinking, and tells whether a message fetched back from the
+	// original offset is the same event.
+	HeaderIdentity = "fleet-identity"
 )
 
 // ReasonRetryTooLarge is the error kind of an event that failed and could
@@ -87,6 +92,7 @@ const maxErrorMessage = 1024
 // dead-letter topic.
 type failure struct {
 	group       string
+	identity    string
 	reason      string
 	cause       error
 	attempts    int
@@ -110,7 +116,7 @@ func retryMessage(m *kafka.Message, r route, f failure, n int, notBefore time.Ti
 }
 
 func failureMessage(m *kafka.Message, topic string, o origin, f failure, notBefore *time.Time) kafka.Message {
-	headers := make([]kafka.Header, 0, len(m.Headers)+11)
+	headers := make([]kafka.Header, 0, len(m.Headers)+12)
 	for _, h := range m.Headers {
 		if !isFleetHeader(h.Key) {
 			headers = append(headers, h)
@@ -135,6 +141,9 @@ func failureMessage(m *kafka.Message, topic string, o origin, f failure, notBefo
 	add(HeaderFirstFailure, first.UTC().Format(time.RFC3339Nano))
 	add(HeaderLastFailure, f.last.UTC().Format(time.RFC3339Nano))
 	add(HeaderRetryTier, strconv.Itoa(o.tier))
+	if f.identity != "" {
+		add(HeaderIdentity, f.identity)
+	}
 	if notBefore != nil {
 		add(HeaderNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
 	}

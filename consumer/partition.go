@@ -1016,7 +1016,8 @@ func (p *partition) failure(w *work, reason string, cause error, attempts int) f
 	if w.lastFailure.IsZero() {
 		w.lastFailure = now
 	}
-	return failure{group: p.e.cfg.Group, reason: reason, cause: cause, attempts: attempts, first: w.firstFailure, last: w.lastFailure}
+	return failure{group: p.e.cfg.Group, identity: w.claim.Identity(), reason: reason, cause: cause, attempts: attempts,
+		first: w.firstFailure, last: w.lastFailure}
 }
 
 // writeResult is how a publish ended.

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,6 +116,9 @@ type deadLetter struct {
 	DecodeErr error
 
 	Reason, Error, Group string
+	// Identity is the event's identity as the engine wrote it (empty for
+	// an event that did not decode).
+	Identity string
 	Attempts             int
 	OriginalTopic        string
 	OriginalPartition    int
@@ -139,9 +144,15 @@ func newDeadLetter(m kafka.Message) deadLetter {
 		case consumer.HeaderOriginalTopic:
 			d.OriginalTopic = v
 		case consumer.HeaderOriginalPartition:
-			d.OriginalPartition, _ = strconv.Atoi(v)
+			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+				d.OriginalPartition = n
+			}
 		case consumer.HeaderOriginalOffset:
-			d.OriginalOffset, _ = strconv.ParseInt(v, 10, 64)
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+				d.OriginalOffset = n
+			}
+		case consumer.HeaderIdentity:
+			d.Identity = v
 		case consumer.HeaderFirstFailure:
 			d.FirstFailure = v
 		case consumer.HeaderLastFailure:
@@ -322,7 +333,7 @@ func truncateText(s string, n int) string {
 
 type dlqReplayCmd struct {
 	dlqFilter
-	Group     string `env:"FLEET_GROUP" help:"Consumer group whose records decide what is already done (default: the group each dead letter names)."`
+	Group     string `env:"FLEET_GROUP" help:"Consumer group whose dead letters are replayed, and whose records decide what is already done; required when the dead-letter topic holds several groups' dead letters."`
 	Redis     string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (see fleet run --help for the cluster and Sentinel forms)."`
 	RedisMode string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
 	DryRun    bool   `help:"Say what would be replayed and what skipped, and change nothing."`
@@ -330,6 +341,9 @@ type dlqReplayCmd struct {
 
 // Replay verdicts.
 const (
+	replayOtherGroup  = "skip: another consumer group's"
+	replayOtherTopic  = "skip: names another original topic than the one its dead-letter topic belongs to"
+	replayMismatch    = "skip: written without its value, and the message at its original offset is another event"
 	replayPublish     = "replay"
 	replayDone        = "skip: already done"
 	replayUndecodable = "skip: undecodable, fix the producer"
@@ -350,6 +364,9 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	defer stop()
 	letters, err := c.collect(ctx)
 	if err != nil {
+		return err
+	}
+	if c.Group, err = replayGroup(c.Group, letters, c.dlqTopic()); err != nil {
 		return err
 	}
 	rdb := target.client()
@@ -431,9 +448,9 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if c.DryRun {
 		verb, skip = "would replay", "would skip"
 	}
-	_, err = fmt.Fprintf(stdout, "%s %d of %d dead letters; %s %d already done, %d undecodable, %d repeated, %d conflicting, %d without a value\n", verb,
+	_, err = fmt.Fprintf(stdout, "%s %d of %d dead letters; %s %d already done, %d undecodable, %d repeated, %d conflicting, %d without a value, %d of other groups or topics\n", verb,
 		counts[replayPublish], len(letters), skip, counts[replayDone], counts[replayUndecodable], counts[replayRepeat],
-		counts[replayConflict], counts[replayGone])
+		counts[replayConflict], counts[replayGone]+counts[replayMismatch], counts[replayOtherGroup]+counts[replayOtherTopic])
 	return err
 }
 
@@ -444,9 +461,14 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 // letter written without its value (too large for the dead-letter topic)
 // gets it back from the original topic, partition and offset.
 func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *deadLetter, seen map[string]bool) (verdict, to string, msg *kafka.Message, err error) {
-	to = d.OriginalTopic
-	if to == "" {
-		to = strings.TrimSuffix(d.Msg.Topic, ".dlq")
+	// Only ever to the topic this dead-letter topic belongs to: anyone who
+	// can write to it could name another.
+	to = strings.TrimSuffix(c.dlqTopic(), ".dlq")
+	switch {
+	case d.OriginalTopic != "" && d.OriginalTopic != to:
+		return replayOtherTopic, to, nil, nil
+	case d.Group != "" && d.Group != c.Group:
+		return replayOtherGroup, to, nil, nil
 	}
 	if dropped(d.Msg.Headers, "value") {
 		orig, ok, err := c.original(ctx, d, to)
@@ -456,20 +478,17 @@ func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *de
 		case !ok:
 			return replayGone, to, nil, nil
 		}
+		ev, derr := consumer.Decode(&orig)
+		if derr != nil || !sameEvent(c.Group, d, ev) {
+			return replayMismatch, to, nil, nil
+		}
 		d.Msg.Key, d.Msg.Value, d.Msg.Headers = orig.Key, orig.Value, append(orig.Headers, fleetOwn(d.Msg.Headers)...)
-		d.Event, d.DecodeErr = consumer.Decode(&d.Msg)
+		d.Event, d.DecodeErr = ev, nil
 	}
 	if d.DecodeErr != nil {
 		return replayUndecodable, to, nil, nil
 	}
-	group := c.Group
-	if group == "" {
-		group = d.Group
-	}
-	if group == "" {
-		return "", to, nil, configError{errors.New("the dead letter names no consumer group: give --group")}
-	}
-	key := dedupe.Key(group, d.Event.Key, d.Event.Source, d.Event.ID)
+	key := dedupe.Key(c.Group, d.Event.Key, d.Event.Source, d.Event.ID)
 	if seen[key] {
 		return replayRepeat, to, nil, nil
 	}
@@ -500,6 +519,56 @@ func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *de
 	msg.Headers = append(msg.Headers, kafka.Header{Key: "fleet-replayed-from",
 		Value: fmt.Appendf(nil, "%s/%d/%d", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset)})
 	return replayPublish, to, msg, nil
+}
+
+// replayGroup is the consumer group to replay for: the one given, or else
+// the one every dead letter names; several, without one given, is an
+// error.
+func replayGroup(given string, letters []deadLetter, topic string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	groups := map[string]bool{}
+	for _, d := range letters {
+		if d.Group != "" {
+			groups[d.Group] = true
+		}
+	}
+	switch len(groups) {
+	case 0:
+		if len(letters) == 0 {
+			return "", nil
+		}
+		return "", configError{fmt.Errorf("the dead letters of %s name no consumer group: give --group", topic)}
+	case 1:
+		for g := range groups {
+			return g, nil
+		}
+	}
+	names := slices.Sorted(maps.Keys(groups))
+	return "", configError{fmt.Errorf("%s holds the dead letters of %d consumer groups (%s): give --group", topic, len(names), strings.Join(names, ", "))}
+}
+
+// sameEvent reports whether ev, fetched back from a dead letter's original
+// offset, is the dead letter's event: its identity is the one the engine
+// wrote, or, for a dead letter without it, its id and source are the ones
+// the dead letter kept.
+func sameEvent(group string, d *deadLetter, ev handlers.Event) bool {
+	if d.Identity != "" {
+		return handlers.IdempotencyKey(group, ev.Source, ev.ID) == d.Identity
+	}
+	id, src := headerNamed(d.Msg.Headers, consumer.HeaderID), headerNamed(d.Msg.Headers, consumer.HeaderSource)
+	return id != "" && id == ev.ID && src == ev.Source
+}
+
+// headerNamed returns the value of the header named exactly key, or "".
+func headerNamed(hs []kafka.Header, key string) string {
+	for _, h := range hs {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // dropped reports whether a dead letter lost part to fit its topic

@@ -111,3 +111,70 @@ func keyAwayFrom(t *testing.T, p, partitions int) string {
 	t.Fatal("no key away from the partition")
 	return ""
 }
+
+// TestReplayRefusesForgedDeadLetters writes dead letters as anyone who can
+// write to payments.dlq could: one naming another original topic, one
+// without its value pointing at another event's offset, and dead letters of
+// two consumer groups. Replay sends nothing to another topic, republishes no
+// other event than the dead letter's, asks which group when there are
+// several, and replays only that group's.
+func TestReplayRefusesForgedDeadLetters(t *testing.T) {
+	c := newCluster(t, 1)
+	ctx := context.Background()
+	w := &kafka.Writer{Addr: kafka.TCP(c.brokers...), Balancer: fixedPartition(0), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
+		AllowAutoTopicCreation: true}
+	defer w.Close()
+	payout := demo.Event("payout-7", "acct-9", ledger.TypeCaptured, `{"account":"acct-9","amount_cents":100000}`)
+	victim := demo.Event("old-1", "acct-9", ledger.TypeCaptured, `{"account":"acct-9","amount_cents":5000}`)
+	if err := w.WriteMessages(ctx,
+		kafka.Message{Topic: "payouts", Key: payout.Key, Value: payout.Value, Headers: payout.Headers},
+		kafka.Message{Topic: e2eTopic, Key: victim.Key, Value: victim.Value, Headers: victim.Headers}); err != nil {
+		t.Fatal(err)
+	}
+	letter := func(group, origTopic string, offset int64, ev kafka.Message, extra ...kafka.Header) kafka.Message {
+		return kafka.Message{Topic: consumer.DeadLetterTopic(e2eTopic), Key: ev.Key, Value: ev.Value, Headers: append(append(ev.Headers,
+			kafka.Header{Key: consumer.HeaderOriginalTopic, Value: []byte(origTopic)},
+			kafka.Header{Key: consumer.HeaderOriginalPartition, Value: []byte("0")},
+			kafka.Header{Key: consumer.HeaderOriginalOffset, Value: []byte(strconv.FormatInt(offset, 10))},
+			kafka.Header{Key: consumer.HeaderConsumerGroup, Value: []byte(group)},
+			kafka.Header{Key: consumer.HeaderErrorKind, Value: []byte(consumer.ReasonPermanent)}), extra...)}
+	}
+	mine := demo.Event("mine-1", "acct-1", ledger.TypeCaptured, `{"account":"acct-1","amount_cents":3}`)
+	theirs := demo.Event("theirs-1", "acct-2", ledger.TypeCaptured, `{"account":"acct-2","amount_cents":4}`)
+	claimed := demo.Event("claimed", "acct-9", ledger.TypeCaptured, `{"account":"acct-9","amount_cents":1}`)
+	claimed.Value = nil
+	if err := w.WriteMessages(ctx,
+		letter("ledger-e2e", "payouts", 0, payout),
+		letter("ledger-e2e", e2eTopic, 0, claimed, kafka.Header{Key: consumer.HeaderDropped, Value: []byte("value")}),
+		letter("ledger-e2e", e2eTopic, 41, mine),
+		letter("other-group", e2eTopic, 42, theirs),
+	); err != nil {
+		t.Fatal(err)
+	}
+	replay := []string{"dlq", "replay", "--brokers", strings.Join(c.brokers, ","), "--topic", e2eTopic, "--redis", c.redis.URL()}
+	if msg := fleetOut(t, true, replay...); !strings.Contains(msg, "2 consumer groups (ledger-e2e, other-group): give --group") {
+		t.Errorf("replay without --group over two groups' dead letters: %s", msg)
+	}
+	out := fleetOut(t, false, append(replay, "--group", "ledger-e2e")...)
+	if !strings.Contains(out, "replayed 1 of 4 dead letters") {
+		t.Errorf("replay --group ledger-e2e:\n%s", out)
+	}
+	count := func(topic string) int64 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.brokers, Topic: topic, Partition: 0, MaxWait: 50 * time.Millisecond})
+		defer r.Close()
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := r.ReadLag(rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("payouts"); n != 1 {
+		t.Errorf("payouts holds %d messages: a forged dead letter was replayed into another topic", n)
+	}
+	if n := count(e2eTopic); n != 2 {
+		t.Errorf("%s holds %d messages, want 2 (the old event and mine-1): the value-less forgery republished another event, "+
+			"or the other group's dead letter was replayed", e2eTopic, n)
+	}
+}
