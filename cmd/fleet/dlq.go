@@ -118,13 +118,13 @@ type deadLetter struct {
 	Reason, Error, Group string
 	// Identity is the event's identity as the engine wrote it (empty for
 	// an event that did not decode).
-	Identity string
-	Attempts             int
-	OriginalTopic        string
-	OriginalPartition    int
-	OriginalOffset       int64
-	FirstFailure         string
-	LastFailure          string
+	Identity          string
+	Attempts          int
+	OriginalTopic     string
+	OriginalPartition int
+	OriginalOffset    int64
+	FirstFailure      string
+	LastFailure       string
 }
 
 func newDeadLetter(m kafka.Message) deadLetter {
