@@ -238,8 +238,10 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	}
 	defer os.RemoveAll(dir)
 	ready := filepath.Join(dir, "ready")
+	// The Redis URL, which may hold a password, goes through the
+	// environment: a command line is visible to every user of the machine.
 	args := []string{"bench-worker", "--mode", mode, "--brokers", strings.Join(brokers, ","), "--topic", topic,
-		"--group", group, "--redis", redisURL, "--expect", strconv.Itoa(expect), "--ready-file", ready,
+		"--group", group, "--expect", strconv.Itoa(expect), "--ready-file", ready,
 		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize), "--max-in-flight", strconv.Itoa(c.MaxInFlight),
 		"--min-replicas", strconv.Itoa(c.Replicas)}
 	if feed != nil {
@@ -253,6 +255,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 		args = append(args, "--profile", filepath.Join(c.Profile, name))
 	}
 	cmd := exec.CommandContext(ctx, exe, args...) // #nosec G204 -- this very binary, with arguments of our own
+	cmd.Env = append(os.Environ(), "FLEET_REDIS_URL="+redisURL)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	redisBefore, benchBefore := redisCPU(ctx, c.rdb), selfCPU()

@@ -36,7 +36,7 @@ type benchWorkerCmd struct {
 	Brokers     []string `sep:"," required:""`
 	Topic       string   `required:""`
 	Group       string   `required:""`
-	Redis       string   `required:""`
+	Redis       string   `env:"FLEET_REDIS_URL" required:"" help:"The Redis URL; pass it in FLEET_REDIS_URL, not on the command line."`
 	Expect      int      `required:"" help:"Messages to finish before exiting."`
 	Lanes       int      `default:"0"`
 	BatchSize   int      `default:"0"`

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -202,6 +204,10 @@ func TestRunInvalidConfiguration(t *testing.T) {
 		{"negative handler timeout", with("--handler-timeout=-1s"), []string{"handler timeout -1s"}},
 		{"zero commit interval", with("--commit-interval", "0s"), []string{"commit interval 0s"}},
 		{"http addr", with("--http-addr", "8080"), []string{`http addr "8080"`}},
+		{"status addr", with("--status-addr", "8081"), []string{`status addr "8081"`}},
+		{"redis certificate check off", with("--redis", "rediss://r:6380/0?skip_verify=true"), []string{"skip_verify=true turns off the check"}},
+		{"SASL PLAIN in clear", with("--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "u", "--kafka-sasl-password", "s3cret"),
+			[]string{"kafka SASL PLAIN without TLS"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,5 +312,61 @@ func TestRedisModes(t *testing.T) {
 		}
 		c := target.client()
 		c.Close()
+	}
+}
+
+// TestHTTPServerBounds: every connection to fleet's HTTP endpoints is
+// bounded in time, whatever the client does.
+func TestHTTPServerBounds(t *testing.T) {
+	srv := newHTTPServer(http.NotFoundHandler())
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 {
+		t.Errorf("unbounded HTTP server: %+v", srv)
+	}
+	if srv.IdleTimeout > 60*time.Second || srv.WriteTimeout > 30*time.Second {
+		t.Errorf("idle %v, write %v: too long to hold a connection", srv.IdleTimeout, srv.WriteTimeout)
+	}
+}
+
+// TestTLSSettings: the lowest TLS versions reach the Kafka dialer and the
+// Redis client, and the two insecure settings are accepted only when asked
+// for by name.
+func TestTLSSettings(t *testing.T) {
+	parse := func(args ...string) *runCmd {
+		t.Helper()
+		var c cli
+		p, err := kong.New(&c, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Parse(append([]string{"run"}, append(slices.Clone(required), args...)...)); err != nil {
+			t.Fatalf("parse %q: %v", args, err)
+		}
+		return &c.Run
+	}
+	c := parse("--kafka-tls", "--kafka-tls-min-version", "1.3", "--redis", "rediss://r:6380/0", "--redis-tls-min-version", "1.3")
+	_, _, target, err := c.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := target.tlsConfig().MinVersion; v != tls.VersionTLS13 {
+		t.Errorf("redis TLS min version %x, want 1.3", v)
+	}
+	d, err := c.kafkaDialer()
+	if err != nil || d.TLS.MinVersion != tls.VersionTLS13 {
+		t.Errorf("kafka TLS: %+v, %v; want min version 1.3", d, err)
+	}
+	c = parse("--kafka-tls", "--redis", "rediss://r:6380/0")
+	_, _, target, _ = c.settings()
+	d, _ = c.kafkaDialer()
+	if target.tlsConfig().MinVersion != tls.VersionTLS12 || d.TLS.MinVersion != tls.VersionTLS12 {
+		t.Errorf("default min versions: redis %x, kafka %x; want 1.2", target.tlsConfig().MinVersion, d.TLS.MinVersion)
+	}
+	c = parse("--redis", "rediss://r:6380/0?skip_verify=true", "--redis-tls-insecure-skip-verify")
+	if _, _, target, err = c.settings(); err != nil || !target.insecure() {
+		t.Errorf("skip_verify allowed by name: %v, insecure %v", err, target.insecure())
+	}
+	c = parse("--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "u", "--kafka-sasl-password", "p", "--kafka-sasl-allow-plaintext")
+	if _, _, _, err := c.settings(); err != nil {
+		t.Errorf("PLAIN without TLS allowed by name: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -272,7 +273,17 @@ publish an event, then watch it processed:
   curl -s http://%[3]s/metrics | grep fleet_consumer_events_finished_total
   redis-cli -u %[2]s GET 'ledger:{acct-you}:balance'
   fleet dlq list --brokers %[1]s --topic %[4]s
-`, broker, redisURL, httpAddr, topic)
+`, broker, redactURL(redisURL), httpAddr, topic)
+}
+
+// redactURL is s with any password replaced by xxxxx: for what fleet
+// prints; a URL that does not parse is not printed at all.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return u.Redacted()
 }
 
 // publish writes msgs to topic, acknowledged by every in-sync replica.

@@ -307,7 +307,7 @@ func (c *dlqListCmd) Run(stdout io.Writer) error {
 	for _, d := range letters {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Msg.Partition, d.Msg.Offset,
 			d.Msg.Time.UTC().Format(time.RFC3339), dash(d.Event.Type), dash(d.Event.Source), dash(d.Event.ID),
-			dash(string(d.Msg.Key)), d.Reason, d.Attempts, truncateText(d.Error, 60))
+			dash(string(d.Msg.Key)), dash(d.Reason), d.Attempts, truncateText(d.Error, 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -316,27 +316,27 @@ func (c *dlqListCmd) Run(stdout io.Writer) error {
 	return err
 }
 
+// dash is a table cell: "-" for nothing, else s made printable.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return printable(s)
 }
 
+// truncateText is a table cell of at most n runes, made printable.
 func truncateText(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
 	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
+		s = string(r[:n-1]) + "…"
 	}
-	return s
+	return printable(s)
 }
 
 type dlqReplayCmd struct {
 	dlqFilter
 	Group     string `env:"FLEET_GROUP" help:"Consumer group whose dead letters are replayed, and whose records decide what is already done; required when the dead-letter topic holds several groups' dead letters."`
-	Redis     string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (see fleet run --help for the cluster and Sentinel forms)."`
-	RedisMode string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
-	DryRun    bool   `help:"Say what would be replayed and what skipped, and change nothing."`
+	redisConn `embed:""`
+	DryRun    bool `help:"Say what would be replayed and what skipped, and change nothing."`
 }
 
 // Replay verdicts.
@@ -356,7 +356,7 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	target, err := parseRedis(c.RedisMode, c.Redis)
+	target, err := c.target()
 	if err != nil {
 		return configError{err}
 	}

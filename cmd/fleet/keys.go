@@ -23,8 +23,7 @@ type keysCmd struct {
 // event's group, source, id and key.
 type recordRef struct {
 	Record    string `arg:"" optional:"" help:"The record's Redis key (fleet:idem:{<key>}:<identity>, the identity a digest of group, source and id); or give --group, --source, --id and --key."`
-	Redis     string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (see fleet run --help for the cluster and Sentinel forms)."`
-	RedisMode string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
+	redisConn `embed:""`
 	Group     string `env:"FLEET_GROUP" help:"Consumer group the record belongs to."`
 	Source    string `help:"The event's CloudEvents source."`
 	ID        string `name:"id" help:"The event's CloudEvents id."`
@@ -69,7 +68,7 @@ func (r *recordRef) open() (key string, s *dedupe.Redis, ctx context.Context, do
 
 // admin connects to the store named by the reference.
 func (r *recordRef) admin() (*dedupe.Redis, func(), error) {
-	target, err := parseRedis(r.RedisMode, r.Redis)
+	target, err := r.target()
 	if err != nil {
 		return nil, nil, configError{err}
 	}
@@ -109,7 +108,7 @@ func (c *keysGetCmd) Run(stdout io.Writer) error {
 
 func printRecord(w io.Writer, rec dedupe.Record, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, printable(v)) }
 	row("key", rec.Key)
 	state := rec.State
 	if rec.State == dedupe.StateProcessing && !rec.LeaseDeadline.After(now) {
@@ -151,9 +150,9 @@ func (c *keysForgetCmd) Run(stdout io.Writer) error {
 		return fmt.Errorf("forget %s: %w", key, err)
 	}
 	if !ok {
-		_, err = fmt.Fprintf(stdout, "no record at %s: nothing to forget\n", key)
+		_, err = fmt.Fprintf(stdout, "no record at %s: nothing to forget\n", printable(key))
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "forgot %s: the event runs again the next time it arrives\n", key)
+	_, err = fmt.Fprintf(stdout, "forgot %s: the event runs again the next time it arrives\n", printable(key))
 	return err
 }

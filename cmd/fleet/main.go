@@ -64,7 +64,7 @@ func (e usageError) Error() string { return oneLine(e.err) }
 
 func (e usageError) Unwrap() error { return e.err }
 
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+func oneLine(err error) string { return printable(strings.ReplaceAll(err.Error(), "\n", "; ")) }
 
 // main is the only place that ends the process.
 func main() {

@@ -176,3 +176,43 @@ func TestObservability(t *testing.T) {
 		t.Errorf("%d failure lines, want at least %d", failures, len(s.Poison))
 	}
 }
+
+// TestStatusAddr moves /status to a port of its own, and turns it off:
+// the metrics port then serves no /status.
+func TestStatusAddr(t *testing.T) {
+	c := newCluster(t, 1)
+	addr, status := freeHTTPAddr(t), freeHTTPAddr(t)
+	c.startWorker("own", "--http-addr", addr, "--status-addr", status)
+	waitHTTP := func(url string) (int, string) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err := http.Get(url) // #nosec G107 -- a test's own address
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(b)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if code, body := waitHTTP("http://" + status + "/status"); code != http.StatusOK || !strings.Contains(body, `"group": "ledger-e2e"`) {
+		t.Errorf("/status on its own port: %d %s", code, body)
+	}
+	if code, _ := waitHTTP("http://" + addr + "/status"); code != http.StatusNotFound {
+		t.Errorf("/status on the metrics port when it has its own: %d, want 404", code)
+	}
+	if code, _ := waitHTTP("http://" + status + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the status port: %d, want 404", code)
+	}
+	off := freeHTTPAddr(t)
+	c.startWorker("off", "--http-addr", off, "--status-addr", "off")
+	if code, _ := waitHTTP("http://" + off + "/status"); code != http.StatusNotFound {
+		t.Errorf("/status turned off: %d, want 404", code)
+	}
+	if code, _ := waitHTTP("http://" + off + "/metrics"); code != http.StatusOK {
+		t.Errorf("/metrics with /status off: %d", code)
+	}
+}

@@ -81,30 +81,77 @@ func scrub(msg, s string) string {
 	return msg
 }
 
-// redisTLS is the TLS material for a rediss:// URL: a CA bundle for the
-// server's certificate and an optional client certificate.
-type redisTLS struct {
-	caFile, certFile, keyFile string
+// redisConn are the Redis settings of every command that talks to the
+// idempotency store. Flag and variable names are a contract.
+type redisConn struct {
+	Redis                      string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (for a cluster: redis://host:port?addr=host2:port2&addr=…; for Sentinel: redis://sentinel:port?master_name=NAME&addr=…)."`
+	RedisMode                  string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
+	RedisTLSCAFile             string `name:"redis-tls-ca-file" env:"FLEET_REDIS_TLS_CA_FILE" help:"PEM bundle of the CAs that signed Redis's certificate, for a rediss:// URL (default: the system roots)."`
+	RedisTLSCertFile           string `name:"redis-tls-cert-file" env:"FLEET_REDIS_TLS_CERT_FILE" help:"Client certificate (PEM) for Redis TLS."`
+	RedisTLSKeyFile            string `name:"redis-tls-key-file" env:"FLEET_REDIS_TLS_KEY_FILE" help:"Client key (PEM) for Redis TLS."`
+	RedisTLSMinVersion         string `name:"redis-tls-min-version" env:"FLEET_REDIS_TLS_MIN_VERSION" default:"1.2" enum:"1.2,1.3" help:"Lowest TLS version accepted from Redis: 1.2 or 1.3."`
+	RedisTLSInsecureSkipVerify bool   `name:"redis-tls-insecure-skip-verify" env:"FLEET_REDIS_TLS_INSECURE_SKIP_VERIFY" help:"Accept a rediss:// URL with skip_verify=true: Redis's certificate is then not checked, and anyone on the path can read and change the idempotency records. A warning says so at every start."`
 }
 
-// apply adds the TLS material to the target's TLS configuration, which a
-// rediss:// URL created.
-func (r redisTLS) apply(t redisTarget) error {
-	if r == (redisTLS{}) {
-		return nil
+// target parses the settings: the URL in its mode, and its TLS material and
+// policy. A rediss:// URL asking not to verify the server is refused unless
+// --redis-tls-insecure-skip-verify allows it.
+func (r *redisConn) target() (redisTarget, error) {
+	t, err := parseRedis(r.RedisMode, r.Redis)
+	if err != nil {
+		return redisTarget{}, err
 	}
-	var cfg *tls.Config
+	p := redisTLS{caFile: r.RedisTLSCAFile, certFile: r.RedisTLSCertFile, keyFile: r.RedisTLSKeyFile,
+		minVersion: tlsVersions[r.RedisTLSMinVersion], allowInsecure: r.RedisTLSInsecureSkipVerify}
+	if err := p.apply(t); err != nil {
+		return redisTarget{}, err
+	}
+	return t, nil
+}
+
+// insecure reports whether the settings turn certificate checks off.
+func (t redisTarget) insecure() bool {
+	cfg := t.tlsConfig()
+	return cfg != nil && cfg.InsecureSkipVerify
+}
+
+// tlsVersions are the values of the --…-tls-min-version flags.
+var tlsVersions = map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// redisTLS is the TLS material and policy for a rediss:// URL: a CA bundle
+// for the server's certificate, an optional client certificate, the lowest
+// version, and whether skip_verify=true may stand.
+type redisTLS struct {
+	caFile, certFile, keyFile string
+	minVersion                uint16
+	allowInsecure             bool
+}
+
+// tlsConfig is the target's TLS configuration, which a rediss:// URL
+// created; nil for redis://.
+func (t redisTarget) tlsConfig() *tls.Config {
 	switch t.mode {
 	case redisCluster:
-		cfg = t.cluster.TLSConfig
+		return t.cluster.TLSConfig
 	case redisSentinel:
-		cfg = t.failover.TLSConfig
-	default:
-		cfg = t.standalone.TLSConfig
+		return t.failover.TLSConfig
 	}
+	return t.standalone.TLSConfig
+}
+
+// apply adds the TLS material and policy to the target's TLS configuration.
+func (r redisTLS) apply(t redisTarget) error {
+	cfg := t.tlsConfig()
 	if cfg == nil {
-		return errors.New("redis TLS files need a rediss:// URL")
+		if r.caFile != "" || r.certFile != "" || r.keyFile != "" {
+			return errors.New("redis TLS files need a rediss:// URL")
+		}
+		return nil
 	}
+	if cfg.InsecureSkipVerify && !r.allowInsecure {
+		return errors.New("redis URL: skip_verify=true turns off the check of Redis's certificate: give the CA with --redis-tls-ca-file, or allow it with --redis-tls-insecure-skip-verify")
+	}
+	cfg.MinVersion = max(r.minVersion, tls.VersionTLS12)
 	if r.caFile != "" {
 		pem, err := os.ReadFile(r.caFile)
 		if err != nil {

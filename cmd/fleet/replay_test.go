@@ -178,3 +178,37 @@ func TestReplayRefusesForgedDeadLetters(t *testing.T) {
 			"or the other group's dead letter was replayed", e2eTopic, n)
 	}
 }
+
+// TestCLIOutputEscaped writes a dead letter whose id, source and key hold a
+// screen-clearing escape sequence and a newline that forges a row: the
+// operator's tools print them escaped, never raw.
+func TestCLIOutputEscaped(t *testing.T) {
+	c := newCluster(t, 1)
+	ctx := context.Background()
+	w := &kafka.Writer{Addr: kafka.TCP(c.brokers...), Balancer: fixedPartition(0), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
+		AllowAutoTopicCreation: true}
+	defer w.Close()
+	hostile := "evil\x1b[2J\n0  0  2099-01-01T00:00:00Z  forged"
+	ev := demo.Event(hostile, "acct-\x1b]0;owned\x07", ledger.TypeCaptured, `{"account":"acct-x","amount_cents":1}`)
+	ev.Headers = append(ev.Headers,
+		kafka.Header{Key: consumer.HeaderOriginalTopic, Value: []byte(e2eTopic)},
+		kafka.Header{Key: consumer.HeaderConsumerGroup, Value: []byte("ledger-e2e")},
+		kafka.Header{Key: consumer.HeaderErrorKind, Value: []byte(consumer.ReasonPermanent)},
+		kafka.Header{Key: consumer.HeaderErrorMessage, Value: []byte("bad\x1b[31mred\u202etxt.exe")})
+	if err := w.WriteMessages(ctx, kafka.Message{Topic: consumer.DeadLetterTopic(e2eTopic), Key: ev.Key, Value: ev.Value, Headers: ev.Headers}); err != nil {
+		t.Fatal(err)
+	}
+	brokers := strings.Join(c.brokers, ",")
+	for _, args := range [][]string{
+		{"dlq", "list", "--brokers", brokers, "--topic", e2eTopic},
+		{"dlq", "replay", "--brokers", brokers, "--topic", e2eTopic, "--redis", c.redis.URL(), "--dry-run"},
+	} {
+		out := fleetOut(t, false, args...)
+		if strings.ContainsAny(out, "\x1b\x07\u202e") || strings.Contains(out, "forged\n") && !strings.Contains(out, `\u000a0  0`) {
+			t.Errorf("fleet %s printed raw control characters:\n%q", args[1], out)
+		}
+		if !strings.Contains(out, `evil\u001b[2J\u000a0`) {
+			t.Errorf("fleet %s: the id is not shown escaped:\n%s", args[1], out)
+		}
+	}
+}

@@ -42,13 +42,10 @@ type runCmd struct {
 	Brokers          []string `env:"FLEET_BROKERS" sep:"," help:"Kafka bootstrap brokers, host:port, comma-separated."`
 	Topics           []string `env:"FLEET_TOPICS" sep:"," help:"Source topics, comma-separated. Each has a dead-letter topic <topic>.dlq."`
 	Group            string   `env:"FLEET_GROUP" help:"Consumer group; also scopes idempotency records."`
-	Redis            string   `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (for a cluster: redis://host:port?addr=host2:port2&addr=…; for Sentinel: redis://sentinel:port?master_name=NAME&addr=…)."`
-	RedisTLSCAFile   string   `name:"redis-tls-ca-file" env:"FLEET_REDIS_TLS_CA_FILE" help:"PEM bundle of the CAs that signed Redis's certificate, for a rediss:// URL (default: the system roots)."`
-	RedisTLSCertFile string   `name:"redis-tls-cert-file" env:"FLEET_REDIS_TLS_CERT_FILE" help:"Client certificate (PEM) for Redis TLS."`
-	RedisTLSKeyFile  string   `name:"redis-tls-key-file" env:"FLEET_REDIS_TLS_KEY_FILE" help:"Client key (PEM) for Redis TLS."`
-	RedisMode        string   `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
-	RedisMinReplicas int      `name:"redis-min-replicas" env:"FLEET_REDIS_MIN_REPLICAS" default:"0" help:"Replicas that must hold an event's completion (Redis WAIT) before its offset may be committed; until they do, fleet commits nothing past it and reports not ready. 0 trusts the master alone: a failover may then lose completions."`
-	HTTPAddr         string   `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz."`
+	redisConn        `embed:""`
+	RedisMinReplicas int    `name:"redis-min-replicas" env:"FLEET_REDIS_MIN_REPLICAS" default:"0" help:"Replicas that must hold an event's completion (Redis WAIT) before its offset may be committed; until they do, fleet commits nothing past it and reports not ready. 0 trusts the master alone: a failover may then lose completions."`
+	HTTPAddr         string `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz (and /status, unless --status-addr says otherwise); the default listens on every interface."`
+	StatusAddr       string `name:"status-addr" env:"FLEET_STATUS_ADDR" help:"Where /status is served: empty with /metrics on --http-addr, \"off\" nowhere, or an address of its own (host:port)."`
 
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
 	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
@@ -127,14 +124,17 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 	if err := store.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	target, err := parseRedis(c.RedisMode, c.Redis)
+	target, err := c.target()
 	if err != nil {
-		errs = append(errs, err)
-	} else if err := (redisTLS{c.RedisTLSCAFile, c.RedisTLSCertFile, c.RedisTLSKeyFile}).apply(target); err != nil {
 		errs = append(errs, err)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http addr %q: %w", c.HTTPAddr, err))
+	}
+	if c.StatusAddr != "" && c.StatusAddr != statusOff {
+		if _, _, err := net.SplitHostPort(c.StatusAddr); err != nil {
+			errs = append(errs, fmt.Errorf("status addr %q: want host:port, off, or nothing: %w", c.StatusAddr, err))
+		}
 	}
 	if err := joinUnique(errs); err != nil {
 		return cfg, store, redisTarget{}, configError{err}
@@ -152,6 +152,10 @@ type kafkaSecurity struct {
 	KafkaTLSCAFile     string `name:"kafka-tls-ca-file" env:"FLEET_KAFKA_TLS_CA_FILE" help:"PEM bundle of the CAs that signed the brokers' certificates (default: the system roots)."`
 	KafkaTLSCertFile   string `name:"kafka-tls-cert-file" env:"FLEET_KAFKA_TLS_CERT_FILE" help:"Client certificate (PEM) for Kafka TLS."`
 	KafkaTLSKeyFile    string `name:"kafka-tls-key-file" env:"FLEET_KAFKA_TLS_KEY_FILE" help:"Client key (PEM) for Kafka TLS."`
+	KafkaTLSMinVersion string `name:"kafka-tls-min-version" env:"FLEET_KAFKA_TLS_MIN_VERSION" default:"1.2" enum:"1.2,1.3" help:"Lowest TLS version accepted from the brokers: 1.2 or 1.3."`
+	// KafkaSASLPlaintext allows SASL PLAIN, which sends the password as
+	// it is, over a connection without TLS.
+	KafkaSASLPlaintext bool `name:"kafka-sasl-allow-plaintext" env:"FLEET_KAFKA_SASL_ALLOW_PLAINTEXT" help:"Allow SASL PLAIN without TLS, which sends the password in clear to anyone on the path (refused otherwise)."`
 }
 
 // kafkaDialer builds the Kafka connection settings (TLS, SASL), or nil when
@@ -160,7 +164,7 @@ func (c *kafkaSecurity) kafkaDialer() (*kafka.Dialer, error) {
 	var errs []error
 	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
 	if c.KafkaTLS || c.KafkaTLSCAFile != "" || c.KafkaTLSCertFile != "" {
-		t := &tls.Config{MinVersion: tls.VersionTLS12}
+		t := &tls.Config{MinVersion: max(tlsVersions[c.KafkaTLSMinVersion], tls.VersionTLS12)}
 		if c.KafkaTLSCAFile != "" {
 			pem, err := os.ReadFile(c.KafkaTLSCAFile)
 			if err != nil {
@@ -190,6 +194,9 @@ func (c *kafkaSecurity) kafkaDialer() (*kafka.Dialer, error) {
 		}
 	case "PLAIN":
 		d.SASLMechanism = plain.Mechanism{Username: c.KafkaSASLUsername, Password: c.KafkaSASLPassword}
+		if d.TLS == nil && !c.KafkaSASLPlaintext {
+			errs = append(errs, errors.New("kafka SASL PLAIN without TLS sends the password in clear: add --kafka-tls, use SCRAM, or allow it with --kafka-sasl-allow-plaintext"))
+		}
 	default:
 		algo := scram.SHA256
 		if c.KafkaSASLMechanism == "SCRAM-SHA-512" {
@@ -279,6 +286,9 @@ func (c *runCmd) Run() error {
 		return err
 	}
 	log := newLogger(os.Stderr, c.LogLevel, c.LogFormat)
+	if target.insecure() {
+		log.Warn("Redis's certificate is not checked (--redis-tls-insecure-skip-verify): anyone on the path can read and change the idempotency records")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	rdb := target.client()
@@ -287,7 +297,7 @@ func (c *runCmd) Run() error {
 	if len(limits) > 0 {
 		cfg.RateLimiter = dedupe.NewRateLimits(rdb, cfg.Group, limits)
 	}
-	return serve(ctx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr})
+	return serve(ctx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr})
 }
 
 // newLogger returns the process logger and routes go-redis's own messages
@@ -331,8 +341,9 @@ type wiring struct {
 	consumer consumer.Config
 	store    dedupe.Config
 	rdb      redis.UniversalClient
-	// httpAddr serves /metrics, /healthz and /readyz.
-	httpAddr string
+	// httpAddr serves /metrics, /healthz and /readyz; statusAddr /status:
+	// "" with them, statusOff nowhere, or an address of its own.
+	httpAddr, statusAddr string
 	// skipPolicyCheck skips reading Redis's maxmemory-policy: the embedded
 	// Redis of fleet dev has no CONFIG command and evicts nothing.
 	skipPolicyCheck bool
@@ -380,10 +391,16 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		return configError{err}
 	}
 
-	var ln net.Listener
+	var ln, statusLn net.Listener
 	if !w.noHTTP {
 		if ln, err = net.Listen("tcp", w.httpAddr); err != nil {
 			return fmt.Errorf("listen on %s (set --http-addr or FLEET_HTTP_ADDR): %w", w.httpAddr, err)
+		}
+		if w.statusAddr != "" && w.statusAddr != statusOff {
+			if statusLn, err = net.Listen("tcp", w.statusAddr); err != nil {
+				_ = ln.Close()
+				return fmt.Errorf("listen on %s (set --status-addr or FLEET_STATUS_ADDR): %w", w.statusAddr, err)
+			}
 		}
 	}
 	var loaded atomic.Bool
@@ -403,7 +420,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+	status := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := engine.Status()
 		if err := ready(); err != nil {
 			st.NotReady = err.Error()
@@ -413,6 +430,9 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
+	if w.statusAddr == "" {
+		mux.Handle("/status", status)
+	}
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
@@ -420,24 +440,16 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-
 	g, gctx := errgroup.WithContext(ctx)
 	served := ""
 	if ln != nil {
 		served = ln.Addr().String()
-		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("http: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		})
+		serveOn(gctx, g, ln, mux)
+	}
+	if statusLn != nil {
+		only := http.NewServeMux()
+		only.Handle("/status", status)
+		serveOn(gctx, g, statusLn, only)
 	}
 	g.Go(func() error {
 		if err := loadScripts(gctx, log, store); err != nil {
@@ -451,13 +463,56 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 			checkPolicy(gctx, log, store)
 			checkReplicas(gctx, log, store, w.store.MinReplicas)
 		}
-		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", served)
+		statusAt := served
+		switch {
+		case statusLn != nil:
+			statusAt = statusLn.Addr().String()
+		case w.statusAddr == statusOff:
+			statusAt = statusOff
+		}
+		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", served, "status", statusAt)
 		if w.started != nil {
 			w.started(reg, served)
 		}
 		return engine.Run(gctx)
 	})
 	return g.Wait()
+}
+
+// statusOff is the --status-addr that serves /status nowhere.
+const statusOff = "off"
+
+// serveOn serves h on ln in g until ctx ends, then shuts the server down
+// within 5 s.
+func serveOn(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler) {
+	srv := newHTTPServer(h)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+}
+
+// newHTTPServer serves fleet's endpoints with bounds on every connection: a
+// request must arrive within 5 s, its answer be written within 10 s (a slow
+// reader of /status cannot hold a buffer for longer), and an idle keep-alive
+// connection is closed after 30 s, well within a scrape interval's reuse.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       5 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
 }
 
 // registerProcessMetrics registers what is not the engine's: Go and process

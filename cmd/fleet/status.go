@@ -88,7 +88,7 @@ func printStatus(w io.Writer, st consumer.Status) error {
 		if e.Offset != nil {
 			where += fmt.Sprintf("@%d", *e.Offset)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Time.Format(time.RFC3339), e.What, dash(where), dash(e.ID), dash(e.Type),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Time.Format(time.RFC3339), dash(e.What), dash(where), dash(e.ID), dash(e.Type),
 			e.Attempt, truncateText(e.Error, 80))
 	}
 	return tw.Flush()
