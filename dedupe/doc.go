@@ -76,7 +76,9 @@
 // continued: the new record takes its fence and attempt count, and the
 // previous record is deleted, so its owner, if one is still running, has
 // lost it. A previous key that would read as a current record key (see
-// [PreviousKey]) is not consulted.
+// [PreviousKey]) is not consulted. Previous records are consulted for a
+// retention window and an hour after the current layout was first served
+// on the Redis ([LayoutKey]): then they have all expired.
 //
 // Every script is safe to run twice with the same arguments (see scripts.go).
 //

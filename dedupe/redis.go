@@ -35,6 +35,10 @@ type Redis struct {
 	cfg    Config
 	owners *Owners
 	trips  atomic.Uint64
+	// previousUntil is when claims stop consulting records of the previous
+	// layout (unix ms, this process's clock); 0 until Load has read it:
+	// they are consulted meanwhile.
+	previousUntil atomic.Int64
 
 	// The config as script arguments, boxed once rather than per call.
 	leaseMS, retentionMS any
@@ -88,7 +92,45 @@ func (s *Redis) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load scripts: %w", err)
 	}
+	return s.readLayoutSince(ctx)
+}
+
+// LayoutKey holds when this Redis first served the current record layout
+// (unix ms, the Redis clock), set by the first store that loads. Records of
+// the previous layout are consulted until a retention window and an hour
+// after it: by then every record a worker of the previous version wrote,
+// during a rolling update too, has expired (with a retention no longer
+// than the current one). It is not a record key (no hash tag follows the
+// prefix), and it falls under the ACL's fleet:idem:* pattern.
+const LayoutKey = "fleet:idem:layout"
+
+// layoutScript: SET KEYS[1] to now (ms, the Redis clock) unless it is set;
+// reply {since, now}.
+var layoutScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], now, 'NX')
+return {tonumber(redis.call('GET', KEYS[1])) or 0, now}
+`)
+
+// readLayoutSince reads (or sets) LayoutKey and from it the end of the
+// window in which claims consult records of the previous layout.
+func (s *Redis) readLayoutSince(ctx context.Context) error {
+	v, err := layoutScript.Run(ctx, s.c, []string{LayoutKey}).Int64Slice()
+	if err != nil || len(v) != 2 {
+		return fmt.Errorf("read %s: %v %w", LayoutKey, v, err)
+	}
+	since, redisNow := v[0], v[1]
+	skew := time.Now().UnixMilli() - redisNow
+	s.previousUntil.Store(max(since+skew+s.cfg.Retention.Milliseconds()+time.Hour.Milliseconds(), 1))
 	return nil
+}
+
+// readsPrevious reports whether claims consult records of the previous
+// layout now.
+func (s *Redis) readsPrevious() bool {
+	until := s.previousUntil.Load()
+	return until == 0 || time.Now().UnixMilli() < until
 }
 
 // Ping checks that Redis answers.
@@ -221,6 +263,7 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 	if s.cfg.MinReplicas > 0 {
 		touch = "1"
 	}
+	previous := s.readsPrevious()
 	call := func(p redis.Pipeliner, items []int) *redis.Cmd {
 		n := len(items)
 		cmd := evalshaN(s.claim, 2*n, 3+3*n)
@@ -229,7 +272,7 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 		for j, i := range items {
 			c := &claims[i]
 			keys[2*j], keys[2*j+1] = c.Key, c.Key
-			if c.PreviousKey != "" {
+			if previous && c.PreviousKey != "" {
 				keys[2*j+1] = c.PreviousKey
 			}
 			args[3+3*j], args[4+3*j], args[5+3*j] = owners[i], c.Fingerprint, c.PreviousFingerprint

@@ -103,3 +103,44 @@ func TestClusterKeyWithoutHashTag(t *testing.T) {
 		}
 	}
 }
+
+// TestPreviousLayoutWindow: records of the previous layout are consulted
+// for a retention window and an hour after the current layout was first
+// served (LayoutKey), and no longer after: a fresh installation stops
+// paying for the lookups a day after its first start.
+func TestPreviousLayoutWindow(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	cfg := dedupe.Config{Lease: time.Second, Retention: time.Hour}
+	ev := &handlers.Event{ID: "old", Source: "payments-api", Type: "t", Key: "acct-1", Data: []byte("x")}
+	cl := dedupe.NewClaim("ledger", ev)
+	if err := c.HSet(ctx, cl.PreviousKey, "s", "d", "f", 1, "a", 1, "p", cl.PreviousFingerprint).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := loadedStore(t, c, cfg)
+	if since, err := c.Get(ctx, dedupe.LayoutKey).Int64(); err != nil || time.Since(time.UnixMilli(since)) > time.Minute {
+		t.Fatalf("%s = %d, %v: want the time of the first load", dedupe.LayoutKey, since, err)
+	}
+	if r, err := s.ClaimBatch(ctx, []dedupe.Claim{cl}); err != nil || r[0].Outcome != dedupe.Duplicate {
+		t.Fatalf("within the window: %+v, %v; want a duplicate of the previous record", r, err)
+	}
+
+	// The layout served for longer than the retention and an hour: the
+	// previous record is no longer consulted.
+	old := time.Now().Add(-cfg.Retention - 2*time.Hour).UnixMilli()
+	if err := c.Set(ctx, dedupe.LayoutKey, old, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	late := loadedStore(t, c, cfg)
+	other := dedupe.NewClaim("ledger", &handlers.Event{ID: "old", Source: "payments-api", Type: "t", Key: "acct-2", Data: []byte("x")})
+	if err := c.HSet(ctx, other.PreviousKey, "s", "d", "f", 1, "a", 1, "p", other.PreviousFingerprint).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := late.ClaimBatch(ctx, []dedupe.Claim{other}); err != nil || r[0].Outcome != dedupe.Acquired {
+		t.Fatalf("after the window: %+v, %v; want the previous record left alone", r, err)
+	}
+	if n := c.Exists(ctx, other.PreviousKey).Val(); n != 1 {
+		t.Error("the previous record was touched after the window")
+	}
+}
