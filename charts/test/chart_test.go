@@ -166,6 +166,8 @@ func typed(meta metav1.TypeMeta) (any, error) {
 		return &monitoringv1.PrometheusRule{}, nil
 	case "keda.sh/v1alpha1 ScaledObject":
 		return &scaledObject{}, nil
+	case "keda.sh/v1alpha1 TriggerAuthentication":
+		return &triggerAuthentication{}, nil
 	}
 	return nil, fmt.Errorf("unexpected manifest %s %s", meta.APIVersion, meta.Kind)
 }
@@ -183,13 +185,15 @@ func TestLint(t *testing.T) {
 // TestCIValues renders every ci values file and checks what each must and
 // must not contain.
 func TestCIValues(t *testing.T) {
-	base := []string{"Deployment", "Service", "ServiceAccount"}
+	// The NetworkPolicy is on by default.
+	base := []string{"Deployment", "Service", "ServiceAccount", "NetworkPolicy"}
 	want := map[string][]string{
 		"default-values.yaml":          append(slices.Clone(base), "PodDisruptionBudget"),
 		"external-secrets-values.yaml": append(slices.Clone(base), "PodDisruptionBudget"),
 		"keda-values.yaml":             append(slices.Clone(base), "ScaledObject"),
+		"keda-kafka-auth-values.yaml":  append(slices.Clone(base), "ScaledObject", "TriggerAuthentication", "PodDisruptionBudget"),
 		"all-on-values.yaml": append(slices.Clone(base), "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
-			"ConfigMap", "HorizontalPodAutoscaler", "NetworkPolicy"),
+			"ConfigMap", "HorizontalPodAutoscaler"),
 	}
 	for _, f := range ciValues(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -253,7 +257,7 @@ func checkPod(t *testing.T, m manifests) {
 		"FLEET_SESSION_TIMEOUT", "FLEET_HEARTBEAT_INTERVAL", "FLEET_DRAIN_TIMEOUT", "FLEET_HANDLER_TIMEOUT", "FLEET_BATCH_SIZE",
 		"FLEET_MAX_IN_FLIGHT", "FLEET_MAX_IN_FLIGHT_BYTES", "FLEET_COMMIT_INTERVAL", "FLEET_LOG_LEVEL", "FLEET_LOG_FORMAT",
 		"FLEET_MAX_MESSAGE_BYTES", "FLEET_MAX_HEADERS", "FLEET_MAX_JSON_DEPTH", "FLEET_MAX_KEY_BYTES", "FLEET_MAX_ATTRIBUTE_BYTES",
-		"FLEET_REDIS_MODE", "FLEET_REDIS_MIN_REPLICAS"} {
+		"FLEET_REDIS_MODE", "FLEET_REDIS_MIN_REPLICAS", "FLEET_REDIS_TLS_MIN_VERSION"} {
 		if _, ok := env[name]; !ok {
 			t.Errorf("no %s in the environment", name)
 		}
@@ -283,6 +287,9 @@ func checkPod(t *testing.T, m manifests) {
 	if len(pod.TopologySpreadConstraints) == 0 || c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Error("no topology spread, CPU request or memory limit")
 	}
+	checkStatusPort(t, m)
+	checkNetworkPolicy(t, m)
+	checkKedaAuth(t, m)
 }
 
 // TestToggles renders every combination of the optional resources: what is
@@ -355,6 +362,9 @@ func TestValuesRefused(t *testing.T) {
 		{"both autoscalers", []string{defaults}, []string{"autoscaling.enabled=true", "keda.enabled=true"}, "alternatives"},
 		{"grace shorter than the drain", []string{defaults}, []string{"terminationGracePeriodSeconds=12"}, "terminationGracePeriodSeconds (12) must cover"},
 		{"SASL without a secret", []string{defaults}, []string{"kafka.sasl.enabled=true"}, "kafka.sasl.existingSecret"},
+		{"SASL PLAIN in clear", []string{defaults}, []string{"kafka.sasl.enabled=true", "kafka.sasl.existingSecret=s", "kafka.sasl.mechanism=PLAIN"},
+			"PLAIN without kafka.tls"},
+		{"TLS 1.1", []string{defaults}, []string{"kafka.tls.minVersion=1.1"}, "minVersion"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

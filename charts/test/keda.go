@@ -44,3 +44,25 @@ type scaleTrigger struct {
 	} `json:"authenticationRef,omitempty"`
 	MetricType string `json:"metricType,omitempty"`
 }
+
+// triggerAuthentication mirrors KEDA's keda.sh/v1alpha1 TriggerAuthentication
+// as its CRD publishes it, with only the part the chart renders:
+// spec.secretTargetRef, each entry a scaler parameter taken from a key of a
+// Secret in the same namespace. Anything else the chart rendered would fail
+// the strict decoding.
+type triggerAuthentication struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              triggerAuthenticationSpec `json:"spec"`
+}
+
+type triggerAuthenticationSpec struct {
+	SecretTargetRef []authSecretTargetRef `json:"secretTargetRef,omitempty"`
+}
+
+// authSecretTargetRef: all three fields are required by the CRD.
+type authSecretTargetRef struct {
+	Parameter string `json:"parameter"`
+	Name      string `json:"name"`
+	Key       string `json:"key"`
+}

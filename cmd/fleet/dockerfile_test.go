@@ -4,14 +4,16 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // TestDockerfile checks what can be checked of the Dockerfile without a
 // Docker engine (none runs here, and Debian has no hadolint): a build stage
-// that downloads modules before copying the code, a static trimmed binary
-// stamped with version and revision, a distroless nonroot runtime, an
+// that downloads modules before copying the code, with a Go that go.mod
+// accepts, a static trimmed binary stamped with version and revision, a
+// distroless nonroot runtime, both base images pinned by digest, an
 // exec-form entrypoint, and a .dockerignore that keeps the context small.
 func TestDockerfile(t *testing.T) {
 	root := filepath.Join("..", "..")
@@ -24,11 +26,39 @@ func TestDockerfile(t *testing.T) {
 	if len(froms) != 2 || froms[0][2] != "build" || froms[1][2] != "runtime" {
 		t.Fatalf("stages %v: want build, then runtime", froms)
 	}
-	if !strings.HasPrefix(froms[0][1], "golang:") {
-		t.Errorf("build stage from %s", froms[0][1])
+	// Both bases are pinned by digest, the tag kept beside it for the reader.
+	digest := `@sha256:[0-9a-f]{64}$`
+	build := regexp.MustCompile(`^golang:(1\.[0-9]+\.[0-9]+)-bookworm` + digest).FindStringSubmatch(froms[0][1])
+	if build == nil {
+		t.Errorf("build stage from %s, want golang:<major.minor.patch>-bookworm@sha256:<digest>", froms[0][1])
 	}
-	if froms[1][1] != "gcr.io/distroless/static-debian12:nonroot" {
-		t.Errorf("runtime stage from %s, want distroless static nonroot", froms[1][1])
+	if !regexp.MustCompile(`^gcr\.io/distroless/static-debian12:nonroot` + digest).MatchString(froms[1][1]) {
+		t.Errorf("runtime stage from %s, want gcr.io/distroless/static-debian12:nonroot@sha256:<digest>", froms[1][1])
+	}
+	if !strings.Contains(df, "docker buildx imagetools inspect") {
+		t.Error("the Dockerfile does not say how to update the digests")
+	}
+	// The image's Go (GOTOOLCHAIN=local in the golang images) must satisfy
+	// go.mod's go directive, or the build stops asking for a toolchain.
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goDirective := regexp.MustCompile(`(?m)^go ([0-9.]+)$`).FindSubmatch(mod)
+	if goDirective == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	if build != nil && goVersionBefore(build[1], string(goDirective[1])) {
+		t.Errorf("the build image has Go %s, go.mod needs %s", build[1], goDirective[1])
+	}
+	// The build fetches the patched toolchain govulncheck checks fleet with.
+	toolchain := regexp.MustCompile(`(?m)^ENV GOTOOLCHAIN=(go1\.[0-9]+\.[0-9]+)$`).FindStringSubmatch(df)
+	vulncheck, err := os.ReadFile(filepath.Join(root, ".ci", "vulncheck"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if toolchain == nil || !strings.Contains(string(vulncheck), "GOTOOLCHAIN="+toolchain[1]+"\n") {
+		t.Errorf("the build stage's GOTOOLCHAIN %v is not the toolchain .ci/vulncheck checks", toolchain)
 	}
 	runtime := df[strings.Index(df, "AS runtime"):]
 	for _, want := range []string{"USER nonroot:nonroot", `ENTRYPOINT ["/fleet"]`, `CMD ["run"]`, "COPY --from=build /out/fleet /fleet"} {
@@ -68,4 +98,23 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("main.go has no %q to stamp", v)
 		}
 	}
+}
+
+// goVersionBefore compares dotted Go versions ("1.26.8" < "1.27"); a missing
+// part counts as 0.
+func goVersionBefore(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(as), len(bs)) {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }

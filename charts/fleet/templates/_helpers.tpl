@@ -41,6 +41,35 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The image: <repository>@<digest> when a digest is given (the tag is then
+not used), else <repository>:<tag or appVersion>. */}}
+{{- define "fleet.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* The port /status has to itself, or nothing when it is served on the http
+port or not at all. */}}
+{{- define "fleet.statusPort" -}}
+{{- if and .Values.status.enabled .Values.status.port }}
+{{- .Values.status.port | int }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the KEDA triggers need a TriggerAuthentication: SASL credentials,
+or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
+{{- define "fleet.kedaAuth" -}}
+{{- if and .Values.keda.enabled (or .Values.kafka.sasl.enabled (and .Values.kafka.tls.enabled .Values.kafka.tls.existingSecret)) }}true{{ end }}
+{{- end }}
+
+{{/* KEDA's Kafka scaler name of kafka.sasl.mechanism. */}}
+{{- define "fleet.kedaSasl" -}}
+{{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") .Values.kafka.sasl.mechanism }}
+{{- end }}
+
 {{/* Seconds in a Go duration of whole seconds, minutes or hours ("10s", "1m"). */}}
 {{- define "fleet.seconds" -}}
 {{- $d := toString . }}
@@ -62,5 +91,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.existingSecret) }}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret (a Secret with the username and password)" }}
+{{- end }}
+{{- if and .Values.kafka.sasl.enabled (eq .Values.kafka.sasl.mechanism "PLAIN") (not .Values.kafka.tls.enabled) (not .Values.kafka.sasl.allowPlaintext) }}
+{{- fail "kafka.sasl.mechanism PLAIN without kafka.tls sends the password in clear: enable kafka.tls, use SCRAM, or set kafka.sasl.allowPlaintext" }}
+{{- end }}
+{{- $redisURL := .Values.redis.url | default "" }}
+{{- if or (regexMatch "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@" $redisURL) (regexMatch "(?i)[?&](username|password)=" $redisURL) }}
+{{- fail "redis.url carries credentials (user:password@, user@, or a username or password parameter): they would be readable in the Deployment and the release. Put the whole URL in a Secret and name it in redis.existingSecret (its key in redis.existingSecretKey)" }}
+{{- end }}
+{{- $status := .Values.status }}
+{{- if and $status.port (not $status.enabled) }}
+{{- fail (printf "status.port (%d) is set but status.enabled is false: /status is served nowhere. Unset status.port, or enable status" (int $status.port)) }}
+{{- end }}
+{{- if eq (int $status.port) 8080 }}
+{{- fail "status.port 8080 is the http port: leave status.port at 0 to serve /status there, or pick another port" }}
+{{- end }}
+{{- if and $status.service (not (include "fleet.statusPort" .)) }}
+{{- fail "status.service needs status.port (a port of its own for /status); with status.port 0 /status is on the http port, which the Service already exposes" }}
+{{- end }}
+{{- if and $status.service (include "fleet.statusPort" .) (eq (int $status.port) (int .Values.service.port)) }}
+{{- fail (printf "status.port (%d) is also service.port: the Service cannot have both on one port; pick another status.port" (int $status.port)) }}
+{{- end }}
+{{- $np := .Values.networkPolicy }}
+{{- if $np.enabled }}
+{{- if not $np.metricsFrom }}
+{{- fail "networkPolicy.metricsFrom is empty: an ingress rule without peers admits every source. Name who scrapes /metrics (the default is Prometheus: namespace monitoring, pods app.kubernetes.io/name=prometheus), or set networkPolicy.enabled=false" }}
+{{- end }}
+{{- if and $np.statusFrom (not (include "fleet.statusPort" .)) }}
+{{- fail "networkPolicy.statusFrom needs status.port (a port of its own for /status); with status.port 0 /status is on the http port and reachable from networkPolicy.metricsFrom" }}
+{{- end }}
+{{- range $name := list "kafka" "redis" "handlers" }}
+{{- $rule := get $np.egress $name | default dict }}
+{{- if and $rule.to (not $rule.ports) }}
+{{- fail (printf "networkPolicy.egress.%s.to needs networkPolicy.egress.%s.ports: a rule without ports is not rendered" $name $name) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
