@@ -95,6 +95,8 @@ type options struct {
 	store *redis.Client
 	// minReplicas is the store's MinReplicas.
 	minReplicas int
+	// logs, when set, receives the engine's log as JSON lines, from Info.
+	logs io.Writer
 }
 
 // start runs an engine over the env's topic until the returned engine is
@@ -138,6 +140,9 @@ func (e *env) start(o options) *engine {
 	m := consumer.NewMetrics(reg)
 	dlq := consumer.NewPublisher(e.brokers, nil)
 	log := slog.New(slog.NewTextHandler(testWriter(e.t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if o.logs != nil {
+		log = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	eng, err := consumer.New(cfg, store, o.router, dlq, log, m)
 	if err != nil {
 		e.t.Fatal(err)

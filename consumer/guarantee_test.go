@@ -794,3 +794,35 @@ func TestUnclaimableEventDeadLettered(t *testing.T) {
 		t.Errorf("dead letter reason %q, want invalid_record", got)
 	}
 }
+
+// TestWaitingRetryCountsAsLag: while an event waits in a retry tier for its
+// time, its retry partition shows it as lag (offsets and seconds), so that
+// a retry partition that stalls is seen.
+func TestWaitingRetryCountsAsLag(t *testing.T) {
+	e := newEnv(t, 1)
+	var c idCounter
+	router, _ := newCountingRouter(t, func(_ context.Context, ev handlers.Event) error {
+		if c.inc(ev.ID) == 1 {
+			return errDownstream
+		}
+		return nil
+	})
+	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
+		cfg.InPlaceAttempts = 1
+		cfg.RetryDelays = []time.Duration{3 * time.Second}
+	}})
+	e.publish(payment("waits", "acct-l", ledger.TypeCaptured, 1))
+	retry := consumer.RetryTopic(topic, 1)
+	waitFor(t, 20*time.Second, "the waiting retry shown as lag", func() bool {
+		for _, p := range en.Status().Partitions {
+			if p.Topic == retry && p.Lag >= 1 && p.TimeLagSeconds > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if en.finished(consumer.OutcomeProcessed) != 0 {
+		t.Fatal("processed before its retry delay")
+	}
+	waitFor(t, 20*time.Second, "processed after the delay", func() bool { return en.finished(consumer.OutcomeProcessed) == 1 })
+}

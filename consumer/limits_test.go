@@ -1,9 +1,12 @@
 package consumer_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +58,8 @@ func TestInputLimits(t *testing.T) {
 func TestLongAttributes(t *testing.T) {
 	e := newEnv(t, 1)
 	router, _ := newCountingRouter(t, nil)
-	en := e.start(options{router: router})
+	var logs syncBuffer
+	en := e.start(options{router: router, logs: &logs})
 	long := strings.Repeat("x", 100_000)
 	set := func(m kafka.Message, header, v string) kafka.Message {
 		for i, h := range m.Headers {
@@ -95,4 +99,39 @@ func TestLongAttributes(t *testing.T) {
 	if len(st) > 16<<10 {
 		t.Errorf("/status is %d bytes after five events with 100 kB attributes: what one event makes fleet serve must be bounded", len(st))
 	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if len(line) > 4<<10 {
+			t.Errorf("a log line of %d bytes: %.200s…", len(line), line)
+		}
+	}
+	if !strings.Contains(logs.String(), "too_long") {
+		t.Error("no log line for the dead letters")
+	}
+	keys, err := e.rdb.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if len(k) > 300 {
+			t.Errorf("a Redis key of %d bytes: an event over the limits reached the store", len(k))
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the engine's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

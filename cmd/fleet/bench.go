@@ -254,8 +254,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 		}
 		args = append(args, "--profile", filepath.Join(c.Profile, name))
 	}
-	cmd := exec.CommandContext(ctx, exe, args...) // #nosec G204 -- this very binary, with arguments of our own
-	cmd.Env = append(os.Environ(), "FLEET_REDIS_URL="+redisURL)
+	cmd := workerCommand(ctx, exe, args, redisURL)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	redisBefore, benchBefore := redisCPU(ctx, c.rdb), selfCPU()
@@ -319,6 +318,15 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	}
 	fmt.Fprintf(progress, "  %s: %d events in %.2fs, store calls per event %v\n", mode, wr.Events, wr.Seconds, r.CallsPerEvent)
 	return r, nil
+}
+
+// workerCommand is a bench worker's command: the Redis URL, which may hold a
+// password, goes in its environment, since every user of the machine can
+// read a command line (ps, /proc).
+func workerCommand(ctx context.Context, exe string, args []string, redisURL string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, exe, args...) // #nosec G204 -- this very binary, with arguments of our own
+	cmd.Env = append(os.Environ(), "FLEET_REDIS_URL="+redisURL)
+	return cmd
 }
 
 // quantile of sorted values, nearest rank.

@@ -178,8 +178,8 @@ func (s *Server) start() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
-			return nil
+		if err == nil || redis.IsAuthError(err) {
+			return nil // answering, if only to ask for a password
 		}
 		select {
 		case <-p.exited:
