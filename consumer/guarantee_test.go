@@ -809,7 +809,7 @@ func TestWaitingRetryCountsAsLag(t *testing.T) {
 	})
 	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
 		cfg.InPlaceAttempts = 1
-		cfg.RetryDelays = []time.Duration{3 * time.Second}
+		cfg.RetryDelays = []time.Duration{5 * time.Second}
 	}})
 	e.publish(payment("waits", "acct-l", ledger.TypeCaptured, 1))
 	retry := consumer.RetryTopic(topic, 1)

@@ -110,8 +110,9 @@ type partition struct {
 	// hwm is the high-water mark of the last fetched message; committed the
 	// last offset committed for the partition (-1 before the first commit
 	// of this generation); waiting the Kafka timestamp (unix ns) of a retry
-	// message waiting for its not-before time, 0 when none waits.
-	hwm, committed, waiting atomic.Int64
+	// message waiting for its not-before time, 0 when none waits, and
+	// waitingOffset its offset.
+	hwm, committed, waiting, waitingOffset atomic.Int64
 }
 
 func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, stop <-chan struct{}, workCtx context.Context) *partition {
@@ -279,6 +280,7 @@ func (p *partition) due(ctx context.Context, m *kafka.Message) bool {
 	}
 	p.hwm.Store(m.HighWaterMark)
 	p.lag.Set(float64(max(m.HighWaterMark-m.Offset, 0)))
+	p.waitingOffset.Store(m.Offset)
 	p.waiting.Store(max(m.Time.UnixNano(), 1))
 	defer p.waiting.Store(0)
 	return sleep(ctx, t.Sub(now))

@@ -149,10 +149,13 @@ func (p *partition) status(now time.Time) PartitionStatus {
 			ps.TimeLagSeconds = max(now.Sub(time.Unix(0, ts)).Seconds(), 0)
 		}
 	}
-	if ts := p.waiting.Load(); ts > 1 {
+	if ts := p.waiting.Load(); ts != 0 {
 		// A retry message waiting for its time is not in flight yet, but it
 		// is what the partition is behind on.
-		ps.TimeLagSeconds = max(ps.TimeLagSeconds, now.Sub(time.Unix(0, ts)).Seconds())
+		ps.Lag = max(ps.Lag, ps.HighWaterMark-p.waitingOffset.Load())
+		if ts > 1 {
+			ps.TimeLagSeconds = max(ps.TimeLagSeconds, now.Sub(time.Unix(0, ts)).Seconds())
+		}
 	}
 	return ps
 }
