@@ -15,31 +15,32 @@ import (
 // group commit and while its dead letter is written. The heartbeat extends
 // every one of them, so that without a pause, a crash or a rebalance no
 // claim is lost and no duplicate takes an event over.
+//
+// While a handler (or the rate limiter) runs under a claim, the work item's
+// run fields hold that attempt's context and its cancel, under mu. Once the
+// context is done (timeout, lease lost, drain) the lease is no longer
+// extended while the attempt still runs: a handler that outlives its
+// context by a whole lease has forfeited the lease, and its completion is
+// refused, as another owner may have taken the event over.
 type leases struct {
 	mu   sync.Mutex
-	held map[*work]heldClaim
+	held map[*work]dedupe.Lease
 }
 
-// heldClaim is one held claim. While a handler (or the rate limiter) runs
-// under it, run is that attempt's context and cancel ends it. Once run is
-// done (timeout, lease lost, drain) the lease is no longer extended while
-// the attempt still runs: a handler that outlives its context by a whole
-// lease has forfeited the lease, and its completion is refused, as another
-// owner may have taken the event over.
-type heldClaim struct {
-	lease  dedupe.Lease
-	run    context.Context
+// run is the attempt running under a held claim, guarded by leases.mu.
+type run struct {
+	ctx    context.Context
 	cancel context.CancelFunc
-	// ended is when the heartbeat first saw run done.
+	// ended is when the heartbeat first saw ctx done.
 	ended time.Time
 }
 
-func newLeases() *leases { return &leases{held: make(map[*work]heldClaim)} }
+func newLeases() *leases { return &leases{held: make(map[*work]dedupe.Lease)} }
 
 // hold starts holding w's lease (a fresh claim).
 func (l *leases) hold(w *work) {
 	l.mu.Lock()
-	l.held[w] = heldClaim{lease: w.lease}
+	l.held[w] = w.lease
 	l.mu.Unlock()
 }
 
@@ -48,7 +49,7 @@ func (l *leases) hold(w *work) {
 // (the heartbeat marks w lost under the same lock).
 func (l *leases) startRun(w *work, ctx context.Context, cancel context.CancelFunc) {
 	l.mu.Lock()
-	l.held[w] = heldClaim{lease: w.lease, run: ctx, cancel: cancel}
+	w.run = run{ctx: ctx, cancel: cancel}
 	lost := w.lost.Load()
 	l.mu.Unlock()
 	if lost {
@@ -59,13 +60,11 @@ func (l *leases) startRun(w *work, ctx context.Context, cancel context.CancelFun
 // endRun ends the attempt under w's claim; the claim stays held.
 func (l *leases) endRun(w *work) {
 	l.mu.Lock()
-	h, ok := l.held[w]
-	if ok && h.run != nil {
-		l.held[w] = heldClaim{lease: h.lease}
-	}
+	cancel := w.run.cancel
+	w.run = run{}
 	l.mu.Unlock()
-	if ok && h.cancel != nil {
-		h.cancel()
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -73,11 +72,12 @@ func (l *leases) endRun(w *work) {
 // attempt, if one runs.
 func (l *leases) drop(w *work) {
 	l.mu.Lock()
-	h, ok := l.held[w]
 	delete(l.held, w)
+	cancel := w.run.cancel
+	w.run = run{}
 	l.mu.Unlock()
-	if ok && h.cancel != nil {
-		h.cancel()
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -86,8 +86,8 @@ func (l *leases) running() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
-	for _, h := range l.held {
-		if h.run != nil {
+	for w := range l.held {
+		if w.run.ctx != nil {
 			n++
 		}
 	}
@@ -100,19 +100,18 @@ func (l *leases) running() int {
 func (l *leases) due(now time.Time, lease time.Duration, forfeit func(w *work)) (ws []*work, ls []dedupe.Lease) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for w, h := range l.held {
-		if h.run != nil && h.run.Err() != nil {
-			if h.ended.IsZero() {
-				h.ended = now
-				l.held[w] = h
-			} else if now.Sub(h.ended) > lease && !w.lost.Load() {
+	for w, held := range l.held {
+		if w.run.ctx != nil && w.run.ctx.Err() != nil {
+			if w.run.ended.IsZero() {
+				w.run.ended = now
+			} else if now.Sub(w.run.ended) > lease && !w.lost.Load() {
 				w.lost.Store(true)
 				forfeit(w)
 			}
 			continue
 		}
 		ws = append(ws, w)
-		ls = append(ls, h.lease)
+		ls = append(ls, held)
 	}
 	return ws, ls
 }
@@ -124,13 +123,13 @@ func (l *leases) lost(ws []*work, ls []dedupe.Lease, errs []error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, w := range ws {
-		h, ok := l.held[w]
-		if errs[i] == nil || !ok || h.lease != ls[i] {
+		held, ok := l.held[w]
+		if errs[i] == nil || !ok || held != ls[i] {
 			continue
 		}
 		w.lost.Store(true)
-		if h.cancel != nil {
-			h.cancel()
+		if w.run.cancel != nil {
+			w.run.cancel()
 		}
 	}
 }

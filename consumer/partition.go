@@ -71,6 +71,8 @@ type work struct {
 	// ran is set once a handler runs under the current lease: a claim
 	// given up before that gives its attempt back (Store.Unclaim).
 	ran bool
+	// run is the attempt running under the held claim (leases.mu).
+	run run
 	// size is the message's share of the partition's byte budget.
 	size int64
 }

@@ -97,10 +97,24 @@ type Claim struct {
 	// fingerprint, in any state, makes the claim a Conflict. See
 	// [handlers.Fingerprint].
 	Fingerprint string
-	// PreviousKey and PreviousFingerprint name the event's record in the
-	// layout of earlier versions of fleet, which a claim of a new record
-	// consults (see doc.go, "Upgrades"); empty, it is not consulted.
+	// Group and Event, which NewClaim sets, let the store find the event's
+	// record in the layout of earlier versions of fleet, which a claim of a
+	// new record consults while previous records may exist (see doc.go,
+	// "Upgrades"). PreviousKey and PreviousFingerprint name that record
+	// directly instead; with neither, none is consulted.
+	Group string
+	Event *handlers.Event
+	// PreviousKey and PreviousFingerprint: see Group and Event.
 	PreviousKey, PreviousFingerprint string
+}
+
+// previous returns the key and fingerprint of the claim's record of the
+// previous layout, or "" for none.
+func (c *Claim) previous() (key, fingerprint string) {
+	if c.PreviousKey != "" || c.Event == nil {
+		return c.PreviousKey, c.PreviousFingerprint
+	}
+	return PreviousKey(c.Group, c.Event.Key, c.Event.Source, c.Event.ID), PreviousFingerprint(c.Event)
 }
 
 // Identity returns the identity part of the claim's record key, the event's
@@ -113,14 +127,14 @@ func (c Claim) Identity() string {
 }
 
 // NewClaim returns the claim of an event for a consumer group, without an
-// owner token.
+// owner token. The claim refers to ev, which must not change while the
+// claim is in use.
 func NewClaim(group string, ev *handlers.Event) Claim {
-	aggregate := ev.Aggregate()
 	return Claim{
-		Key:                 RecordKey(aggregate, handlers.IdempotencyKey(group, ev.Source, ev.ID)),
-		Fingerprint:         handlers.Fingerprint(*ev),
-		PreviousKey:         PreviousKey(group, aggregate, ev.Source, ev.ID),
-		PreviousFingerprint: previousFingerprint(ev),
+		Key:         RecordKey(ev.Aggregate(), handlers.IdempotencyKey(group, ev.Source, ev.ID)),
+		Fingerprint: handlers.Fingerprint(*ev),
+		Group:       group,
+		Event:       ev,
 	}
 }
 

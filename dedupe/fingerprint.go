@@ -9,12 +9,12 @@ import (
 	"github.com/fleetworks/fleet/handlers"
 )
 
-// previousFingerprint is the payload fingerprint of earlier versions of
+// PreviousFingerprint is the payload fingerprint of earlier versions of
 // fleet, which records of the previous layout hold (see [PreviousKey]): the
 // type, subject, data content type and data, byte for byte, each
 // length-prefixed, 16 hex characters of xxhash64. Claims compare it with
 // such a record; new records hold handlers.Fingerprint.
-func previousFingerprint(ev *handlers.Event) string {
+func PreviousFingerprint(ev *handlers.Event) string {
 	var d xxhash.Digest
 	d.Reset()
 	var n [8]byte

@@ -96,35 +96,99 @@ func (s *Redis) Load(ctx context.Context) error {
 }
 
 // LayoutKey holds when this Redis first served the current record layout
-// (unix ms, the Redis clock), set by the first store that loads. Records of
-// the previous layout are consulted until a retention window and an hour
-// after it: by then every record a worker of the previous version wrote,
-// during a rolling update too, has expired (with a retention no longer
-// than the current one). It is not a record key (no hash tag follows the
-// prefix), and it falls under the ACL's fleet:idem:* pattern.
+// (unix ms, the Redis clock), set by the first store that loads, or 0 when
+// that store found no record of the previous layout on it (a new
+// installation). Records of the previous layout are consulted until a
+// retention window and an hour after that time: by then every record a
+// worker of the previous version wrote, during a rolling update too, has
+// expired (with a retention no longer than the current one). It is not a
+// record key (no hash tag follows the prefix), and it falls under the
+// ACL's fleet:idem:* pattern.
 const LayoutKey = "fleet:idem:layout"
 
-// layoutScript: SET KEYS[1] to now (ms, the Redis clock) unless it is set;
-// reply {since, now}.
+// layoutScript: SET KEYS[1] unless it is set, to now (ms, the Redis clock),
+// or to 0 when ARGV[1] is '1' (no previous records); reply {value, now}.
 var layoutScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('SET', KEYS[1], now, 'NX')
+local since = now
+if ARGV[1] == '1' then since = 0 end
+redis.call('SET', KEYS[1], since, 'NX')
 return {tonumber(redis.call('GET', KEYS[1])) or 0, now}
 `)
 
 // readLayoutSince reads (or sets) LayoutKey and from it the end of the
 // window in which claims consult records of the previous layout.
 func (s *Redis) readLayoutSince(ctx context.Context) error {
-	v, err := layoutScript.Run(ctx, s.c, []string{LayoutKey}).Int64Slice()
+	fresh := "0"
+	if err := s.c.Get(ctx, LayoutKey).Err(); errors.Is(err, redis.Nil) {
+		// The first load on this Redis: is there anything of the
+		// previous layout to honour?
+		found, err := s.previousRecordsExist(ctx)
+		if err != nil {
+			return err
+		}
+		if !found {
+			fresh = "1"
+		}
+	} else if err != nil {
+		return fmt.Errorf("read %s: %w", LayoutKey, err)
+	}
+	v, err := layoutScript.Run(ctx, s.c, []string{LayoutKey}, fresh).Int64Slice()
 	if err != nil || len(v) != 2 {
 		return fmt.Errorf("read %s: %v %w", LayoutKey, v, err)
 	}
 	since, redisNow := v[0], v[1]
+	if since == 0 {
+		s.previousUntil.Store(1) // nothing to consult, ever
+		return nil
+	}
 	skew := time.Now().UnixMilli() - redisNow
 	s.previousUntil.Store(max(since+skew+s.cfg.Retention.Milliseconds()+time.Hour.Milliseconds(), 1))
 	return nil
 }
+
+// previousRecordsExist reports whether Redis may hold records of the
+// previous layout: keys under the record prefix that are not current
+// record keys. It scans at most scanLimit keys per node; past that, it
+// answers true.
+func (s *Redis) previousRecordsExist(ctx context.Context) (bool, error) {
+	scan := func(ctx context.Context, c redis.Cmdable) (bool, error) {
+		var cursor uint64
+		for seen := 0; seen < scanLimit; {
+			keys, next, err := c.Scan(ctx, cursor, recordPrefix+"*", 1000).Result()
+			if err != nil {
+				return false, fmt.Errorf("scan for records of the previous layout: %w", err)
+			}
+			for _, k := range keys {
+				if _, ok := aggregateOf(k); !ok {
+					return true, nil
+				}
+			}
+			seen += 1000
+			if cursor = next; cursor == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	cc, ok := s.c.(*redis.ClusterClient)
+	if !ok {
+		return scan(ctx, s.c)
+	}
+	var found atomic.Bool
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		f, err := scan(ctx, c)
+		if f {
+			found.Store(true)
+		}
+		return err
+	})
+	return found.Load(), err
+}
+
+// scanLimit bounds the keys previousRecordsExist looks at, per node.
+const scanLimit = 1_000_000
 
 // readsPrevious reports whether claims consult records of the previous
 // layout now.
@@ -272,10 +336,12 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 		for j, i := range items {
 			c := &claims[i]
 			keys[2*j], keys[2*j+1] = c.Key, c.Key
-			if previous && c.PreviousKey != "" {
-				keys[2*j+1] = c.PreviousKey
+			args[3+3*j], args[4+3*j], args[5+3*j] = owners[i], c.Fingerprint, ""
+			if previous {
+				if key, fp := c.previous(); key != "" {
+					keys[2*j+1], args[5+3*j] = key, fp
+				}
 			}
-			args[3+3*j], args[4+3*j], args[5+3*j] = owners[i], c.Fingerprint, c.PreviousFingerprint
 		}
 		return queue(ctx, p, cmd)
 	}

@@ -18,18 +18,22 @@ import (
 // answered alike. Within the retention window, nothing the previous version
 // finished runs again.
 func TestPreviousLayout(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Hour})
+	c := redistest.Start(t).Client(t)
 	ctx := context.Background()
+	// A record the previous version left: the first store to load finds it,
+	// and consults the previous layout.
+	if err := c.HSet(ctx, dedupe.PreviousKey("ledger", "acct-0", "payments-api", "left"), "s", "d", "f", 1, "a", 1, "p", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := loadedStore(t, c, dedupe.Config{Lease: time.Second, Retention: time.Hour})
 	event := func(id string, data string) *handlers.Event {
 		return &handlers.Event{ID: id, Source: "payments-api", Type: "payment.captured", Key: "acct-1",
 			DataContentType: "application/json", Data: []byte(data)}
 	}
 	previous := func(ev *handlers.Event, fields ...any) dedupe.Claim {
 		cl := dedupe.NewClaim("ledger", ev)
-		if cl.PreviousKey != dedupe.PreviousKey("ledger", "acct-1", "payments-api", ev.ID) || cl.PreviousKey == "" {
-			t.Fatalf("previous key %q", cl.PreviousKey)
-		}
-		if err := c.HSet(ctx, cl.PreviousKey, append([]any{"p", cl.PreviousFingerprint}, fields...)...).Err(); err != nil {
+		key := dedupe.PreviousKey("ledger", "acct-1", "payments-api", ev.ID)
+		if err := c.HSet(ctx, key, append([]any{"p", dedupe.PreviousFingerprint(ev)}, fields...)...).Err(); err != nil {
 			t.Fatal(err)
 		}
 		return cl
@@ -64,7 +68,7 @@ func TestPreviousLayout(t *testing.T) {
 			t.Errorf("send %d of a released record's claim: %+v, want acquired at fence 4, attempt 3", i+1, r)
 		}
 	}
-	if n := c.Exists(ctx, released.PreviousKey).Val(); n != 0 {
+	if n := c.Exists(ctx, dedupe.PreviousKey("ledger", "acct-1", "payments-api", "released")).Val(); n != 0 {
 		t.Error("the previous record is still there after it was continued")
 	}
 
@@ -115,7 +119,7 @@ func TestPreviousLayoutWindow(t *testing.T) {
 	cfg := dedupe.Config{Lease: time.Second, Retention: time.Hour}
 	ev := &handlers.Event{ID: "old", Source: "payments-api", Type: "t", Key: "acct-1", Data: []byte("x")}
 	cl := dedupe.NewClaim("ledger", ev)
-	if err := c.HSet(ctx, cl.PreviousKey, "s", "d", "f", 1, "a", 1, "p", cl.PreviousFingerprint).Err(); err != nil {
+	if err := c.HSet(ctx, dedupe.PreviousKey("ledger", "acct-1", "payments-api", "old"), "s", "d", "f", 1, "a", 1, "p", dedupe.PreviousFingerprint(ev)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	s := loadedStore(t, c, cfg)
@@ -133,14 +137,49 @@ func TestPreviousLayoutWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := loadedStore(t, c, cfg)
-	other := dedupe.NewClaim("ledger", &handlers.Event{ID: "old", Source: "payments-api", Type: "t", Key: "acct-2", Data: []byte("x")})
-	if err := c.HSet(ctx, other.PreviousKey, "s", "d", "f", 1, "a", 1, "p", other.PreviousFingerprint).Err(); err != nil {
+	otherEv := &handlers.Event{ID: "old", Source: "payments-api", Type: "t", Key: "acct-2", Data: []byte("x")}
+	other := dedupe.NewClaim("ledger", otherEv)
+	otherPrev := dedupe.PreviousKey("ledger", "acct-2", "payments-api", "old")
+	if err := c.HSet(ctx, otherPrev, "s", "d", "f", 1, "a", 1, "p", dedupe.PreviousFingerprint(otherEv)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := late.ClaimBatch(ctx, []dedupe.Claim{other}); err != nil || r[0].Outcome != dedupe.Acquired {
 		t.Fatalf("after the window: %+v, %v; want the previous record left alone", r, err)
 	}
-	if n := c.Exists(ctx, other.PreviousKey).Val(); n != 1 {
+	if n := c.Exists(ctx, otherPrev).Val(); n != 1 {
 		t.Error("the previous record was touched after the window")
+	}
+}
+
+// TestNewInstallationSkipsPreviousLayout: the first store to load on a
+// Redis with no record of the previous layout marks it so (LayoutKey 0),
+// and no claim consults the previous layout there.
+func TestNewInstallationSkipsPreviousLayout(t *testing.T) {
+	c := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	// Records of the current layout are no reason to look.
+	if err := c.HSet(ctx, dedupe.Key("g", "acct", "s", "current"), "s", "d", "f", 1, "a", 1, "p", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := loadedStore(t, c, dedupe.Config{Lease: time.Second, Retention: time.Hour})
+	if v, err := c.Get(ctx, dedupe.LayoutKey).Int64(); err != nil || v != 0 {
+		t.Fatalf("%s = %d, %v; want 0: nothing of the previous layout here", dedupe.LayoutKey, v, err)
+	}
+	ev := &handlers.Event{ID: "late", Source: "s", Type: "t", Key: "acct", Data: []byte("x")}
+	prev := dedupe.PreviousKey("g", "acct", "s", "late")
+	if err := c.HSet(ctx, prev, "s", "d", "f", 1, "a", 1, "p", dedupe.PreviousFingerprint(ev)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.ClaimBatch(ctx, []dedupe.Claim{dedupe.NewClaim("g", ev)}); err != nil || r[0].Outcome != dedupe.Acquired {
+		t.Fatalf("claim: %+v, %v; want the previous layout not consulted", r, err)
+	}
+	// A second store reads the mark the first one left.
+	again := loadedStore(t, c, dedupe.Config{Lease: time.Second, Retention: time.Hour})
+	ev2 := &handlers.Event{ID: "late-2", Source: "s", Type: "t", Key: "acct", Data: []byte("x")}
+	if err := c.HSet(ctx, dedupe.PreviousKey("g", "acct", "s", "late-2"), "s", "d", "f", 1, "a", 1, "p", dedupe.PreviousFingerprint(ev2)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := again.ClaimBatch(ctx, []dedupe.Claim{dedupe.NewClaim("g", ev2)}); err != nil || r[0].Outcome != dedupe.Acquired {
+		t.Fatalf("claim through the second store: %+v, %v", r, err)
 	}
 }
