@@ -253,8 +253,10 @@ func TestCommandLine(t *testing.T) {
 		{"bad log format", []string{"run", "--log-format", "xml"}, 2, "--log-format"},
 		{"bad configuration", []string{"run"}, 2, "invalid configuration: brokers: at least one is required"},
 		{"help", []string{"--help"}, 0, "Usage: fleet <command>"},
+		{"help as a command", []string{"help"}, 0, "Usage: fleet <command>"},
+		{"help of a command", []string{"help", "dlq", "list"}, 0, "Usage: fleet dlq list"},
 		{"run help names the variables", []string{"run", "--help"}, 0, "($FLEET_BROKERS)"},
-		{"version", []string{"version"}, 0, "fleet dev (revision dev"},
+		{"version", []string{"version"}, 0, "fleet (devel) (revision unknown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

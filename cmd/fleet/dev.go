@@ -157,13 +157,29 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		}()
 	}
 	// stopAll stops every worker and returns the first error among them.
+	// A drain is bounded (the engine's drain timeout, then its hung
+	// handlers are left behind); past a second it says what it waits for,
+	// and past the bound it gives up rather than hang.
 	running := c.Workers
 	stopAll := func() error {
 		stopEngine()
 		var first error
-		for ; running > 0; running-- {
-			if err := <-errc; err != nil && first == nil {
-				first = err
+		slow := time.NewTimer(time.Second)
+		defer slow.Stop()
+		bound := time.NewTimer(cfg.DrainTimeout + 10*time.Second)
+		defer bound.Stop()
+		for running > 0 {
+			select {
+			case err := <-errc:
+				running--
+				if err != nil && first == nil {
+					first = err
+				}
+			case <-slow.C:
+				fmt.Fprintf(out, "stopping: waiting for %d worker(s) to finish the events in flight, commit and leave the group (at most %v)\n",
+					running, cfg.DrainTimeout+10*time.Second)
+			case <-bound.C:
+				return fmt.Errorf("%d worker(s) did not stop within %v", running, cfg.DrainTimeout+10*time.Second)
 			}
 		}
 		return first
@@ -184,6 +200,12 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 			}
 		case <-tick.C:
 			fmt.Fprintf(out, "  waiting for Redis at %s\n", opts.Addr)
+		case <-ctx.Done():
+			_ = stopAll()
+			if interrupted.Err() != nil {
+				return errors.New("interrupted")
+			}
+			return fmt.Errorf("redis at %s did not answer within %v (--timeout)", opts.Addr, c.Timeout)
 		case err := <-errc:
 			running--
 			_ = stopAll()

@@ -23,11 +23,12 @@ import (
 	"github.com/alecthomas/kong"
 )
 
-// Set at build time: -ldflags "-X main.version=v1.2.3 -X main.revision=abc123".
-// These are the only package-level variables.
+// Set at build time: -ldflags "-X main.version=v1.2.3 -X main.revision=abc123";
+// an unstamped build is "(devel)", as Go names one. These are the only
+// package-level variables.
 var (
-	version  = "dev"
-	revision = "dev"
+	version  = "(devel)"
+	revision = "unknown"
 )
 
 type cli struct {
@@ -88,6 +89,15 @@ func exitCode(err error) int {
 	return 1
 }
 
+// helpArgs turns `fleet help [command …]` into `fleet [command …] --help`,
+// as people type it.
+func helpArgs(args []string) []string {
+	if len(args) == 0 || args[0] != "help" {
+		return args
+	}
+	return append(append([]string(nil), args[1:]...), "--help")
+}
+
 // run parses args and runs the command they name. Help goes to stdout.
 func run(args []string, stdout io.Writer) error {
 	var c cli
@@ -104,7 +114,7 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kctx, err := parser.Parse(args)
+	kctx, err := parser.Parse(helpArgs(args))
 	if helped {
 		return nil
 	}
