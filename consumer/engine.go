@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,9 @@ type Engine struct {
 
 	joined   atomic.Bool
 	storeErr atomic.Pointer[string]
+	// kafkaErr is the last error of reading the cluster's metadata or
+	// joining the group, until the group is joined.
+	kafkaErr atomic.Pointer[string]
 
 	// For /status and /healthz: the current generation and its partitions,
 	// the last failures, when the generation loop last went round (unix
@@ -131,10 +135,22 @@ func (e *Engine) Ready() error {
 		return fmt.Errorf("idempotency store unavailable: %s", *msg)
 	}
 	if !e.joined.Load() {
-		return errors.New("not a member of a consumer group generation")
+		if msg := e.kafkaErr.Load(); msg != nil {
+			return fmt.Errorf("no broker of %s answers as it should: %s", strings.Join(e.cfg.Brokers, ","), *msg)
+		}
+		return fmt.Errorf("joining consumer group %s (not yet a member of a generation)", e.cfg.Group)
 	}
 	return nil
 }
+
+// kafkaFailed records why the cluster could not be read or joined, for
+// readiness; kafkaOK forgets it.
+func (e *Engine) kafkaFailed(err error) {
+	msg := err.Error()
+	e.kafkaErr.Store(&msg)
+}
+
+func (e *Engine) kafkaOK() { e.kafkaErr.Store(nil) }
 
 // Run joins the consumer group and processes events until ctx is cancelled,
 // then drains within the drain budget, commits, leaves the group and returns
@@ -195,9 +211,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			return fmt.Errorf("join consumer group %s: %w: the broker bounds it with group.min.session.timeout.ms and group.max.session.timeout.ms", e.cfg.Group, err)
 		}
 		if err != nil {
+			e.kafkaFailed(err)
 			e.log.Warn("join consumer group", "group", e.cfg.Group, "err", err)
 			continue
 		}
+		e.kafkaOK()
 		e.m.rebalances.Inc()
 		done := make(chan struct{})
 		gen.Start(func(genCtx context.Context) {

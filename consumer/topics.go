@@ -46,6 +46,7 @@ func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
 		if aerr := e.authenticate(ctx); refused(aerr) {
 			return nil, aerr
 		}
+		e.kafkaFailed(err)
 		e.log.Warn("read topic metadata", "err", err)
 		if !sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second)) {
 			return nil, ctx.Err()

@@ -238,7 +238,7 @@ func maxmemoryPolicy(ctx context.Context, c redis.Cmdable) (string, error) {
 	if err != nil {
 		var re redis.Error
 		if errors.As(err, &re) && !redis.HasErrorPrefix(err, "LOADING") {
-			return "", fmt.Errorf("config get maxmemory-policy: CONFIG is disabled, renamed or not permitted on this server (%w); make sure maxmemory-policy is noeviction", err)
+			return "", fmt.Errorf("config get maxmemory-policy: CONFIG is disabled, renamed or not permitted on this server (%w; managed services often turn it off, and miniredis, the embedded Redis of fleet dev, has none); make sure maxmemory-policy is noeviction", err)
 		}
 		return "", fmt.Errorf("config get maxmemory-policy: %w", err)
 	}

@@ -257,6 +257,11 @@ func TestCommandLine(t *testing.T) {
 		{"help of a command", []string{"help", "dlq", "list"}, 0, "Usage: fleet dlq list"},
 		{"run help names the variables", []string{"run", "--help"}, 0, "($FLEET_BROKERS)"},
 		{"version", []string{"version"}, 0, "fleet (devel) (revision unknown"},
+		{"reason not known", []string{"dlq", "list", "--brokers", "b:9092", "--topic", "t", "--reason", "bogus"}, 2,
+			`--reason must be one of "","decode","unknown_type"`},
+		{"redis without a scheme", []string{"run", "--brokers", "b:9092", "--topics", "t", "--group", "g", "--redis", "127.0.0.1:6379"}, 2,
+			"did you mean redis://127.0.0.1:6379/0"},
+		{"replay without a redis", []string{"dlq", "replay", "--brokers", "b:9092", "--topic", "t"}, 2, "name their Redis with --redis or FLEET_REDIS_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

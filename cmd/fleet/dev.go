@@ -33,7 +33,7 @@ import (
 // and a summary that checks the dead letters and every balance.
 type devCmd struct {
 	Redis       string        `env:"FLEET_REDIS_URL" help:"Use this Redis instead of the embedded one (a redis:// or rediss:// URL)."`
-	HTTPAddr    string        `name:"http-addr" env:"FLEET_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address serving /metrics, /healthz and /readyz (the default moves to a free port when taken)."`
+	HTTPAddr    string        `name:"http-addr" env:"FLEET_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address serving /metrics, /healthz, /readyz and /status (the default moves to a free port when taken)."`
 	Topic       string        `default:"payments" help:"Topic of the demo stream."`
 	Partitions  int           `default:"6" help:"Partitions of the demo topic."`
 	Events      int           `default:"2000" help:"Unique ledger events to publish."`
@@ -93,12 +93,12 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	which := "embedded"
+	which := "embedded: miniredis"
 	if !embedded {
 		which = "given"
 	}
-	fmt.Fprintf(out, "broker %s (embedded), redis %s (%s), topic %s with %d partitions\n",
-		brokers[0], opts.Addr, which, c.Topic, c.Partitions)
+	fmt.Fprintf(out, "broker %s (embedded), redis %s (%s), topic %s with %d partitions, consumer group %s, event source %s\n",
+		brokers[0], opts.Addr, which, c.Topic, c.Partitions, devGroup, demo.Source)
 
 	interrupted := ctx
 	ctx, cancelTimeout := context.WithTimeout(ctx, c.Timeout)
@@ -149,10 +149,11 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	// One registry and one /metrics for the process; each worker's series
 	// carry worker="1", "2", …
 	shared := prometheus.NewRegistry()
+	peers := &statusPeers{}
 	for i := range c.Workers {
 		go func() {
 			errc <- serve(runCtx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
-				skipPolicyCheck: embedded, shared: shared, worker: strconv.Itoa(i + 1), noHTTP: i > 0,
+				skipPolicyCheck: embedded, shared: shared, worker: strconv.Itoa(i + 1), noHTTP: i > 0, peers: peers,
 				started: func(reg *prometheus.Registry, addr string) { ready <- served{i, reg, addr} }})
 		}()
 	}
@@ -264,7 +265,7 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		_ = stopAll()
 		return err
 	}
-	keepRunningHelp(out, brokers[0], redisURL, servedAddr, c.Topic)
+	keepRunningHelp(out, brokers[0], redisURL, servedAddr, c.Topic, c.Workers)
 	select {
 	case <-interrupted.Done():
 	case err := <-errc:
@@ -279,23 +280,25 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 }
 
 // keepRunningHelp says what runs and how to use it.
-func keepRunningHelp(out io.Writer, broker, redisURL, httpAddr, topic string) {
+func keepRunningHelp(out io.Writer, broker, redisURL, httpAddr, topic string, workers int) {
 	fmt.Fprintf(out, `
 still running (Ctrl-C stops):
   broker   %[1]s   topic %[4]s (dead letters: %[4]s.dlq)
   redis    %[2]s
-  worker   http://%[3]s/metrics   fleet status --addr %[3]s
+  worker   http://%[3]s/metrics   consumer group %[5]s (%[6]d workers in this process)
 
 publish an event, then watch it processed:
   fleet publish --brokers %[1]s --topic %[4]s --type payment.captured --source you \
-    --key acct-you --data '{"account":"acct-you","amount_cents":1250}'
-  kcat -P -b %[1]s -t %[4]s -k acct-you -H ce_specversion=1.0 -H ce_id=you-1 \
+    --key acct-you --id you-1 --data '{"account":"acct-you","amount_cents":1250}'
+  kcat -P -b %[1]s -t %[4]s -k acct-you -H ce_specversion=1.0 -H ce_id=you-2 \
     -H ce_source=you -H ce_type=payment.captured -H content-type=application/json \
     <<< '{"account":"acct-you","amount_cents":1250}'
   curl -s http://%[3]s/metrics | grep fleet_consumer_events_finished_total
   redis-cli -u %[2]s GET 'ledger:{acct-you}:balance'
+  fleet keys get --redis %[2]s --group %[5]s --source you --id you-1 --key acct-you
+  fleet status --addr %[3]s
   fleet dlq list --brokers %[1]s --topic %[4]s
-`, broker, redactURL(redisURL), httpAddr, topic)
+`, broker, redactURL(redisURL), httpAddr, topic, devGroup, workers)
 }
 
 // redactURL is s with any password replaced by xxxxx: for what fleet

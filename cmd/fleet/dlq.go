@@ -27,7 +27,7 @@ import (
 
 // dlqCmd is `fleet dlq`: dead letters, listed and replayed.
 type dlqCmd struct {
-	List   dlqListCmd   `cmd:"" help:"List dead letters: a table, or JSON lines with --json."`
+	List   dlqListCmd   `cmd:"" help:"List dead letters: a table, every header and the value with --long, or JSON lines with --json."`
 	Replay dlqReplayCmd `cmd:"" help:"Republish dead letters to their original topic, with their ids: events already done are skipped."`
 }
 
@@ -39,7 +39,8 @@ type dlqFilter struct {
 	Key           string   `help:"Only events with this message key."`
 	Source        string   `help:"Only events from this source."`
 	ID            string   `name:"id" help:"Only the event with this id."`
-	Reason        string   `help:"Only dead letters with this reason (decode, unknown_type, permanent, conflict, attempts_exhausted, invalid_effect)."`
+	Group         string   `env:"FLEET_GROUP" help:"Only the dead letters of this consumer group (dead letters of several groups share one topic)."`
+	Reason        string   `enum:",decode,unknown_type,permanent,conflict,attempts_exhausted,invalid_effect,invalid_record,retry_too_large,too_large,too_many_headers,too_deep,too_long" default:"" help:"Only dead letters with this reason: decode, unknown_type, permanent, conflict, attempts_exhausted, invalid_effect, invalid_record, retry_too_large, too_large, too_many_headers, too_deep or too_long."`
 	Since         string   `help:"Only dead letters written at or after this time: RFC 3339, or a duration ago (90m)."`
 	Until         string   `help:"Only dead letters written before this time: RFC 3339, or a duration ago."`
 	kafkaSecurity `embed:""`
@@ -102,6 +103,7 @@ func (f *dlqFilter) match(d *deadLetter) bool {
 		f.Source != "" && d.Event.Source != f.Source,
 		f.ID != "" && d.Event.ID != f.ID,
 		f.Reason != "" && d.Reason != f.Reason,
+		f.Group != "" && d.Group != f.Group,
 		!f.since.IsZero() && d.Msg.Time.Before(f.since),
 		!f.until.IsZero() && !d.Msg.Time.Before(f.until):
 		return false
@@ -174,7 +176,7 @@ func readTopic(ctx context.Context, brokers []string, dialer *kafka.Dialer, topi
 	}
 	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
 		if len(md.Topics) == 1 && errors.Is(md.Topics[0].Error, kafka.UnknownTopicOrPartition) {
-			return nil // no dead letter was ever written
+			return errNoTopic
 		}
 		return fmt.Errorf("topic %s: %v", topic, md.Topics[0].Error)
 	}
@@ -227,7 +229,12 @@ func readPartition(ctx context.Context, brokers []string, dialer *kafka.Dialer, 
 	}
 }
 
-// collect reads the dead letters that match the filter.
+// errNoTopic is a topic the cluster does not have.
+var errNoTopic = errors.New("no such topic")
+
+// collect reads the dead letters that match the filter. A dead-letter topic
+// that does not exist holds none, if its source topic exists; a source
+// topic that does not exist either is a mistake the caller hears of.
 func (f *dlqFilter) collect(ctx context.Context) ([]deadLetter, error) {
 	var out []deadLetter
 	err := readTopic(ctx, f.Brokers, f.dialer, f.dlqTopic(), func(m kafka.Message) error {
@@ -237,7 +244,26 @@ func (f *dlqFilter) collect(ctx context.Context) ([]deadLetter, error) {
 		}
 		return nil
 	})
-	return out, err
+	if !errors.Is(err, errNoTopic) {
+		return out, err
+	}
+	source := strings.TrimSuffix(f.dlqTopic(), ".dlq")
+	if exists, err := topicExists(ctx, f.Brokers, f.dialer, source); err != nil || exists {
+		return nil, err // no dead letter was ever written
+	}
+	return nil, configError{fmt.Errorf("neither %s nor %s exists at %s: check --topic and --brokers", source, f.dlqTopic(), strings.Join(f.Brokers, ","))}
+}
+
+// topicExists asks the cluster whether it has topic.
+func topicExists(ctx context.Context, brokers []string, dialer *kafka.Dialer, topic string) (bool, error) {
+	t := consumer.Transport(dialer)
+	defer t.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: 10 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return false, fmt.Errorf("read metadata of %s: %w", topic, err)
+	}
+	return len(md.Topics) == 1 && md.Topics[0].Error == nil, nil
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -247,6 +273,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 type dlqListCmd struct {
 	dlqFilter
 	JSON bool `name:"json" help:"Print JSON lines, one per dead letter."`
+	Long bool `help:"Print each dead letter whole: every header, the whole error message, and the value (its first 4 KiB)."`
 }
 
 // dlqLine is a dead letter as a JSON line.
@@ -302,18 +329,68 @@ func (c *dlqListCmd) Run(stdout io.Writer) error {
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tOFFSET\tDEAD-LETTERED\tTYPE\tSOURCE\tID\tKEY\tREASON\tATTEMPTS\tERROR")
-	for _, d := range letters {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Msg.Partition, d.Msg.Offset,
-			d.Msg.Time.UTC().Format(time.RFC3339), dash(d.Event.Type), dash(d.Event.Source), dash(d.Event.ID),
-			dash(string(d.Msg.Key)), dash(d.Reason), d.Attempts, truncateText(d.Error, 60))
+	if c.Long {
+		for i := range letters {
+			if err := printLong(stdout, &letters[i]); err != nil {
+				return err
+			}
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "DEAD-LETTERED\tFROM\tGROUP\tTYPE\tSOURCE\tID\tKEY\tREASON\tATTEMPTS\tERROR")
+		for _, d := range letters {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Msg.Time.UTC().Format(time.RFC3339), dash(d.from()),
+				dash(d.Group), dash(d.Event.Type), dash(d.Event.Source), dash(d.Event.ID), dash(string(d.Msg.Key)), dash(d.Reason),
+				d.Attempts, truncateText(d.Error, 60))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(stdout, "%d dead letters in %s\n", len(letters), c.dlqTopic())
+	_, err = fmt.Fprintf(stdout, "%s in %s\n", plural(len(letters), "dead letter"), c.dlqTopic())
 	return err
+}
+
+// from is where a dead letter's event was consumed from: the original
+// topic, partition and offset (topic/partition@offset), or, for a dead
+// letter without them, its own place in the dead-letter topic.
+func (d *deadLetter) from() string {
+	if d.OriginalTopic == "" || d.OriginalPartition < 0 || d.OriginalOffset < 0 {
+		return fmt.Sprintf("%s/%d@%d", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset)
+	}
+	return fmt.Sprintf("%s/%d@%d", d.OriginalTopic, d.OriginalPartition, d.OriginalOffset)
+}
+
+// printLong prints one dead letter whole: where it is, where it came from,
+// every header and the value, escaped.
+func printLong(w io.Writer, d *deadLetter) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "dead letter\t%s/%d@%d, written %s\n", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset, d.Msg.Time.UTC().Format(time.RFC3339Nano))
+	fmt.Fprintf(tw, "from\t%s\n", printable(d.from()))
+	fmt.Fprintf(tw, "key\t%s\n", dash(string(d.Msg.Key)))
+	if d.DecodeErr != nil {
+		fmt.Fprintf(tw, "not a CloudEvent\t%s\n", printable(d.DecodeErr.Error()))
+	}
+	for _, h := range d.Msg.Headers {
+		fmt.Fprintf(tw, "%s\t%s\n", printable(h.Key), printable(string(h.Value)))
+	}
+	value := string(d.Msg.Value)
+	if len(value) > maxShownValue {
+		value = value[:maxShownValue] + fmt.Sprintf("… (%d bytes in all)", len(d.Msg.Value))
+	}
+	fmt.Fprintf(tw, "value\t%s\n\n", dash(value))
+	return tw.Flush()
+}
+
+// maxShownValue caps the value --long prints.
+const maxShownValue = 4096
+
+// plural is "1 dead letter", "2 dead letters".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // dash is a table cell: "-" for nothing, else s made printable.
@@ -334,9 +411,12 @@ func truncateText(s string, n int) string {
 
 type dlqReplayCmd struct {
 	dlqFilter
-	Group     string `env:"FLEET_GROUP" help:"Consumer group whose dead letters are replayed, and whose records decide what is already done; required when the dead-letter topic holds several groups' dead letters."`
 	redisConn `embed:""`
 	DryRun    bool `help:"Say what would be replayed and what skipped, and change nothing."`
+
+	// recordMissing is set by replayOne when the last dead letter's event
+	// had no record in the store.
+	recordMissing bool
 }
 
 // Replay verdicts.
@@ -356,6 +436,11 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
+	if c.Redis == "" {
+		// A default could be somebody else's Redis, and every verdict
+		// below is read from the records there.
+		return configError{errors.New("replay checks every dead letter against the idempotency records of its group: name their Redis with --redis or FLEET_REDIS_URL")}
+	}
 	target, err := c.target()
 	if err != nil {
 		return configError{err}
@@ -369,12 +454,12 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if c.Group, err = replayGroup(c.Group, letters, c.dlqTopic()); err != nil {
 		return err
 	}
-	rdb := target.client()
-	defer rdb.Close()
-	store, err := dedupe.NewRedis(rdb, dedupe.DefaultConfig())
+	store, closeStore, err := openAdmin(target.quiet())
 	if err != nil {
 		return err
 	}
+	defer closeStore()
+	fmt.Fprintf(stdout, "checking against the records of group %s in Redis at %s\n", printable(c.Group), target.addr())
 
 	var bar *progressbar.ProgressBar
 	if !c.DryRun && term.IsTerminal(int(os.Stderr.Fd())) {
@@ -410,8 +495,12 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	if c.DryRun {
 		fmt.Fprintln(tw, "PARTITION\tOFFSET\tTYPE\tID\tKEY\tTO\tVERDICT")
 	}
+	unrecorded := 0 // dead letters that say they ran, with no record here
 	for _, d := range letters {
 		verdict, to, msg, err := c.replayOne(ctx, store, &d, seen)
+		if verdict == replayPublish && d.Attempts > 0 && c.recordMissing {
+			unrecorded++
+		}
 		if err != nil {
 			if ferr := flush(); ferr != nil {
 				return ferr
@@ -443,6 +532,10 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if unrecorded > 0 {
+		fmt.Fprintf(stdout, "warning: %s ran (they count attempts) but no idempotency record of theirs is in this Redis: is it the group's Redis?\n",
+			plural(unrecorded, "dead letter"))
 	}
 	verb, skip := "replayed", "skipped"
 	if c.DryRun {
@@ -494,6 +587,7 @@ func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *de
 	}
 	seen[key] = true
 	rec, err := store.Inspect(ctx, key)
+	c.recordMissing = errors.Is(err, dedupe.ErrNotFound)
 	switch {
 	case err == nil && rec.Fingerprint != handlers.Fingerprint(d.Event):
 		return replayConflict, to, nil, nil

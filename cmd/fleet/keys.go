@@ -27,7 +27,20 @@ type recordRef struct {
 	Group     string `env:"FLEET_GROUP" help:"Consumer group the record belongs to."`
 	Source    string `help:"The event's CloudEvents source."`
 	ID        string `name:"id" help:"The event's CloudEvents id."`
-	Key       string `help:"The event's Kafka message key (its aggregate); empty when the message had none."`
+	Key       string `help:"The event's Kafka message key (its aggregate). The record lives under it: without --key it is looked up as for a message that had none, under the event's id."`
+}
+
+// lookedUp says, for a record named by the event, what it was looked up
+// for: a record under another message key is another record.
+func (r *recordRef) lookedUp() string {
+	if r.Record != "" {
+		return ""
+	}
+	key := "no message key (so under the id " + r.ID + ")"
+	if r.Key != "" {
+		key = "message key " + r.Key
+	}
+	return fmt.Sprintf(" (group %s, source %s, id %s, %s)", r.Group, r.Source, r.ID, key)
 }
 
 func (r *recordRef) key() (string, error) {
@@ -66,17 +79,29 @@ func (r *recordRef) open() (key string, s *dedupe.Redis, ctx context.Context, do
 	return key, s, ctx, func() { cancel(); closeStore() }, nil
 }
 
-// admin connects to the store named by the reference.
+// admin connects to the store named by the reference, and checks that it
+// answers: one line naming the Redis and the cause when it does not.
 func (r *recordRef) admin() (*dedupe.Redis, func(), error) {
 	target, err := r.target()
 	if err != nil {
 		return nil, nil, configError{err}
 	}
+	return openAdmin(target.quiet())
+}
+
+// openAdmin opens a store on target for an operator's command and pings it.
+func openAdmin(target redisTarget) (*dedupe.Redis, func(), error) {
 	c := target.client()
 	s, err := dedupe.NewRedis(c, dedupe.DefaultConfig())
 	if err != nil {
 		_ = c.Close()
 		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err != nil {
+		_ = c.Close()
+		return nil, nil, fmt.Errorf("redis at %s: %w", target.addr(), err)
 	}
 	return s, func() { _ = c.Close() }, nil
 }
@@ -94,7 +119,7 @@ func (c *keysGetCmd) Run(stdout io.Writer) error {
 	defer done()
 	rec, err := s.Inspect(ctx, key)
 	if errors.Is(err, dedupe.ErrNotFound) {
-		return fmt.Errorf("no idempotency record at %s: the event was not seen in the dedupe window, or its record expired or was forgotten", key)
+		return fmt.Errorf("no idempotency record at %s%s: the event was not seen in the dedupe window, or its record expired or was forgotten", key, c.lookedUp())
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", key, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -68,6 +70,10 @@ func parseRedis(mode, s string) (redisTarget, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if !strings.Contains(s, "://") && !strings.Contains(s, "@") {
+			// host:port, as redis-cli takes it: say what fleet wants.
+			return redisTarget{}, fmt.Errorf("redis URL %q has no scheme: did you mean redis://%s/0 (or rediss:// for TLS)?", s, s)
+		}
 		return redisTarget{}, fmt.Errorf("redis URL: %s", scrub(err.Error(), s))
 	}
 	return t, nil
@@ -84,7 +90,7 @@ func scrub(msg, s string) string {
 // redisConn are the Redis settings of every command that talks to the
 // idempotency store. Flag and variable names are a contract.
 type redisConn struct {
-	Redis                      string `env:"FLEET_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Idempotency store, a redis:// or rediss:// URL (for a cluster: redis://host:port?addr=host2:port2&addr=…; for Sentinel: redis://sentinel:port?master_name=NAME&addr=…)."`
+	Redis                      string `env:"FLEET_REDIS_URL" help:"Idempotency store, a redis:// or rediss:// URL (for a cluster: redis://host:port?addr=host2:port2&addr=…; for Sentinel: redis://sentinel:port?master_name=NAME&addr=…). fleet run and fleet keys default to redis://127.0.0.1:6379/0; fleet dlq replay needs it."`
 	RedisMode                  string `name:"redis-mode" env:"FLEET_REDIS_MODE" default:"standalone" enum:"standalone,cluster,sentinel" help:"Redis topology: standalone, cluster or sentinel."`
 	RedisTLSCAFile             string `name:"redis-tls-ca-file" env:"FLEET_REDIS_TLS_CA_FILE" help:"PEM bundle of the CAs that signed Redis's certificate, for a rediss:// URL (default: the system roots)."`
 	RedisTLSCertFile           string `name:"redis-tls-cert-file" env:"FLEET_REDIS_TLS_CERT_FILE" help:"Client certificate (PEM) for Redis TLS."`
@@ -97,7 +103,11 @@ type redisConn struct {
 // policy. A rediss:// URL asking not to verify the server is refused unless
 // --redis-tls-insecure-skip-verify allows it.
 func (r *redisConn) target() (redisTarget, error) {
-	t, err := parseRedis(r.RedisMode, r.Redis)
+	url := r.Redis
+	if url == "" {
+		url = defaultRedisURL
+	}
+	t, err := parseRedis(r.RedisMode, url)
 	if err != nil {
 		return redisTarget{}, err
 	}
@@ -114,6 +124,31 @@ func (t redisTarget) insecure() bool {
 	cfg := t.tlsConfig()
 	return cfg != nil && cfg.InsecureSkipVerify
 }
+
+// defaultRedisURL is the store of fleet run and fleet keys when none is
+// given.
+const defaultRedisURL = "redis://127.0.0.1:6379/0"
+
+// quiet makes the target's client fit a command a person runs and waits
+// for: no retries, a short dial, and none of go-redis's own logging (one
+// line per failed dial of its pool), so that an unreachable Redis is one
+// line of fleet's, at once.
+func (t redisTarget) quiet() redisTarget {
+	redis.SetLogger(quietLogger{})
+	switch t.mode {
+	case redisCluster:
+		t.cluster.MaxRetries, t.cluster.DialTimeout = -1, 2*time.Second
+	case redisSentinel:
+		t.failover.MaxRetries, t.failover.DialTimeout = -1, 2*time.Second
+	default:
+		t.standalone.MaxRetries, t.standalone.DialTimeout = -1, 2*time.Second
+	}
+	return t
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // tlsVersions are the values of the --…-tls-min-version flags.
 var tlsVersions = map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}

@@ -356,6 +356,9 @@ type wiring struct {
 	shared *prometheus.Registry
 	worker string
 	noHTTP bool
+	// peers gathers the workers of the process for the /status of the one
+	// that serves HTTP.
+	peers *statusPeers
 }
 
 // serve wires the fleet and runs it until ctx is cancelled: the HTTP
@@ -404,9 +407,13 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		}
 	}
 	var loaded atomic.Bool
+	var loadErr atomic.Pointer[string]
 	ready := func() error {
 		if !loaded.Load() {
-			return errors.New("idempotency store scripts not loaded yet")
+			if msg := loadErr.Load(); msg != nil {
+				return fmt.Errorf("redis at %s: %s", redisAddr(w.rdb), *msg)
+			}
+			return fmt.Errorf("loading the idempotency store's scripts into Redis at %s", redisAddr(w.rdb))
 		}
 		return engine.Ready()
 	}
@@ -420,13 +427,20 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	status := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	engineStatus := func() consumer.Status {
 		st := engine.Status()
 		if err := ready(); err != nil {
 			st.NotReady = err.Error()
 		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
+		return st
+	}
+	if w.noHTTP && w.peers != nil {
+		w.peers.add(w.worker, engineStatus)
+	}
+	status := http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		st := processStatus{Status: engineStatus(), Worker: w.worker, Workers: w.peers.all()}
+		rw.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(rw)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
@@ -452,7 +466,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		serveOn(gctx, g, statusLn, only)
 	}
 	g.Go(func() error {
-		if err := loadScripts(gctx, log, store); err != nil {
+		if err := loadScripts(gctx, log, store, func(err error) { msg := err.Error(); loadErr.Store(&msg) }); err != nil {
 			return err
 		}
 		if gctx.Err() != nil {
@@ -557,6 +571,20 @@ func checkPolicy(ctx context.Context, log *slog.Logger, store *dedupe.Redis) {
 	}
 }
 
+// redisAddr names the Redis a client talks to, for messages: its address,
+// the first node of a cluster, or the Sentinels' master.
+func redisAddr(c redis.UniversalClient) string {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().Addr
+	case *redis.ClusterClient:
+		if addrs := c.Options().Addrs; len(addrs) > 0 {
+			return addrs[0] + " (cluster)"
+		}
+	}
+	return "(unknown)"
+}
+
 // checkReplicas warns when completions could be lost to a failover (the
 // master has replicas, and none is waited for), and when fleet waits for
 // more replicas than the master has (it then commits nothing).
@@ -578,13 +606,14 @@ func checkReplicas(ctx context.Context, log *slog.Logger, store *dedupe.Redis, w
 // unreachable; /readyz says not ready meanwhile. Authentication and
 // permission errors end the process: waiting cannot fix them. It returns nil
 // when ctx is cancelled.
-func loadScripts(ctx context.Context, log *slog.Logger, store *dedupe.Redis) error {
+func loadScripts(ctx context.Context, log *slog.Logger, store *dedupe.Redis, failed func(error)) error {
 	delay := 100 * time.Millisecond
 	for {
 		err := store.Load(ctx)
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
+		failed(err)
 		if denied(err) {
 			return fmt.Errorf("redis denied access: %w", err)
 		}

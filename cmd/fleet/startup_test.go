@@ -134,8 +134,9 @@ func TestStartupWaitsForRedis(t *testing.T) {
 	eventually(t, 10*time.Second, "a retry to be logged", func() bool {
 		return strings.Contains(p.logs.String(), "idempotency store unreachable; waiting")
 	})
-	if code, body := get(p.http, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "scripts not loaded") {
-		t.Errorf("/readyz before Redis = %d %q, want 503 naming the scripts", code, body)
+	if code, body := get(p.http, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "redis at "+redisAddr+": ") ||
+		!strings.Contains(body, "connection refused") {
+		t.Errorf("/readyz before Redis = %d %q, want 503 naming the Redis and the cause", code, body)
 	}
 	if code, body := get(p.http, "/healthz"); code != http.StatusOK || strings.TrimSpace(body) != "ok" {
 		t.Errorf("/healthz = %d %q, want 200 ok", code, body)

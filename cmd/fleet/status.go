@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -48,11 +52,71 @@ func (c *statusCmd) Run(stdout io.Writer) error {
 		_, err := stdout.Write(body)
 		return err
 	}
-	var st consumer.Status
+	var st processStatus
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("%s: not a fleet status: %w", c.url(), err)
 	}
-	return printStatus(stdout, st)
+	if len(st.Workers) > 0 {
+		fmt.Fprintf(stdout, "this process runs %d workers of group %s\n\nworker %s:\n", len(st.Workers)+1, printable(st.Group), dash(st.Worker))
+	}
+	if err := printStatus(stdout, st.Status); err != nil {
+		return err
+	}
+	for _, w := range st.Workers {
+		fmt.Fprintf(stdout, "\nworker %s:\n", dash(w.Worker))
+		if err := printStatus(stdout, w.Status); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// processStatus is /status: the engine serving it, and the other workers
+// of the same process (fleet dev runs several), each with its own
+// assignments.
+type processStatus struct {
+	consumer.Status
+	// Worker labels the worker among several ("1", "2", … as its metrics'
+	// worker label); empty when the process runs one.
+	Worker  string         `json:"worker,omitempty"`
+	Workers []workerStatus `json:"workers,omitempty"`
+}
+
+// workerStatus is another worker of the process.
+type workerStatus struct {
+	consumer.Status
+	Worker string `json:"worker"`
+}
+
+// statusPeers are the workers of one process that serve no HTTP of their
+// own: the one that does shows them in its /status. It is safe for
+// concurrent use.
+type statusPeers struct {
+	mu    sync.Mutex
+	peers map[string]func() consumer.Status
+}
+
+func (p *statusPeers) add(worker string, status func() consumer.Status) {
+	p.mu.Lock()
+	if p.peers == nil {
+		p.peers = map[string]func() consumer.Status{}
+	}
+	p.peers[worker] = status
+	p.mu.Unlock()
+}
+
+// all returns the peers' status, by worker label.
+func (p *statusPeers) all() []workerStatus {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]workerStatus, 0, len(p.peers))
+	for _, w := range slices.SortedFunc(maps.Keys(p.peers), func(a, b string) int { return cmp.Compare(len(a), len(b))*2 + cmp.Compare(a, b) }) {
+		out = append(out, workerStatus{Status: p.peers[w](), Worker: w})
+	}
+	return out
 }
 
 func printStatus(w io.Writer, st consumer.Status) error {

@@ -19,7 +19,7 @@ import (
 )
 
 // Source is the ce_source of every demo event.
-const Source = "fleet-dev"
+const Source = "demo-shop"
 
 // Stream is a generated demo stream.
 type Stream struct {
