@@ -58,6 +58,16 @@ func TestDLQListReadable(t *testing.T) {
 			t.Errorf("dlq list --long lacks %q:\n%s", want, full)
 		}
 	}
+	// These dead letters say they ran, but the Redis asked knows nothing
+	// of them: perhaps not the group's Redis.
+	dry := fleetOut(t, false, "dlq", "replay", "--brokers", strings.Join(c.brokers, ","), "--topic", e2eTopic, "--group", "ledger",
+		"--redis", c.redis.URL(), "--dry-run")
+	for _, want := range []string{"checking against the records of group ledger in Redis at " + c.redis.Addr(),
+		"warning: 2 dead letters ran (they count attempts) but no idempotency record of theirs is in this Redis"} {
+		if !strings.Contains(dry, want) {
+			t.Errorf("dlq replay --dry-run lacks %q:\n%s", want, dry)
+		}
+	}
 	msg := fleetOut(t, true, "dlq", "list", "--brokers", strings.Join(c.brokers, ","), "--topic", "nosuchtopic")
 	if !strings.Contains(msg, "neither nosuchtopic nor nosuchtopic.dlq exists") {
 		t.Errorf("dlq list of a topic that does not exist: %s", msg)
