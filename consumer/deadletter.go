@@ -39,10 +39,27 @@ const (
 	HeaderIdentity = "fleet-identity"
 )
 
-// ReasonRetryTooLarge is the error kind of an event that failed and could
-// not be written whole to its retry topic: it is dead-lettered instead (a
-// retry without its value could not run).
-const ReasonRetryTooLarge = "retry_too_large"
+// Dead-letter reasons, the values of the fleet-error-kind header (the
+// limits add theirs, see limits.go).
+const (
+	ReasonDecode            = "decode"
+	ReasonUnknownType       = "unknown_type"
+	ReasonPermanent         = "permanent"
+	ReasonConflict          = "conflict"
+	ReasonAttemptsExhausted = "attempts_exhausted"
+	ReasonInvalidEffect     = "invalid_effect"
+	// ReasonInvalidRecord is an event the store cannot claim: its record key
+	// holds something other than a record, or its keys span Redis Cluster
+	// slots (a message key starting with '}').
+	ReasonInvalidRecord = "invalid_record"
+	// ReasonRetryable is the error kind on a retry topic: the handler failed
+	// with a retryable error in every in-place attempt of a delivery.
+	ReasonRetryable = "retryable"
+	// ReasonRetryTooLarge is the error kind of an event that failed and
+	// could not be written whole to its retry topic: it is dead-lettered
+	// instead (a retry without its value could not run).
+	ReasonRetryTooLarge = "retry_too_large"
+)
 
 // origin is where an event was first consumed: its source topic, partition
 // and offset, and when it first failed (zero if it had not).

@@ -8,107 +8,103 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
+// verdictOtherGroup marks a retry-topic message another consumer group
+// wrote: not this group's to run, so it is only acknowledged.
+const verdictOtherGroup = "other_group"
+
 // dispatch decodes a batch, claims the decodable events in one round trip
 // and hands every event to the lanes, in offset order: an event whose key
-// has an earlier event in flight waits behind it.
-func (p *partition) dispatch(batch []*work) {
-	e := p.e
+// has an earlier event in flight waits behind it (keyQueue).
+func (p *partition) dispatch(batch []*delivery) {
 	claims := make([]dedupe.Claim, 0, len(batch))
-	claimed := make([]*work, 0, len(batch))
-	now := time.Now().UnixNano()
-	for _, w := range batch {
-		var ts int64
-		if !w.msg.Time.IsZero() {
-			ts = w.msg.Time.UnixNano()
-		}
-		p.wm.add(w.msg.Offset, now, ts)
-		w.typeLabel = "unknown"
-		if p.route.tier > 0 && !p.ours(&w.msg) {
-			w.verdict = verdictOtherGroup
-			continue
-		}
-		if reason, err := checkLimits(&e.cfg, p.view(w)); err != nil {
-			w.verdict, w.verdictErr = reason, err
-			// The id and type, for the logs, when the headers carry them.
-			w.ev.ID, w.ev.Type, w.ev.Key = clip(header(w.msg.Headers, HeaderID)), clip(header(w.msg.Headers, HeaderType)), clip(string(w.msg.Key))
-			continue
-		}
-		ev, err := Decode(&w.msg)
-		w.ev = ev
-		tooLong, longErr := checkAttributes(&e.cfg, &ev)
-		switch {
-		case err != nil:
-			w.verdict, w.verdictErr = ReasonDecode, err
-			w.ev.ID, w.ev.Type, w.ev.Source = clip(ev.ID), clip(ev.Type), clip(ev.Source)
-		case tooLong != "":
-			w.verdict, w.verdictErr = tooLong, longErr
-			w.ev.ID, w.ev.Type, w.ev.Source, w.ev.Subject = clip(ev.ID), clip(ev.Type), clip(ev.Source), clip(ev.Subject)
-		default:
-			if _, ok := e.router.Lookup(ev.Type); !ok {
-				w.verdict, w.verdictErr = ReasonUnknownType, handlers.ErrUnknownType
-				break
-			}
-			w.typeLabel = ev.Type
-			w.claim = dedupe.NewClaim(e.cfg.Group, &w.ev)
-			w.claim.Owner = e.owners.Next()
-			claims = append(claims, w.claim)
-			claimed = append(claimed, w)
+	claimed := make([]*delivery, 0, len(batch))
+	for _, d := range batch {
+		if p.admit(d) {
+			claims = append(claims, d.attempt.claim)
+			claimed = append(claimed, d)
 		}
 	}
-	// Gauges and counters once per batch, not per event: the batch's last
-	// message tells the lag.
-	last := &batch[len(batch)-1].msg
-	p.hwm.Store(last.HighWaterMark)
-	p.lag.Set(float64(max(last.HighWaterMark-last.Offset-1, 0)))
-	e.m.inFlight.Add(float64(len(batch)))
-	for i := 0; i < len(batch); {
-		typ, n := batch[i].typeLabel, 0
-		for ; i < len(batch) && batch[i].typeLabel == typ; i++ {
-			n++
-		}
-		e.m.received.WithLabelValues(p.topic, typ).Add(float64(n))
-	}
+	p.received(batch)
 	if len(claims) > 0 {
 		results, ok := p.claimBatch(claims)
 		if !ok {
 			// Draining before the store answered: nothing was claimed for
 			// sure, and nothing is finished. Give the slots back.
-			for _, w := range batch {
-				p.abandon(w)
-				recycle(w)
+			for _, d := range batch {
+				p.abandon(d)
+				recycle(d)
 			}
 			return
 		}
-		for i, w := range claimed {
-			p.claimed(w, results[i])
+		for i, d := range claimed {
+			p.claimed(d, results[i])
 		}
 	}
-	ready := batch[:0]
-	p.keysMu.Lock()
-	for _, w := range batch {
-		k := orderKey(w)
-		if k == "" {
-			ready = append(ready, w)
-			continue
+	p.startLanes(p.keys.Enqueue(batch))
+}
+
+// received enters an admitted batch into the watermark and the metrics:
+// gauges and counters once per batch (and type), not per event; the batch's
+// last message tells the lag.
+func (p *partition) received(batch []*delivery) {
+	now := time.Now().UnixNano()
+	for _, d := range batch {
+		var ts int64
+		if !d.msg.Time.IsZero() {
+			ts = d.msg.Time.UnixNano()
 		}
-		if last, ok := p.keys[k]; ok {
-			last.next = w
-		} else {
-			ready = append(ready, w)
+		p.wm.add(d.msg.Offset, now, ts)
+	}
+	last := &batch[len(batch)-1].msg
+	p.hwm.Store(last.HighWaterMark)
+	p.lag.Set(float64(max(last.HighWaterMark-last.Offset-1, 0)))
+	p.e.m.inFlight.Add(float64(len(batch)))
+	for i := 0; i < len(batch); {
+		typ, n := batch[i].typeLabel, 0
+		for ; i < len(batch) && batch[i].typeLabel == typ; i++ {
+			n++
 		}
-		p.keys[k] = w
+		p.e.m.received.WithLabelValues(p.topic, typ).Add(float64(n))
 	}
-	p.keysMu.Unlock()
-	// Enough lanes for what is ready, up to the cap.
-	need := len(ready) + len(p.ready) - (p.spawned - int(p.busy.Load()))
-	for ; need > 0 && p.spawned < e.cfg.Lanes; need-- {
-		p.spawned++
-		p.lanes.Go(p.lane)
+}
+
+// admit decodes d and checks it against the limits and the router. It
+// reports whether d is to be claimed; if not, d.verdict says what becomes of
+// it.
+func (p *partition) admit(d *delivery) bool {
+	e := p.e
+	d.typeLabel = "unknown"
+	if p.route.tier > 0 && !p.ours(&d.msg) {
+		d.verdict = verdictOtherGroup
+		return false
 	}
-	// Never blocks: ready holds MaxInFlight, and every event holds a slot.
-	for _, w := range ready {
-		p.ready <- w
+	if reason, err := checkLimits(&e.cfg, p.view(d)); err != nil {
+		d.verdict, d.verdictErr = reason, err
+		// The id and type, for the logs, when the headers carry them.
+		d.ev.ID, d.ev.Type, d.ev.Key = clip(header(d.msg.Headers, HeaderID)), clip(header(d.msg.Headers, HeaderType)), clip(string(d.msg.Key))
+		return false
 	}
+	ev, err := Decode(&d.msg)
+	d.ev = ev
+	tooLong, longErr := checkAttributes(&e.cfg, &ev)
+	switch {
+	case err != nil:
+		d.verdict, d.verdictErr = ReasonDecode, err
+		d.ev.ID, d.ev.Type, d.ev.Source = clip(ev.ID), clip(ev.Type), clip(ev.Source)
+		return false
+	case tooLong != "":
+		d.verdict, d.verdictErr = tooLong, longErr
+		d.ev.ID, d.ev.Type, d.ev.Source, d.ev.Subject = clip(ev.ID), clip(ev.Type), clip(ev.Source), clip(ev.Subject)
+		return false
+	}
+	if _, ok := e.router.Lookup(ev.Type); !ok {
+		d.verdict, d.verdictErr = ReasonUnknownType, handlers.ErrUnknownType
+		return false
+	}
+	d.typeLabel = ev.Type
+	d.attempt.claim = dedupe.NewClaim(e.cfg.Group, &d.ev)
+	d.attempt.claim.Owner = e.owners.Next()
+	return true
 }
 
 // ours reports whether a retry-topic message was written by this consumer
@@ -120,13 +116,13 @@ func (p *partition) ours(m *kafka.Message) bool {
 	return fleetHeader(m.Headers, HeaderConsumerGroup) == p.e.cfg.Group
 }
 
-// view is what the input limits look at of w's message. On a retry topic
+// view is what the input limits look at of d's message. On a retry topic
 // fleet's own headers are left out: the event passed the limits on its
 // source topic, and what fleet added must not push it over them.
-func (p *partition) view(w *work) *messageView {
-	v := &messageView{size: w.size, key: len(w.msg.Key), headers: len(w.msg.Headers), value: w.msg.Value}
+func (p *partition) view(d *delivery) *messageView {
+	v := &messageView{size: d.size, key: len(d.msg.Key), headers: len(d.msg.Headers), value: d.msg.Value}
 	if p.route.tier > 0 {
-		for _, h := range w.msg.Headers {
+		for _, h := range d.msg.Headers {
 			if isFleetHeader(h.Key) {
 				v.headers--
 				v.size -= int64(len(h.Key) + len(h.Value))
@@ -134,78 +130,4 @@ func (p *partition) view(w *work) *messageView {
 		}
 	}
 	return v
-}
-
-// claimBatch claims until the store answers, failing closed: while it does
-// not, no handler runs and no offset moves. Every resend carries the same
-// owner tokens, so that a claim whose answer was lost (a timeout) is
-// recognised as the same claim rather than orphaned. It reports false if the
-// partition drains before the store answers.
-func (p *partition) claimBatch(claims []dedupe.Claim) ([]dedupe.ClaimResult, bool) {
-	e := p.e
-	for attempt := 0; ; attempt++ {
-		results, err := e.claim(p.work, claims)
-		if err == nil {
-			p.claimsAnswered(results)
-			return results, true
-		}
-		if p.work.Err() != nil {
-			return nil, false
-		}
-		e.storeFailed("claim", err)
-		wait := backoff(attempt, 50*time.Millisecond, 2*time.Second)
-		if p.stopping() {
-			// Draining, with the outcome unknown: the claims may hold
-			// records. Keep asking, within the drain budget, to learn
-			// which, so that the lanes give them back instead of leaving
-			// them to expire.
-			if !sleep(p.work, wait) {
-				return nil, false
-			}
-			continue
-		}
-		select {
-		case <-p.stop:
-		case <-time.After(wait):
-		}
-	}
-}
-
-// claimsAnswered notes an answer of the store to a batch of claims.
-func (p *partition) claimsAnswered(results []dedupe.ClaimResult) {
-	p.e.storeOK()
-	for _, r := range results {
-		switch {
-		case r.Outcome == dedupe.Busy:
-			p.e.m.busy.Inc()
-		case r.TakenOver:
-			p.e.m.takeovers.Inc()
-		}
-	}
-}
-
-// reclaim claims w again, until the store answers. It reports false when the
-// partition drains first.
-func (p *partition) reclaim(w *work) bool {
-	// A new claim attempt, a new owner token; claimBatch resends this one
-	// with the same token until the store answers.
-	w.claim.Owner = p.e.owners.Next()
-	results, ok := p.claimBatch([]dedupe.Claim{w.claim})
-	if !ok {
-		return false
-	}
-	p.claimed(w, results[0])
-	return true
-}
-
-// claimed takes the store's answer to w's claim: an acquired claim is held
-// (its lease extended) from now on, and no handler has run under it yet.
-func (p *partition) claimed(w *work, res dedupe.ClaimResult) {
-	w.res = res
-	if res.Outcome != dedupe.Acquired {
-		return
-	}
-	w.lease, w.ran = res.Lease, false
-	w.lost.Store(false)
-	p.leases.hold(w)
 }

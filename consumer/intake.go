@@ -3,33 +3,21 @@ package consumer
 import (
 	"context"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
-// fetch reads messages into work items on fetched until ctx is cancelled.
-// kafka-go retries broker errors itself; other errors are logged and retried
-// with backoff.
-func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *work) {
-	for attempt := 0; ; {
-		m, err := r.FetchMessage(ctx)
+// fetch reads messages into deliveries on fetched until ctx is cancelled.
+// kafka-go retries broker errors itself; other errors are counted, logged
+// and retried (kafkaRetry).
+func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *delivery) {
+	read := func() (kafka.Message, error) { return r.FetchMessage(ctx) }
+	for {
+		m, err := retry(ctx, kafkaRetry, read, p.fetchFailed)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			p.e.m.fetchErrors.WithLabelValues(p.topic).Inc()
-			part := p.id
-			p.e.errors.add(ErrorEntry{Time: time.Now().UTC(), What: "fetch", Topic: p.topic, Partition: &part, Error: err.Error()})
-			p.e.log.Warn("fetch", "topic", p.topic, "partition", p.id, "err", err)
-			if !sleep(ctx, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
-				return
-			}
-			attempt++
-			continue
+			return
 		}
-		attempt = 0
 		// Backpressure: the bytes of the messages queued here and in flight
 		// are capped; a message over the budget waits until it fits, or
 		// goes alone when nothing else is held.
@@ -37,24 +25,30 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 		if !p.bytes.take(size, ctx.Done()) {
 			return
 		}
-		w := workPool.Get().(*work)
-		w.msg, w.p, w.size = m, p, size
+		d := deliveryPool.Get().(*delivery)
+		d.msg, d.p, d.size = m, p, size
 		// A retry topic's partition waits, fetching nothing more, until its
 		// next event of this group is due: they are in due order, since one
 		// tier has one delay per group. Other groups' messages (retry topics
 		// are per source topic) are only acknowledged, so they never make
 		// this group wait. Other partitions and topics go on meanwhile.
-		if p.route.tier > 0 && p.ours(&w.msg) {
-			if !p.due(ctx, &w.msg) {
-				return
-			}
+		if p.route.tier > 0 && p.ours(&d.msg) && !p.due(ctx, &d.msg) {
+			return
 		}
 		select {
-		case fetched <- w:
+		case fetched <- d:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// fetchFailed records a fetch that failed.
+func (p *partition) fetchFailed(err error) {
+	p.e.m.fetchErrors.WithLabelValues(p.topic).Inc()
+	part := p.id
+	p.e.errors.add(ErrorEntry{Time: time.Now().UTC(), What: "fetch", Topic: p.topic, Partition: &part, Error: err.Error()})
+	p.e.log.Warn("fetch", "topic", p.topic, "partition", p.id, "err", err)
 }
 
 // due waits until m's not-before time, or until ctx is done; it reports
@@ -112,13 +106,13 @@ func (p *partition) tierDelay() time.Duration {
 // collect waits for the next batch: one message, then whatever else is
 // already fetched, up to BatchSize and the in-flight cap. It reports false
 // when the partition drains.
-func (p *partition) collect(fetched <-chan *work, batch *[]*work) bool {
+func (p *partition) collect(fetched <-chan *delivery, batch *[]*delivery) bool {
 	for len(*batch) < cap(*batch) {
 		// Backpressure: a slot per in-flight event.
 		if len(*batch) == 0 {
 			select {
 			case p.slots <- struct{}{}:
-			case <-p.stop:
+			case <-p.drain.stopping.Done():
 				return false
 			}
 		} else {
@@ -128,76 +122,23 @@ func (p *partition) collect(fetched <-chan *work, batch *[]*work) bool {
 				return true
 			}
 		}
-		var w *work
+		var d *delivery
 		if len(*batch) == 0 {
 			select {
-			case w = <-fetched:
-			case <-p.stop:
+			case d = <-fetched:
+			case <-p.drain.stopping.Done():
 				<-p.slots
 				return false
 			}
 		} else {
 			select {
-			case w = <-fetched:
+			case d = <-fetched:
 			default:
 				<-p.slots
 				return true
 			}
 		}
-		*batch = append(*batch, w)
+		*batch = append(*batch, d)
 	}
 	return true
-}
-
-// messageSize is what a message holds in memory, roughly: key, value and
-// headers.
-func messageSize(m *kafka.Message) int64 {
-	n := len(m.Key) + len(m.Value)
-	for _, h := range m.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return int64(n)
-}
-
-// byteBudget caps the bytes of a partition's messages between fetch and
-// finish. One goroutine takes (the fetcher); any goroutine gives back.
-type byteBudget struct {
-	mu    sync.Mutex
-	used  int64
-	max   int64
-	freed chan struct{}
-}
-
-func newByteBudget(max int64) *byteBudget {
-	return &byteBudget{max: max, freed: make(chan struct{}, 1)}
-}
-
-// take reserves n bytes, waiting for bytes to be given back while over
-// budget; it reports false if stop closes first. With nothing held any n
-// fits, so an oversized message still goes through.
-func (b *byteBudget) take(n int64, stop <-chan struct{}) bool {
-	for {
-		b.mu.Lock()
-		if b.used == 0 || b.used+n <= b.max {
-			b.used += n
-			b.mu.Unlock()
-			return true
-		}
-		b.mu.Unlock()
-		select {
-		case <-b.freed:
-		case <-stop:
-			return false
-		}
-	}
-}
-
-func (b *byteBudget) give(n int64) {
-	b.mu.Lock()
-	b.used -= n
-	b.mu.Unlock()
-	select {
-	case b.freed <- struct{}{}:
-	default:
-	}
 }

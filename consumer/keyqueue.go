@@ -1,51 +1,75 @@
 package consumer
 
-// orderKey is what orders w among the partition's events: its message key,
-// or for events without one their id, so that redeliveries of one event
-// never run at once. Events with neither (undecodable) are not ordered.
-func orderKey(w *work) string {
-	if w.ev.Key != "" {
-		return w.ev.Key
-	}
-	return w.ev.ID
+import "sync"
+
+// keyQueue keeps the deliveries of one key in offset order: a delivery whose
+// key has an earlier one in flight waits behind it and runs when that one is
+// done, while other keys run in parallel. The order key is the message key,
+// or for a message without one the event id, so that redeliveries of one
+// event never run at once; a delivery with neither (undecodable) is not
+// ordered. Each key's queue is a list through delivery.next, so queueing
+// allocates nothing.
+type keyQueue struct {
+	mu sync.Mutex
+	// last holds, for every key in flight, its last delivery: the one to
+	// queue the next behind.
+	last map[string]*delivery
 }
 
-// after is called when w is finished or abandoned, before it is recycled:
-// it returns the next event of w's key, which the caller runs next, or nil.
-func (p *partition) after(w *work) *work {
-	key := orderKey(w)
-	if key == "" {
+func newKeyQueue() *keyQueue {
+	return &keyQueue{last: make(map[string]*delivery)}
+}
+
+// orderKey is what orders d among the partition's deliveries ("" for none).
+func orderKey(d *delivery) string {
+	if d.ev.Key != "" {
+		return d.ev.Key
+	}
+	return d.ev.ID
+}
+
+// Enqueue queues a batch, in offset order, and returns the deliveries that
+// may run now: those with nothing of their key before them in flight. The
+// result shares batch's array.
+func (q *keyQueue) Enqueue(batch []*delivery) []*delivery {
+	ready := batch[:0]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, d := range batch {
+		k := orderKey(d)
+		if k == "" {
+			ready = append(ready, d)
+			continue
+		}
+		if last, ok := q.last[k]; ok {
+			last.next = d
+		} else {
+			ready = append(ready, d)
+		}
+		q.last[k] = d
+	}
+	return ready
+}
+
+// Next is called when done is finished or abandoned, before it is recycled:
+// it returns the delivery of done's key to run now, or nil.
+func (q *keyQueue) Next(done *delivery) *delivery {
+	k := orderKey(done)
+	if k == "" {
 		return nil
 	}
-	p.keysMu.Lock()
-	defer p.keysMu.Unlock()
-	next := w.next
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	next := done.next
 	if next == nil {
-		// w is the last of its key.
-		delete(p.keys, key)
+		delete(q.last, k) // done was the last of its key
 	}
 	return next
 }
 
-// lane runs events from ready, one at a time; when an event is finished it
-// runs the next event of the same key, if one waits, so that one key's
-// events run in offset order. Once ready is closed and drained, every
-// event was run or abandoned.
-func (p *partition) lane() {
-	completed := make(chan error, 1)
-	for w := range p.ready {
-		p.busy.Add(1)
-		for w != nil {
-			w.completed = completed
-			if p.stopping() {
-				p.abandon(w)
-			} else {
-				p.process(w)
-			}
-			next := p.after(w)
-			recycle(w)
-			w = next
-		}
-		p.busy.Add(-1)
-	}
+// Len is the number of keys in flight.
+func (q *keyQueue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.last)
 }

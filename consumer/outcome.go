@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/fleetworks/fleet/dedupe"
@@ -15,163 +14,171 @@ import (
 // release gives the claim back so that the next attempt runs the handler: a
 // claim whose handler never ran gives its attempt back too (Unclaim). A
 // failure is logged only, since the lease then expires by itself.
-func (p *partition) release(w *work) {
-	if w.lease.Owner == "" {
+func (p *partition) release(d *delivery) {
+	if d.attempt.lease.Owner == "" {
 		return
 	}
-	p.leases.drop(w)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.work), 2*time.Second)
+	p.leases.drop(d)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.drain.work), 2*time.Second)
 	defer cancel()
 	start := time.Now()
 	var err error
-	if w.ran {
-		err = p.e.store.Release(ctx, w.lease)
+	if d.attempt.ran {
+		err = p.e.store.Release(ctx, d.attempt.lease)
 	} else {
-		err = p.e.store.Unclaim(ctx, w.lease)
+		err = p.e.store.Unclaim(ctx, d.attempt.lease)
 	}
 	p.e.m.storeTime.WithLabelValues("release").Observe(time.Since(start).Seconds())
-	w.lease = dedupe.Lease{}
+	d.attempt.lease = dedupe.Lease{}
 	switch {
 	case err == nil, errors.Is(err, dedupe.ErrLeaseLost):
 	default:
 		p.e.storeFailed("release", err)
-		p.e.log.Warn("release claim: its lease will expire instead", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
-			"id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "err", err)
+		p.e.log.Warn("release claim: its lease will expire instead", "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
+			"id", d.ev.ID, "type", d.ev.Type, "attempt", d.attempt.res.Attempts, "err", err)
 	}
 }
 
-// deadLetter writes w to the dead-letter topic of its source, releases its
+// deadLetter writes d to the dead-letter topic of its source, releases its
 // claim and finishes it. The write is retried until acknowledged, the dead
 // letter losing its value, then its original headers, then its key while it
 // is too large for the topic (HeaderDropped says so); if the partition drains
 // first, the event is abandoned instead (and not committed).
-func (p *partition) deadLetter(w *work, reason string, cause error, attempts int) {
-	msg := deadLetterMessage(&w.msg, p.route, p.failure(w, reason, cause, attempts))
-	if p.publish(w, msg, true) != written {
-		p.abandon(w)
+func (p *partition) deadLetter(d *delivery, reason string, cause error, attempts int) {
+	msg := deadLetterMessage(&d.msg, p.route, p.failure(d, reason, cause, attempts))
+	if p.publish(d, msg, true) != written {
+		p.abandon(d)
 		return
 	}
 	p.e.m.deadLetters.WithLabelValues(p.route.source, reason).Inc()
-	p.failed(w, "dead-lettered ("+reason+")", cause)
-	p.e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
-		"id", w.ev.ID, "type", w.ev.Type, "reason", reason, "attempt", attempts, "err", cause)
-	p.release(w)
+	p.failed(d, "dead-lettered ("+reason+")", cause)
+	p.e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
+		"id", d.ev.ID, "type", d.ev.Type, "reason", reason, "attempt", attempts, "err", cause)
+	p.release(d)
 	if reason == ReasonConflict {
-		p.finish(w, OutcomeConflict)
+		p.finish(d, OutcomeConflict)
 		return
 	}
-	p.finish(w, OutcomeDeadLettered)
+	p.finish(d, OutcomeDeadLettered)
 }
 
-// retryLater writes w to the next retry tier, due after that tier's delay,
+// retryLater writes d to the next retry tier, due after that tier's delay,
 // releases its claim (the attempt count stays in the record) and finishes
 // it here. An event too large for the retry topic is dead-lettered instead;
 // if the partition drains before the write is acknowledged, the event is
 // abandoned.
-func (p *partition) retryLater(w *work, cause error) {
+func (p *partition) retryLater(d *delivery, cause error) {
 	e := p.e
 	n := p.route.tier + 1
 	notBefore := time.Now().Add(e.cfg.RetryDelays[n-1])
-	msg := retryMessage(&w.msg, p.route, p.failure(w, ReasonRetryable, cause, w.res.Attempts), n, notBefore)
-	switch p.publish(w, msg, false) {
+	msg := retryMessage(&d.msg, p.route, p.failure(d, ReasonRetryable, cause, d.attempt.res.Attempts), n, notBefore)
+	switch p.publish(d, msg, false) {
 	case written:
 	case tooLargeToWrite:
-		p.deadLetter(w, ReasonRetryTooLarge, fmt.Errorf("too large for %s: %w", msg.Topic, cause), w.res.Attempts)
+		p.deadLetter(d, ReasonRetryTooLarge, fmt.Errorf("too large for %s: %d", msg.Topic, cause), d.attempt.res.Attempts)
 		return
 	default:
-		p.abandon(w)
+		p.abandon(d)
 		return
 	}
 	e.m.retryTopics.WithLabelValues(p.route.source, strconv.Itoa(n)).Inc()
-	e.log.Info("sent to retry topic", "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
-		"id", w.ev.ID, "type", w.ev.Type, "retry_topic", msg.Topic, "attempt", w.res.Attempts, "not_before", notBefore, "err", cause)
-	p.release(w)
-	p.finish(w, OutcomeRetried)
+	e.log.Info("sent to retry topic", "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
+		"id", d.ev.ID, "type", d.ev.Type, "retry_topic", msg.Topic, "attempt", d.attempt.res.Attempts, "not_before", notBefore, "err", cause)
+	p.release(d)
+	p.finish(d, OutcomeRetried)
 }
 
-func (p *partition) failure(w *work, reason string, cause error, attempts int) failure {
+func (p *partition) failure(d *delivery, reason string, cause error, attempts int) failure {
 	now := time.Now()
-	if w.firstFailure.IsZero() {
-		w.firstFailure = now
+	if d.firstFailure.IsZero() {
+		d.firstFailure = now
 	}
-	if w.lastFailure.IsZero() {
-		w.lastFailure = now
+	if d.lastFailure.IsZero() {
+		d.lastFailure = now
 	}
-	return failure{group: p.e.cfg.Group, identity: w.claim.Identity(), reason: reason, cause: cause, attempts: attempts,
-		first: w.firstFailure, last: w.lastFailure}
+	return failure{group: p.e.cfg.Group, identity: d.attempt.claim.Identity(), reason: reason, cause: cause, attempts: attempts,
+		first: d.firstFailure, last: d.lastFailure}
 }
 
 // writeResult is how a publish ended.
 type writeResult int
 
-// publish writes msg until it is acknowledged. A message too large for its
-// topic is shrunk when shrinkable allows (see shrink), and reported
-// otherwise; any other refusal is retried with backoff. It reports cancelled
-// if the partition's work is cancelled first.
-func (p *partition) publish(w *work, msg kafka.Message, shrinkable bool) writeResult {
-	e := p.e
-	for attempt := 0; ; attempt++ {
-		err := e.dlq.WriteMessages(p.work, msg)
-		if err == nil {
-			return written
+const (
+	written writeResult = iota
+	tooLargeToWrite
+	cancelled
+)
+
+// publish writes msg until it is acknowledged (kafkaRetry). A message too
+// large for its topic is shrunk when shrinkable allows (see shrink), and
+// reported otherwise. It reports cancelled if the partition's work is
+// cancelled first.
+func (p *partition) publish(d *delivery, msg kafka.Message, shrinkable bool) writeResult {
+	result := written
+	write := func() (struct{}, error) {
+		err := p.write(d, &msg, shrinkable)
+		if tooLarge(err) && !shrinkable {
+			result = tooLargeToWrite
+			return struct{}{}, nil
 		}
-		if tooLarge(err) {
-			if !shrinkable {
-				return tooLargeToWrite
-			}
-			if smaller, ok := shrink(msg); ok {
-				e.log.Warn("too large for "+msg.Topic+": written without "+fleetHeader(smaller.Headers, HeaderDropped), "topic", p.topic,
-					"partition", p.id, "offset", w.msg.Offset, "id", w.ev.ID, "type", w.ev.Type)
-				msg = smaller
-				attempt--
-				continue
-			}
+		return struct{}{}, err
+	}
+	failed := func(err error) {
+		p.e.m.publishError.WithLabelValues(msg.Topic).Inc()
+		p.failed(d, "write to "+msg.Topic, err)
+		p.e.log.Error("write to "+msg.Topic, "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
+			"id", d.ev.ID, "type", d.ev.Type, "attempt", d.attempt.res.Attempts, "err", err)
+	}
+	if _, err := retry(p.drain.work, kafkaRetry, write, failed); err != nil {
+		return cancelled
+	}
+	return result
+}
+
+// write writes msg once; while it is too large for its topic and
+// shrinkable, it shrinks it (see shrink) and writes again.
+func (p *partition) write(d *delivery, msg *kafka.Message, shrinkable bool) error {
+	for {
+		err := p.e.dlq.WriteMessages(p.drain.work, *msg)
+		if !tooLarge(err) || !shrinkable {
+			return err
 		}
-		e.m.publishError.WithLabelValues(msg.Topic).Inc()
-		p.failed(w, "write to "+msg.Topic, err)
-		e.log.Error("write to "+msg.Topic, "topic", p.topic, "partition", p.id, "offset", w.msg.Offset,
-			"id", w.ev.ID, "type", w.ev.Type, "attempt", w.res.Attempts, "err", err)
-		if p.work.Err() != nil || !sleep(p.work, backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
-			return cancelled
+		smaller, ok := shrink(*msg)
+		if !ok {
+			return err
 		}
+		p.e.log.Warn("too large for "+msg.Topic+": written without "+fleetHeader(smaller.Headers, HeaderDropped), "topic", p.topic,
+			"partition", p.id, "offset", d.msg.Offset, "id", d.ev.ID, "type", d.ev.Type)
+		*msg = smaller
 	}
 }
 
-// finish marks w's offset done.
-func (p *partition) finish(w *work, outcome string) {
+// finish marks d's offset done.
+func (p *partition) finish(d *delivery, outcome string) {
 	e := p.e
-	e.m.finished.WithLabelValues(p.topic, w.typeLabel, outcome).Inc()
-	if !w.msg.Time.IsZero() {
-		e.m.latency.Observe(time.Since(w.msg.Time).Seconds())
+	e.m.finished.WithLabelValues(p.topic, d.typeLabel, outcome).Inc()
+	if !d.msg.Time.IsZero() {
+		e.m.latency.Observe(time.Since(d.msg.Time).Seconds())
 	}
-	p.wm.finish(w.msg.Offset)
+	p.wm.finish(d.msg.Offset)
 	if e.cfg.OnFinish != nil {
-		e.cfg.OnFinish(&w.msg, outcome)
+		e.cfg.OnFinish(&d.msg, outcome)
 	}
-	p.free(w)
+	p.free(d)
 }
 
-// abandon gives w up without finishing it: its offset stays uncommitted and
+// abandon gives d up without finishing it: its offset stays uncommitted and
 // its claim, if any, is released for the next owner.
-func (p *partition) abandon(w *work) {
-	p.release(w)
-	p.free(w)
+func (p *partition) abandon(d *delivery) {
+	p.release(d)
+	p.free(d)
 }
 
-// free ends w's time in flight: its claim is no longer held, its slot and
+// free ends d's time in flight: its claim is no longer held, its slot and
 // bytes are given back.
-func (p *partition) free(w *work) {
-	p.leases.drop(w)
+func (p *partition) free(d *delivery) {
+	p.leases.drop(d)
 	p.e.m.inFlight.Dec()
-	p.bytes.give(w.size)
+	p.bytes.give(d.size)
 	<-p.slots
 }
-
-// recycle puts w back into the pool once nothing refers to it any more.
-func recycle(w *work) {
-	*w = work{}
-	workPool.Put(w)
-}
-
-// workPool recycles work items, the largest allocation per event.
-var workPool = sync.Pool{New: func() any { return new(work) }}

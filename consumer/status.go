@@ -102,10 +102,10 @@ func (r *errorRing) newestFirst() []ErrorEntry {
 }
 
 // failed records a failure of an event for /status.
-func (p *partition) failed(w *work, what string, err error) {
-	part, off := p.id, w.msg.Offset
+func (p *partition) failed(d *delivery, what string, err error) {
+	part, off := p.id, d.msg.Offset
 	e := ErrorEntry{Time: time.Now().UTC(), What: what, Topic: p.topic, Partition: &part, Offset: &off,
-		ID: w.ev.ID, Type: w.ev.Type, Attempt: w.res.Attempts}
+		ID: d.ev.ID, Type: d.ev.Type, Attempt: d.attempt.res.Attempts}
 	if err != nil {
 		e.Error = err.Error()
 	}

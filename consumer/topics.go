@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -30,28 +31,24 @@ func (e *Engine) ensureTopics(ctx context.Context) ([]string, error) {
 	t := Transport(e.cfg.Dialer)
 	defer t.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(e.cfg.Brokers...), Transport: t, Timeout: 10 * time.Second}
-	for attempt := 0; ; attempt++ {
+	return retry(ctx, kafkaRetry, func() ([]string, error) {
 		subscribe, err := e.createMissing(ctx, client)
-		if err == nil {
-			return subscribe, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if refused(err) {
-			return nil, err
+		switch {
+		case err == nil, ctx.Err() != nil:
+			return subscribe, err
+		case refused(err):
+			return nil, backoff.Permanent(err)
 		}
 		// A refused SASL login shows here only as a dropped connection:
 		// ask the dialer, which reports the broker's error code.
 		if aerr := e.authenticate(ctx); refused(aerr) {
-			return nil, aerr
+			return nil, backoff.Permanent(aerr)
 		}
+		return nil, err
+	}, func(err error) {
 		e.kafkaFailed(err)
 		e.log.Warn("read topic metadata", "err", err)
-		if !sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second)) {
-			return nil, ctx.Err()
-		}
-	}
+	})
 }
 
 func (e *Engine) createMissing(ctx context.Context, client *kafka.Client) ([]string, error) {

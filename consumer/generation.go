@@ -1,0 +1,122 @@
+package consumer
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// runGeneration processes the partitions of one generation until it ends or
+// ctx is cancelled, then drains: fetching stops, queued events are released,
+// running handlers get DrainTimeout to finish, and the watermarks are
+// committed. It returns only then: the generation ends for every partition
+// when this function returns.
+func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generation) {
+	e.joined.Store(true)
+	e.m.groupJoined.Set(1)
+	e.gen.Store(&generation{id: gen.ID, member: gen.MemberID})
+	e.alive.Store(time.Now().UnixNano())
+	defer func() {
+		e.joined.Store(false)
+		e.m.groupJoined.Set(0)
+		e.parts.Store(nil)
+		e.draining.Store(0)
+	}()
+
+	drain := newDrain(ctx, e.cfg.DrainTimeout)
+	defer drain.end()
+	parts := e.partitionsOf(gen, drain)
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Go(p.run)
+	}
+	c := &committer{gen: gen, parts: parts, committed: make(map[*partition]int64, len(parts)), e: e}
+
+	ticker := time.NewTicker(e.cfg.CommitInterval)
+	defer ticker.Stop()
+	for running := true; running; {
+		select {
+		case <-ticker.C:
+			e.alive.Store(time.Now().UnixNano())
+			c.commit()
+		case <-genCtx.Done():
+			running = false
+		case <-ctx.Done():
+			running = false
+		}
+	}
+
+	started := time.Now()
+	e.draining.Store(started.UnixNano())
+	drain.begin()
+	wg.Wait()
+	c.commit()
+	for _, p := range parts {
+		p.close()
+	}
+	e.m.assigned.Set(0)
+	e.log.Info("generation drained", "generation", gen.ID, "took", time.Since(started).Round(time.Millisecond))
+}
+
+// partitionsOf makes the partitions of gen's assignments and publishes them
+// for /status.
+func (e *Engine) partitionsOf(gen *kafka.Generation, drain *drain) []*partition {
+	var parts []*partition
+	for topic, assignments := range gen.Assignments {
+		for _, a := range assignments {
+			parts = append(parts, e.newPartition(topic, a, drain))
+		}
+	}
+	e.parts.Store(&parts)
+	e.m.assigned.Set(float64(len(parts)))
+	e.log.Info("generation started", "group", e.cfg.Group, "generation", gen.ID, "member", gen.MemberID, "partitions", len(parts))
+	return parts
+}
+
+// committer commits a generation's watermarks.
+type committer struct {
+	e     *Engine
+	gen   *kafka.Generation
+	parts []*partition
+	// committed is the last offset committed per partition.
+	committed map[*partition]int64
+}
+
+// commit commits every partition's watermark that moved since the last
+// commit, in one request.
+func (c *committer) commit() {
+	offsets := c.moved()
+	if len(offsets) == 0 {
+		return
+	}
+	if err := c.gen.CommitOffsets(offsets); err != nil {
+		c.e.m.commits.WithLabelValues("error").Inc()
+		c.e.log.Warn("commit offsets", "generation", c.gen.ID, "err", err)
+		return
+	}
+	c.e.m.commits.WithLabelValues("ok").Inc()
+	for _, p := range c.parts {
+		if off, ok := offsets[p.topic][p.id]; ok {
+			c.committed[p] = off
+			p.committed.Store(off)
+		}
+	}
+}
+
+// moved returns the offsets to commit: topic, partition, offset.
+func (c *committer) moved() map[string]map[int]int64 {
+	offsets := map[string]map[int]int64{}
+	for _, p := range c.parts {
+		off := p.wm.commitOffset()
+		if off < 0 || off == c.committed[p] {
+			continue
+		}
+		if offsets[p.topic] == nil {
+			offsets[p.topic] = map[int]int64{}
+		}
+		offsets[p.topic][p.id] = off
+	}
+	return offsets
+}
