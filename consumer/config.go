@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetworks/fleet/dedupe"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -134,97 +135,121 @@ func DefaultConfig() Config {
 
 // Validate reports every setting the engine cannot run with, joined.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var p problems
+	c.checkSubscription(&p)
+	c.checkPipeline(&p)
+	c.checkRetries(&p)
+	c.checkGroupTiming(&p)
+	return errors.Join(p...)
+}
+
+// problems collects what is wrong with a configuration.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+// checkSubscription checks what the engine consumes: brokers, topics, group.
+func (c Config) checkSubscription(p *problems) {
 	if len(c.Brokers) == 0 {
-		bad("brokers: at least one is required")
+		p.add("brokers: at least one is required")
 	}
 	for _, b := range c.Brokers {
 		if b == "" {
-			bad("brokers: empty address")
+			p.add("brokers: empty address")
 		}
 	}
 	if len(c.Topics) == 0 {
-		bad("topics: at least one is required")
+		p.add("topics: at least one is required")
 	}
 	seen := map[string]bool{}
 	for _, t := range c.Topics {
 		switch {
 		case t == "":
-			bad("topics: empty topic name")
+			p.add("topics: empty topic name")
 		case seen[t]:
-			bad("topics: %q is listed twice", t)
+			p.add("topics: %q is listed twice", t)
 		}
 		seen[t] = true
 	}
 	if c.Group == "" {
-		bad("group: required")
-	}
-	if c.Lanes < 1 || c.Lanes > 4096 {
-		bad("lanes %d: must be between 1 and 4096", c.Lanes)
-	}
-	if c.MaxInFlight < 1 {
-		bad("max in flight %d: must be at least 1", c.MaxInFlight)
-	}
-	if c.MaxInFlightBytes < 1 {
-		bad("max in flight bytes %d: must be at least 1", c.MaxInFlightBytes)
-	}
-	if c.BatchSize < 1 {
-		bad("batch size %d: must be at least 1", c.BatchSize)
-	}
-	if c.MaxMessageBytes < 0 || c.MaxHeaders < 0 || c.MaxJSONDepth < 0 || c.MaxKeyBytes < 0 || c.MaxAttributeBytes < 0 {
-		bad("input limits must not be negative (0: no limit)")
-	}
-	if c.MaxAttempts < 1 {
-		bad("attempts %d: must be at least 1", c.MaxAttempts)
-	}
-	if c.InPlaceAttempts < 1 {
-		bad("in-place attempts %d: must be at least 1", c.InPlaceAttempts)
-	}
-	for i, d := range c.RetryDelays {
-		if d <= 0 {
-			bad("retry delay %d (%v): must be positive", i+1, d)
-		}
-	}
-	if len(c.RetryDelays) > 32 {
-		bad("retry delays: %d tiers, at most 32", len(c.RetryDelays))
+		p.add("group: required")
 	}
 	for _, t := range c.Topics {
 		if _, _, ok := parseRetryTopic(t); ok || strings.HasSuffix(t, ".dlq") {
-			bad("topics: %q is a retry or dead-letter topic; list its source topic instead", t)
+			p.add("topics: %q is a retry or dead-letter topic; list its source topic instead", t)
 		}
 	}
+}
+
+// checkPipeline checks the pipeline's sizes and the input limits.
+func (c Config) checkPipeline(p *problems) {
+	if c.Lanes < 1 || c.Lanes > 4096 {
+		p.add("lanes %d: must be between 1 and 4096", c.Lanes)
+	}
+	if c.MaxInFlight < 1 {
+		p.add("max in flight %d: must be at least 1", c.MaxInFlight)
+	}
+	if c.MaxInFlightBytes < 1 {
+		p.add("max in flight bytes %d: must be at least 1", c.MaxInFlightBytes)
+	}
+	if c.BatchSize < 1 {
+		p.add("batch size %d: must be at least 1", c.BatchSize)
+	}
+	if c.MaxMessageBytes < 0 || c.MaxHeaders < 0 || c.MaxJSONDepth < 0 || c.MaxKeyBytes < 0 || c.MaxAttributeBytes < 0 {
+		p.add("input limits must not be negative (0: no limit)")
+	}
+}
+
+// checkRetries checks the attempts, the retry tiers and the handler's run.
+func (c Config) checkRetries(p *problems) {
+	if c.MaxAttempts < 1 {
+		p.add("attempts %d: must be at least 1", c.MaxAttempts)
+	}
+	if c.InPlaceAttempts < 1 {
+		p.add("in-place attempts %d: must be at least 1", c.InPlaceAttempts)
+	}
+	for i, d := range c.RetryDelays {
+		if d <= 0 {
+			p.add("retry delay %d (%v): must be positive", i+1, d)
+		}
+	}
+	if len(c.RetryDelays) > 32 {
+		p.add("retry delays: %d tiers, at most 32", len(c.RetryDelays))
+	}
 	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
-		bad("retry backoff %v..%v: must be positive and ordered", c.RetryBackoff, c.MaxRetryBackoff)
+		p.add("retry backoff %v..%v: must be positive and ordered", c.RetryBackoff, c.MaxRetryBackoff)
 	}
 	if c.HandlerTimeout < 0 {
-		bad("handler timeout %v: must not be negative", c.HandlerTimeout)
+		p.add("handler timeout %v: must not be negative", c.HandlerTimeout)
 	}
-	if c.Lease < 100*time.Millisecond {
-		bad("lease %v: must be at least 100ms", c.Lease)
+	if err := dedupe.CheckLease(c.Lease); err != nil {
+		*p = append(*p, err)
 	}
+}
+
+// checkGroupTiming checks the consumer group's timing and the commits.
+func (c Config) checkGroupTiming(p *problems) {
 	if c.SessionTimeout < time.Second {
-		bad("session timeout %v: must be at least 1s", c.SessionTimeout)
+		p.add("session timeout %v: must be at least 1s", c.SessionTimeout)
 	}
 	if c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout/2 {
-		bad("heartbeat interval %v: must be positive and under half the session timeout (%v)", c.HeartbeatInterval, c.SessionTimeout)
+		p.add("heartbeat interval %v: must be positive and under half the session timeout (%v)", c.HeartbeatInterval, c.SessionTimeout)
 	}
 	if c.RebalanceTimeout < time.Second {
-		bad("rebalance timeout %v: must be at least 1s", c.RebalanceTimeout)
+		p.add("rebalance timeout %v: must be at least 1s", c.RebalanceTimeout)
 	}
 	if c.DrainTimeout <= 0 || c.DrainTimeout > c.SessionTimeout*2/3 {
-		bad("drain timeout %v: must be positive and at most two thirds of the session timeout (%v)", c.DrainTimeout, c.SessionTimeout)
+		p.add("drain timeout %v: must be positive and at most two thirds of the session timeout (%v)", c.DrainTimeout, c.SessionTimeout)
 	}
 	if c.CommitInterval <= 0 {
-		bad("commit interval %v: must be positive", c.CommitInterval)
+		p.add("commit interval %v: must be positive", c.CommitInterval)
 	}
 	if c.MaxWait <= 0 {
-		bad("max wait %v: must be positive", c.MaxWait)
+		p.add("max wait %v: must be positive", c.MaxWait)
 	}
 	if c.StartOffset != kafka.FirstOffset && c.StartOffset != kafka.LastOffset {
-		bad("start offset %d: must be kafka.FirstOffset or kafka.LastOffset", c.StartOffset)
+		p.add("start offset %d: must be kafka.FirstOffset or kafka.LastOffset", c.StartOffset)
 	}
-	return errors.Join(errs...)
 }
 
 // DeadLetterTopic is the dead-letter topic of a source topic.

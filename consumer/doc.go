@@ -2,16 +2,35 @@
 // consumer group, decodes CloudEvents, and runs every event through the
 // idempotency protocol (package dedupe) and its handler (package handlers).
 //
-// # Lifecycle
+// # Lifecycle, and where each stage lives
 //
-// [Engine.Run] joins the group with kafka-go's ConsumerGroup. For every
-// generation it starts one function with Generation.Start that, for each
-// assigned partition, runs a reader and a pipeline:
+// [Engine.Run] (engine.go) makes sure the retry and dead-letter topics exist
+// (topics.go) and joins the group with kafka-go's ConsumerGroup. For every
+// generation (generation.go) it starts one function with Generation.Start
+// that runs each assigned partition (partition.go) and commits the
+// watermarks (watermark.go) every CommitInterval. One event's way through a
+// partition:
 //
-//	fetch ─► batch ─► decode ─► claim the batch (one store round trip)
-//	      ─► lanes (one key's events in offset order, keys in parallel)
-//	      ─► handler ─► complete (group commit: one round trip for all waiting)
-//	      ─► watermark ─► CommitOffsets every CommitInterval
+//	intake.go     fetch, wait for a retry tier's not-before time, collect a batch
+//	              (budget.go: the byte budget; a slot per event in flight)
+//	dispatch.go   decode (decode.go), check the limits (limits.go), route;
+//	claims.go     claim the batch in one store round trip (groupcommit.go
+//	              gathers every partition's claims into one)
+//	keyqueue.go   one key's events in offset order, keys in parallel, run by
+//	lanes.go      the lanes, up to Config.Lanes
+//	process.go    each event's lifecycle, a loop over decide (lifecycle.go:
+//	              every rule, a pure function) and its actions:
+//	attempt.go    the handler run under the claim (rate limit, timeout) and
+//	              its completion (group commit: groupcommit.go)
+//	leases.go     meanwhile the lease keeper extends every claim held
+//	outcome.go    finish, release, retry tier or dead letter (the messages:
+//	              deadletter.go; the writer: publisher.go), then the watermark
+//
+// The delivery and its attempt (delivery.go, attempt.go) carry an event
+// through these stages. Every retry of a call to Kafka or the store goes
+// through one helper (backoff.go); the drain (drain.go) is a generation's
+// stop signal. health.go and status.go answer /healthz, /readyz and
+// /status; metrics.go holds the metrics.
 //
 // When the generation ends (a rebalance) or Run's context is cancelled
 // (SIGTERM), the engine drains: fetching stops, events not yet started are

@@ -119,51 +119,24 @@ func (e *Engine) Run(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("kafka refused the connection: %w (check the SASL mechanism, username, password and the principal's ACLs)", err)
 	}
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                e.cfg.Group,
-		Brokers:           e.cfg.Brokers,
-		Dialer:            e.cfg.Dialer,
-		Topics:            topics,
-		SessionTimeout:    e.cfg.SessionTimeout,
-		RebalanceTimeout:  e.cfg.RebalanceTimeout,
-		HeartbeatInterval: e.cfg.HeartbeatInterval,
-		JoinGroupBackoff:  time.Second,
-		StartOffset:       e.cfg.StartOffset,
-		ErrorLogger:       kafkaLogger(e.log, slog.LevelWarn),
-	})
+	group, err := e.consumerGroup(topics)
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
 	}
-
-	// Background work outlives generations: it stops after the last drain.
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { e.completeLoop(bg) })
-	wg.Go(func() { e.claimLoop(bg) })
-	if p, ok := e.store.(Pinger); ok {
-		wg.Go(func() { e.probeStore(bg, p) })
-	}
-	defer func() {
-		stopBG()
-		wg.Wait()
-	}()
+	stopBackground := e.startBackground(ctx)
+	defer stopBackground()
 	defer func() {
 		if err := group.Close(); err != nil {
 			e.log.Warn("leave consumer group", "err", err)
 		}
 	}()
-
 	for {
 		gen, err := group.Next(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if refused(err) {
-			return fmt.Errorf("join consumer group %s: kafka refused the connection: %w", e.cfg.Group, err)
-		}
-		if errors.Is(err, kafka.InvalidSessionTimeout) {
-			// Configuration the broker refuses: retrying cannot help.
-			return fmt.Errorf("join consumer group %s: %w: the broker bounds it with group.min.session.timeout.ms and group.max.session.timeout.ms", e.cfg.Group, err)
+		if err := joinRefused(e.cfg.Group, err); err != nil {
+			return err
 		}
 		if err != nil {
 			e.kafkaFailed(err)
@@ -181,6 +154,52 @@ func (e *Engine) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+	}
+}
+
+// consumerGroup is the engine's membership of its consumer group.
+func (e *Engine) consumerGroup(topics []string) (*kafka.ConsumerGroup, error) {
+	return kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                e.cfg.Group,
+		Brokers:           e.cfg.Brokers,
+		Dialer:            e.cfg.Dialer,
+		Topics:            topics,
+		SessionTimeout:    e.cfg.SessionTimeout,
+		RebalanceTimeout:  e.cfg.RebalanceTimeout,
+		HeartbeatInterval: e.cfg.HeartbeatInterval,
+		JoinGroupBackoff:  time.Second,
+		StartOffset:       e.cfg.StartOffset,
+		ErrorLogger:       kafkaLogger(e.log, slog.LevelWarn),
+	})
+}
+
+// joinRefused is the error that ends Run when joining the group failed for
+// good (the broker refuses the login or the settings), or nil when joining
+// may be tried again.
+func joinRefused(group string, err error) error {
+	switch {
+	case refused(err):
+		return fmt.Errorf("join consumer group %s: kafka refused the connection: %w", group, err)
+	case errors.Is(err, kafka.InvalidSessionTimeout):
+		return fmt.Errorf("join consumer group %s: %w: the broker bounds it with group.min.session.timeout.ms and group.max.session.timeout.ms", group, err)
+	}
+	return nil
+}
+
+// startBackground starts the work that outlives generations: the group
+// commits of claims and completions, and the store probe. The function it
+// returns stops them, after the last drain.
+func (e *Engine) startBackground(ctx context.Context) (stop func()) {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { e.completeLoop(bg) })
+	wg.Go(func() { e.claimLoop(bg) })
+	if p, ok := e.store.(Pinger); ok {
+		wg.Go(func() { e.probeStore(bg, p) })
+	}
+	return func() {
+		cancel()
+		wg.Wait()
 	}
 }
 

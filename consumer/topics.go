@@ -64,44 +64,8 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client) ([]str
 		}
 	}
 	limits := e.messageLimits(ctx, client, slices.Collect(maps.Keys(exists)))
-	var create []kafka.TopicConfig
-	for _, s := range e.cfg.Topics {
-		src, ok := exists[s]
-		if !ok {
-			e.log.Warn("source topic does not exist (yet): its retry and dead-letter topics are not created", "topic", s)
-			continue
-		}
-		for _, d := range derivedTopics(s, len(e.cfg.RetryDelays)) {
-			if _, ok := exists[d]; !ok {
-				c := kafka.TopicConfig{
-					Topic:             d,
-					NumPartitions:     len(src.Partitions),
-					ReplicationFactor: max(len(src.Partitions[0].Replicas), 1),
-				}
-				if l, ok := limits[s]; ok {
-					c.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(l)}}
-					limits[d] = l
-				}
-				create = append(create, c)
-			}
-		}
-	}
-	if len(create) > 0 {
-		resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
-		if err != nil {
-			return nil, fmt.Errorf("create topics: %w", err)
-		}
-		for _, c := range create {
-			switch err := resp.Errors[c.Topic]; {
-			case err == nil:
-				e.log.Info("created topic", "topic", c.Topic, "partitions", c.NumPartitions, "replication_factor", c.ReplicationFactor)
-				exists[c.Topic] = kafka.Topic{Name: c.Topic}
-			case errors.Is(err, kafka.TopicAlreadyExists):
-				exists[c.Topic] = kafka.Topic{Name: c.Topic}
-			default:
-				e.log.Warn("create topic: create it by hand", "topic", c.Topic, "err", err)
-			}
-		}
+	if err := e.createTopics(ctx, client, e.missingTopics(exists, limits), exists); err != nil {
+		return nil, err
 	}
 	if lw, ok := e.dlq.(interface{ SetLimit(string, int) }); ok {
 		for t, l := range limits {
@@ -116,6 +80,60 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client) ([]str
 		}
 	}
 	return subscribe, nil
+}
+
+// missingTopics are the retry and dead-letter topics of the existing
+// sources that do not exist yet, shaped like their source: its partitions,
+// replication factor and message limit (which limits then holds for them).
+func (e *Engine) missingTopics(exists map[string]kafka.Topic, limits map[string]int) []kafka.TopicConfig {
+	var create []kafka.TopicConfig
+	for _, s := range e.cfg.Topics {
+		src, ok := exists[s]
+		if !ok {
+			e.log.Warn("source topic does not exist (yet): its retry and dead-letter topics are not created", "topic", s)
+			continue
+		}
+		for _, d := range derivedTopics(s, len(e.cfg.RetryDelays)) {
+			if _, ok := exists[d]; ok {
+				continue
+			}
+			c := kafka.TopicConfig{
+				Topic:             d,
+				NumPartitions:     len(src.Partitions),
+				ReplicationFactor: max(len(src.Partitions[0].Replicas), 1),
+			}
+			if l, ok := limits[s]; ok {
+				c.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(l)}}
+				limits[d] = l
+			}
+			create = append(create, c)
+		}
+	}
+	return create
+}
+
+// createTopics creates topics and adds the ones that exist now to exists. A
+// topic the cluster refuses to create is left out with a warning.
+func (e *Engine) createTopics(ctx context.Context, client *kafka.Client, create []kafka.TopicConfig, exists map[string]kafka.Topic) error {
+	if len(create) == 0 {
+		return nil
+	}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, c := range create {
+		switch err := resp.Errors[c.Topic]; {
+		case err == nil:
+			e.log.Info("created topic", "topic", c.Topic, "partitions", c.NumPartitions, "replication_factor", c.ReplicationFactor)
+			exists[c.Topic] = kafka.Topic{Name: c.Topic}
+		case errors.Is(err, kafka.TopicAlreadyExists):
+			exists[c.Topic] = kafka.Topic{Name: c.Topic}
+		default:
+			e.log.Warn("create topic: create it by hand", "topic", c.Topic, "err", err)
+		}
+	}
+	return nil
 }
 
 // derivedTopics are the topics fleet writes a source topic's events to: its

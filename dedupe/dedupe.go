@@ -197,15 +197,29 @@ func DefaultConfig() Config {
 
 // Validate reports a config the store cannot run with.
 func (c Config) Validate() error {
+	if err := CheckLease(c.Lease); err != nil {
+		return err
+	}
 	switch {
-	case c.Lease < 100*time.Millisecond:
-		return fmt.Errorf("lease %v: must be at least 100ms", c.Lease)
 	case c.Retention < c.Lease:
 		return fmt.Errorf("retention %v: must be at least the lease (%v)", c.Retention, c.Lease)
 	case c.MinReplicas < 0:
 		return fmt.Errorf("redis min replicas %d: must not be negative", c.MinReplicas)
 	case c.MinReplicas > 0 && c.ReplicaTimeout < time.Millisecond:
 		return fmt.Errorf("replica timeout %v: must be at least 1ms", c.ReplicaTimeout)
+	}
+	return nil
+}
+
+// MinLease is the shortest lease a store gives: shorter, a heartbeat (every
+// third of it) would be lost to ordinary latency.
+const MinLease = 100 * time.Millisecond
+
+// CheckLease checks a lease's length: the one rule for the store's setting
+// and for the engine, which extends the store's leases.
+func CheckLease(lease time.Duration) error {
+	if lease < MinLease {
+		return fmt.Errorf("lease %v: must be at least %v", lease, MinLease)
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -103,7 +102,9 @@ func (c *runCmd) consumerConfig() consumer.Config {
 func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error) {
 	cfg := c.consumerConfig()
 	store := dedupe.DefaultConfig()
-	store.Lease, store.Retention, store.MinReplicas = c.Lease, c.Retention, c.RedisMinReplicas
+	// The store gives the lease the engine extends: one setting, the
+	// engine's.
+	store.Lease, store.Retention, store.MinReplicas = cfg.Lease, c.Retention, c.RedisMinReplicas
 	var errs []error
 	if delays, err := parseDelays(c.RetryDelays); err != nil {
 		errs = append(errs, err)
@@ -121,7 +122,9 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := store.Validate(); err != nil {
+	// A lease out of bounds is the engine config's to report; the store's
+	// own settings are checked against a valid one.
+	if err := store.Validate(); err != nil && dedupe.CheckLease(store.Lease) == nil {
 		errs = append(errs, err)
 	}
 	target, err := c.target()
@@ -136,7 +139,7 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 			errs = append(errs, fmt.Errorf("status addr %q: want host:port, off, or nothing: %w", c.StatusAddr, err))
 		}
 	}
-	if err := joinUnique(errs); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return cfg, store, redisTarget{}, configError{err}
 	}
 	return cfg, store, target, nil
@@ -251,23 +254,6 @@ func delaysFitRetention(delays []time.Duration, retention time.Duration) error {
 		return fmt.Errorf("retry delays add up to %v, not less than --retention (%v): an event waiting in a retry tier would outlive its idempotency record; raise --retention or shorten --retry-delays", total, retention)
 	}
 	return nil
-}
-
-// joinUnique joins errs, dropping a line already given (the engine and the
-// store both check the lease).
-func joinUnique(errs []error) error {
-	var lines []string
-	for _, err := range errs {
-		for _, l := range strings.Split(err.Error(), "\n") {
-			if !slices.Contains(lines, l) {
-				lines = append(lines, l)
-			}
-		}
-	}
-	if len(lines) == 0 {
-		return nil
-	}
-	return errors.New(strings.Join(lines, "\n"))
 }
 
 func trimAll(xs []string) []string {
