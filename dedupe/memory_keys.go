@@ -2,8 +2,7 @@ package dedupe
 
 import (
 	"context"
-	"maps"
-	"slices"
+	"strconv"
 	"time"
 
 	"github.com/fleetworks/fleet/handlers"
@@ -15,48 +14,26 @@ import (
 
 var _ handlers.View = (*Memory)(nil)
 
-// EffectKeys returns the keys that effects hold now, sorted.
-func (m *Memory) EffectKeys() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.now()
-	var keys []string
-	for _, k := range slices.Concat(slices.Collect(maps.Keys(m.strs)), slices.Collect(maps.Keys(m.hashes))) {
-		if t, ok := m.expires[k]; !ok || now.Before(t) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
+// Int returns the integer at key: 0 when the key is absent, holds a hash, or
+// holds no integer.
+func (m *Memory) Int(key string) int64 {
+	v, _ := m.Get(key)
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
 }
 
-// Type returns the type of key as Redis's TYPE names it: "string",
-// "hash", or "none" when it does not exist.
-func (m *Memory) Type(key string) string {
+// Get returns the string at key, and whether there is one.
+func (m *Memory) Get(key string) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.expire(key, m.now())
-	if _, ok := m.strs[key]; ok {
-		return "string"
-	}
-	if _, ok := m.hashes[key]; ok {
-		return "hash"
-	}
-	return "none"
+	return m.effects.Get(key)
 }
 
-// TTL returns the time to live left to key; false when the key does not
-// exist or has none.
-func (m *Memory) TTL(key string) (time.Duration, bool) {
+// HGet returns a field of the hash at key, and whether there is one.
+func (m *Memory) HGet(key, field string) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	m.expire(key, now)
-	t, ok := m.expires[key]
-	if !ok {
-		return 0, false
-	}
-	return t.Sub(now), true
+	return m.effects.HGet(key, field)
 }
 
 // HGetAll implements handlers.View: the fields of the hash at key, empty
@@ -64,10 +41,28 @@ func (m *Memory) TTL(key string) (time.Duration, bool) {
 func (m *Memory) HGetAll(_ context.Context, key string) (map[string]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.expire(key, m.now())
-	out := maps.Clone(m.hashes[key])
-	if out == nil {
-		out = map[string]string{}
-	}
-	return out, nil
+	return m.effects.HGetAll(key), nil
+}
+
+// EffectKeys returns the keys that effects hold now, sorted.
+func (m *Memory) EffectKeys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.effects.Keys()
+}
+
+// Type returns the type of key as Redis's TYPE names it: "string",
+// "hash", or "none" when it does not exist.
+func (m *Memory) Type(key string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return string(m.effects.Type(key))
+}
+
+// TTL returns the time to live left to key, in whole milliseconds; false
+// when the key does not exist or has none.
+func (m *Memory) TTL(key string) (time.Duration, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.effects.TTL(key)
 }
