@@ -43,11 +43,12 @@ func TestApply(t *testing.T) {
 		{"HDEL of the last field deletes the hash", [][]handlers.Op{{hset("k", "f", "1")}, {hdel("k", "f"), incr("k", 1)}}, []int{-1, -1}, map[string]string{"k": "1"}},
 		{"HDEL on a missing key creates nothing", [][]handlers.Op{{hdel("k", "f"), incr("k", 1)}}, []int{-1}, map[string]string{"k": "1"}},
 		{`"+5" is no integer`, [][]handlers.Op{{set("k", "+5")}, {incr("k", 1)}}, []int{-1, 0}, map[string]string{"k": "+5"}},
-		{`"" is no integer`, [][]handlers.Op{{hset("h", "f", "")}, {hincr("h", "f", 1)}}, []int{-1, 0}, map[string]string{"h": "f="}},
+		{`"" and "+5" are no integers`, [][]handlers.Op{{hset("h", "f", "")}, {hincr("h", "f", 1)}, {hset("h", "f", "+5")}, {hincr("h", "f", 1)}}, []int{-1, 0, -1, 0}, map[string]string{"h": "f=+5"}},
 		{"overflow", [][]handlers.Op{{incr("n", math.MaxInt64)}, {incr("n", 1)}, {hincr("h", "f", math.MinInt64), hincr("h", "f", -1)}}, []int{-1, 0, 1}, map[string]string{"n": "9223372036854775807"}},
 		{"DEL, then another type", [][]handlers.Op{{set("k", "x"), del("k"), hincr("k", "f", 2)}}, []int{-1}, map[string]string{"k": "f=2"}},
 		{"unknown kind", [][]handlers.Op{{incr("n", 1), {Kind: 0, Key: "n"}}}, []int{1}, map[string]string{}},
 		{"a refused run applies nothing", [][]handlers.Op{{set("a", "1")}, {set("a", "2"), del("a"), hset("b", "f", "1"), expire("b", time.Hour), incr("b", 1)}}, []int{-1, 4}, map[string]string{"a": "1"}},
+		{"a refused run changes no key in place", [][]handlers.Op{{set("n", "5"), hset("h", "f", "1")}, {incr("n", 1), hset("h", "f", "2"), hincr("h", "f", 1), incr("h", 1)}}, []int{-1, 3}, map[string]string{"n": "5", "h": "f=1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
