@@ -104,3 +104,39 @@ func TestEffectsCases(t *testing.T) {
 		})
 	}
 }
+
+// TestEffectsExpireInTime lets keys run out their time to live in Redis and
+// in Memory (on the real clock), then builds on them: an expired key is a
+// missing key, and the new one has no time to live. The kit sits it out:
+// time stands still in the kit.
+func TestEffectsExpireInTime(t *testing.T) {
+	d := newEffectsDiff(t, 0, redistest.Start(t).Client(t))
+	d.reset(true)
+	ttl := 50 * time.Millisecond
+	if red := d.complete(steps(run(set(ca, "x"), expire(ca, ttl), hset(cb, "f", "y"), expire(cb, ttl), set("{acct}c", "1"), expire("{acct}c", time.Hour)))); red[0] != nil {
+		t.Fatal(red[0])
+	}
+	gone := func() bool {
+		n, err := d.cl.Exists(d.ctx, ca, cb).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 0 && d.mem.Type(ca) == "none" && d.mem.Type(cb) == "none"
+	}
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	deadline := time.After(5 * time.Second)
+	for !gone() {
+		select {
+		case <-poll.C:
+		case <-deadline:
+			t.Fatalf("keys with a time to live of %v still exist after 5s: redis %v, memory %v %v", ttl, d.cl.Exists(d.ctx, ca, cb).Val(), d.mem.Type(ca), d.mem.Type(cb))
+		}
+	}
+	if red := d.complete(steps(run(incr(ca, 1), hincr(cb, "g", 1)))); red[0] != nil {
+		t.Fatal(red[0])
+	}
+	if _, ok := d.mem.TTL("{acct}c"); !ok || d.mem.Int(ca) != 1 {
+		t.Fatalf("memory: {acct}c lost its time to live, or %s = %d, not 1", ca, d.mem.Int(ca))
+	}
+}
