@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/internal/effects"
 )
 
 // Errors reported per item by the batch calls.
@@ -326,25 +327,17 @@ func PreviousKey(group, messageKey, source, id string) string {
 	return key
 }
 
-// checkBound refuses a completion with an effect on a key that is not
-// bound to the record's aggregate (handlers.BoundTo): a copy of an event
-// under another message key must not be able to touch the first key's
-// state. It also keeps a completion within one Redis Cluster slot, and off
-// fleet's own keys (fleet:…, the records above all: a handler could
-// otherwise mark another event of its aggregate done).
+// checkBound refuses a completion whose record key is not one, or that has
+// an effect on a key its handler may not write (effects.CheckBound: keys
+// not bound to the record's aggregate, and fleet's own keys, the records
+// above all). Both stores check it before anything else.
 func checkBound(c *Completion) error {
 	aggregate, ok := aggregateOf(c.Lease.Key)
 	if !ok {
 		return fmt.Errorf("%w: %s is not an idempotency record key", ErrInvalid, c.Lease.Key)
 	}
-	for i, op := range c.Effects {
-		if strings.HasPrefix(op.Key, "fleet:") {
-			return fmt.Errorf("%w: effect %d: %s %s: keys starting with fleet: are fleet's own", ErrInvalid, i, op.Kind, op.Key)
-		}
-		if !handlers.BoundTo(op.Key, aggregate) {
-			return fmt.Errorf("%w: effect %d: %s %s is not a key of the event's aggregate: give it the hash tag {%s} (the message key)",
-				ErrInvalid, i, op.Kind, op.Key, aggregate)
-		}
+	if err := effects.CheckBound(aggregate, c.Effects); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -3,21 +3,19 @@ package dedupe
 import (
 	"context"
 	"fmt"
-	"maps"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/internal/effects"
 )
 
 // Memory is the idempotency protocol in process memory, with an injected
 // clock: for handler tests, fleet's own tests, and anything that needs no
-// durability. It passes the same contract suite as [Redis] and follows
-// Redis's rules for effects (integer syntax and range, types, SET clearing a
-// time to live, PEXPIRE of zero or less deleting the key). It keeps the
-// effects it applies in a small key space that tests read with Int, Get and
-// HGet.
+// durability. It passes the same contract suite as [Redis]. The effects it
+// applies keep Redis's meaning, which lives outside Redis in package
+// internal/effects alone (the handler test kit uses it too), and
+// TestEffectsMatchRedis holds it to a real redis-server. Tests read the
+// effect keys with Int, Get, HGet, HGetAll, Type, TTL and EffectKeys.
 //
 // It is safe for concurrent use. Its batch calls never return an error of the
 // store itself, except ClaimBatch on an empty key (wrapping ErrInvalid).
@@ -28,9 +26,7 @@ type Memory struct {
 
 	mu      sync.Mutex
 	records map[string]*memRecord
-	strs    map[string]string
-	hashes  map[string]map[string]string
-	expires map[string]time.Time
+	effects *effects.Space
 }
 
 type memRecord struct {
@@ -58,9 +54,7 @@ func NewMemory(cfg Config, now func() time.Time) *Memory {
 	return &Memory{
 		cfg: cfg, now: now, owners: NewOwners(),
 		records: map[string]*memRecord{},
-		strs:    map[string]string{},
-		hashes:  map[string]map[string]string{},
-		expires: map[string]time.Time{},
+		effects: effects.NewSpace(now),
 	}
 }
 
@@ -177,12 +171,12 @@ func (m *Memory) CompleteBatch(_ context.Context, completions []Completion) ([]e
 			out[i] = ErrLeaseLost
 			continue
 		}
-		scratch, err := m.simulate(c.Lease.Key, c.Effects, now)
-		if err != nil {
-			out[i] = err
+		// checkBound refused every fleet: key, the records among them:
+		// the effects and the records cannot meet.
+		if err := m.effects.Apply(c.Effects); err != nil {
+			out[i] = fmt.Errorf("%w: %w", ErrInvalid, err)
 			continue
 		}
-		m.commit(scratch)
 		r.state, r.owner, r.lastOwner, r.deadline, r.expires = 'd', "", "", time.Time{}, now.Add(m.cfg.Retention)
 		if len(c.Result) > 0 {
 			r.result = append([]byte(nil), c.Result...)
@@ -217,189 +211,4 @@ func (m *Memory) release(l Lease, unrun bool) error {
 		r.attempts--
 	}
 	return nil
-}
-
-// memKey is the state of one effect key while a completion is simulated.
-type memKey struct {
-	kind byte // 0 absent, 's' string, 'h' hash
-	str  string
-	hash map[string]string
-	exp  time.Time // zero: no time to live
-}
-
-// simulate applies ops to copies of the keys they touch and returns the
-// copies, or an error wrapping ErrInvalid when Redis would refuse an op. The
-// store itself is not changed.
-func (m *Memory) simulate(record string, ops []handlers.Op, now time.Time) (map[string]*memKey, error) {
-	scratch := make(map[string]*memKey, len(ops))
-	get := func(k string) *memKey {
-		if v, ok := scratch[k]; ok {
-			return v
-		}
-		m.expire(k, now)
-		v := &memKey{exp: m.expires[k]}
-		if s, ok := m.strs[k]; ok {
-			v.kind, v.str = 's', s
-		} else if h, ok := m.hashes[k]; ok {
-			v.kind, v.hash = 'h', maps.Clone(h)
-		}
-		scratch[k] = v
-		return v
-	}
-	for i, op := range ops {
-		bad := func(format string, a ...any) error {
-			return fmt.Errorf("%w: effect %d: %s", ErrInvalid, i, fmt.Sprintf(format, a...))
-		}
-		if op.Key == record {
-			return nil, bad("%s on the idempotency record", op.Kind)
-		}
-		switch op.Kind {
-		case handlers.OpSet:
-			scratch[op.Key] = &memKey{kind: 's', str: op.Value}
-		case handlers.OpDel:
-			scratch[op.Key] = &memKey{}
-		case handlers.OpExpire:
-			k := get(op.Key)
-			switch ms := op.TTL.Milliseconds(); {
-			case ms <= 0:
-				scratch[op.Key] = &memKey{}
-			case k.kind != 0:
-				k.exp = now.Add(time.Duration(ms) * time.Millisecond)
-			}
-		case handlers.OpIncrBy:
-			k := get(op.Key)
-			var cur int64
-			switch k.kind {
-			case 'h':
-				return nil, bad("INCRBY %s: key holds a hash", op.Key)
-			case 's':
-				n, ok := redisInt(k.str)
-				if !ok {
-					return nil, bad("INCRBY %s: value is not an integer", op.Key)
-				}
-				cur = n
-			}
-			sum, ok := addInt(cur, op.Delta)
-			if !ok {
-				return nil, bad("INCRBY %s: overflow", op.Key)
-			}
-			k.kind, k.str = 's', strconv.FormatInt(sum, 10)
-		case handlers.OpHSet, handlers.OpHIncrBy, handlers.OpHDel:
-			k := get(op.Key)
-			if k.kind == 's' {
-				return nil, bad("%s %s: key holds a string", op.Kind, op.Key)
-			}
-			if op.Kind == handlers.OpHDel {
-				if k.kind == 'h' {
-					delete(k.hash, op.Field)
-					if len(k.hash) == 0 {
-						scratch[op.Key] = &memKey{}
-					}
-				}
-				continue
-			}
-			if k.kind == 0 {
-				k.kind, k.hash = 'h', map[string]string{}
-			}
-			v := op.Value
-			if op.Kind == handlers.OpHIncrBy {
-				var cur int64
-				if old, ok := k.hash[op.Field]; ok {
-					if cur, ok = redisInt(old); !ok {
-						return nil, bad("HINCRBY %s %s: value is not an integer", op.Key, op.Field)
-					}
-				}
-				sum, ok := addInt(cur, op.Delta)
-				if !ok {
-					return nil, bad("HINCRBY %s %s: overflow", op.Key, op.Field)
-				}
-				v = strconv.FormatInt(sum, 10)
-			}
-			k.hash[op.Field] = v
-		default:
-			return nil, bad("unknown operation %v", op.Kind)
-		}
-	}
-	return scratch, nil
-}
-
-// commit writes simulated keys into the store.
-func (m *Memory) commit(scratch map[string]*memKey) {
-	for key, k := range scratch {
-		delete(m.strs, key)
-		delete(m.hashes, key)
-		delete(m.expires, key)
-		switch k.kind {
-		case 's':
-			m.strs[key] = k.str
-		case 'h':
-			m.hashes[key] = k.hash
-		default:
-			continue
-		}
-		if !k.exp.IsZero() {
-			m.expires[key] = k.exp
-		}
-	}
-}
-
-// redisInt parses s as Redis parses a 64-bit integer: no '+', no leading
-// zeros, no "-0", no spaces.
-func redisInt(s string) (int64, bool) {
-	if s == "0" {
-		return 0, true
-	}
-	d := s
-	if len(d) > 0 && d[0] == '-' {
-		d = d[1:]
-	}
-	if len(d) == 0 || d[0] < '1' || d[0] > '9' {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil
-}
-
-// addInt returns a+b, or false on overflow.
-func addInt(a, b int64) (int64, bool) {
-	s := a + b
-	if (b > 0 && s < a) || (b < 0 && s > a) {
-		return 0, false
-	}
-	return s, true
-}
-
-// expire drops key if its time to live has passed.
-func (m *Memory) expire(key string, now time.Time) {
-	if t, ok := m.expires[key]; ok && !now.Before(t) {
-		delete(m.strs, key)
-		delete(m.hashes, key)
-		delete(m.expires, key)
-	}
-}
-
-// Int returns the integer at key: 0 when the key is absent, holds a hash, or
-// holds no integer.
-func (m *Memory) Int(key string) int64 {
-	v, _ := m.Get(key)
-	n, _ := strconv.ParseInt(v, 10, 64)
-	return n
-}
-
-// Get returns the string at key, and whether there is one.
-func (m *Memory) Get(key string) (string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expire(key, m.now())
-	v, ok := m.strs[key]
-	return v, ok
-}
-
-// HGet returns a field of the hash at key, and whether there is one.
-func (m *Memory) HGet(key, field string) (string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expire(key, m.now())
-	v, ok := m.hashes[key][field]
-	return v, ok
 }

@@ -7,18 +7,26 @@
 // each key keeps its order, as on a Kafka partition. Then the test asserts
 // that effects were applied once, and what the state holds.
 //
+// Effects mean here what they mean in the fleet: the kit applies them with
+// package internal/effects, the one meaning of effects outside Redis, which
+// dedupe.Memory uses too and a differential test holds to a real
+// redis-server (see that package for why the kit does not run on
+// dedupe.Memory itself). The kit refuses what the fleet refuses: an effect
+// on a key a handler may not write (ErrUnboundEffect) and one that Redis
+// refuses (ErrInvalidEffect), both of which the fleet dead-letters as
+// invalid_effect.
+//
 // It needs no Redis and no Kafka, and imports neither.
 package handlertest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"testing"
 
 	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/internal/effects"
 )
 
 // MaxAttempts is how often a retryable failure is tried before the event
@@ -118,8 +126,8 @@ func identity(ev handlers.Event) string { return handlers.IdempotencyKey(Group, 
 // deliver runs one delivery through the protocol, as the fleet does: the
 // record is the identity's within its aggregate (a copy under another
 // message key has its own, and can touch only its own key's state), the
-// first payload stands, and effects on keys not bound to the aggregate
-// (handlers.BoundTo) are refused.
+// first payload stands, effects on keys a handler may not write are
+// refused (effects.CheckBound), and the effects of a run apply all or none.
 func (k *Kit) deliver(ev handlers.Event) {
 	id := identity(ev)
 	record := ev.Aggregate() + "\x00" + id
@@ -138,8 +146,8 @@ func (k *Kit) deliver(ev handlers.Event) {
 		tx := handlers.NewTx(id, k.fence, attempt)
 		k.runs[id]++
 		if err = k.handler.Handle(context.Background(), ev, tx); err == nil {
-			if err = bound(ev, tx.Ops()); err == nil {
-				err = k.state.apply(tx.Ops())
+			if err = effects.CheckBound(ev.Aggregate(), tx.Ops()); err == nil {
+				err = k.state.space.Apply(tx.Ops())
 			}
 			if err == nil {
 				k.done[record] = fp
@@ -156,18 +164,17 @@ func (k *Kit) deliver(ev handlers.Event) {
 	k.failed[id] = err
 }
 
-// ErrUnboundEffect is an effect on a key that is not bound to the event's
-// aggregate: the fleet dead-letters such an event as invalid_effect.
-var ErrUnboundEffect = errors.New("effect on a key not bound to the event's aggregate")
-
-func bound(ev handlers.Event, ops []handlers.Op) error {
-	for _, op := range ops {
-		if !handlers.BoundTo(op.Key, ev.Aggregate()) {
-			return fmt.Errorf("%s %s: %w: give it the hash tag {%s}", op.Kind, op.Key, ErrUnboundEffect, ev.Aggregate())
-		}
-	}
-	return nil
-}
+var (
+	// ErrUnboundEffect is an effect on a key that a handler may not write:
+	// not bound to the event's aggregate (handlers.BoundTo), or one of
+	// fleet's own (fleet:…). The fleet dead-letters such an event as
+	// invalid_effect.
+	ErrUnboundEffect = effects.ErrUnbound
+	// ErrInvalidEffect is an effect that Redis refuses (a string effect on
+	// a hash, an increment of a value that is no integer or past the 64-bit
+	// range …). The fleet dead-letters such an event as invalid_effect.
+	ErrInvalidEffect = effects.ErrRefused
+)
 
 // Duplicates counts deliveries acknowledged without a run.
 func (k *Kit) Duplicates() int { return k.dups }
@@ -177,7 +184,8 @@ func (k *Kit) Duplicates() int { return k.dups }
 func (k *Kit) Runs(ev handlers.Event) int { return k.runs[identity(ev)] }
 
 // Err returns why an event failed (its last error: permanent, or retryable
-// past MaxAttempts, or an effect that could not apply), or nil once it is
+// past MaxAttempts, or an effect that could not apply: ErrUnboundEffect or
+// ErrInvalidEffect, with the effect's place in the run), or nil once it is
 // done.
 func (k *Kit) Err(ev handlers.Event) error { return k.failed[identity(ev)] }
 
@@ -209,9 +217,9 @@ func (k *Kit) AssertState(expects ...Expect) {
 	for _, e := range expects {
 		var got string
 		if e.Field == "" {
-			got = k.state.strs[e.Key]
+			got, _ = k.state.space.Get(e.Key)
 		} else {
-			got = k.state.hashes[e.Key][e.Field]
+			got, _ = k.state.space.HGet(e.Key, e.Field)
 		}
 		if got != e.Value {
 			if e.Field == "" {
@@ -221,116 +229,4 @@ func (k *Kit) AssertState(expects ...Expect) {
 			}
 		}
 	}
-}
-
-// State is an in-memory Redis for effects: strings and hashes. It
-// implements handlers.View. Time to live is recorded, not enforced.
-type State struct {
-	strs   map[string]string
-	hashes map[string]map[string]string
-	ttls   map[string]int64
-}
-
-// NewState returns an empty state.
-func NewState() *State {
-	return &State{strs: map[string]string{}, hashes: map[string]map[string]string{}, ttls: map[string]int64{}}
-}
-
-// Get returns the string at key.
-func (s *State) Get(key string) string { return s.strs[key] }
-
-// HGetAll implements handlers.View.
-func (s *State) HGetAll(_ context.Context, key string) (map[string]string, error) {
-	out := map[string]string{}
-	for f, v := range s.hashes[key] {
-		out[f] = v
-	}
-	return out, nil
-}
-
-// errWrongType is an effect on a key of another type, or an increment of a
-// value that is no integer.
-var errWrongType = errors.New("effect on a value of the wrong type")
-
-// apply applies ops atomically: all or, on the first that cannot apply,
-// none.
-func (s *State) apply(ops []handlers.Op) error {
-	next := &State{strs: map[string]string{}, hashes: map[string]map[string]string{}, ttls: map[string]int64{}}
-	for k, v := range s.strs {
-		next.strs[k] = v
-	}
-	for k, h := range s.hashes {
-		next.hashes[k] = map[string]string{}
-		for f, v := range h {
-			next.hashes[k][f] = v
-		}
-	}
-	for k, v := range s.ttls {
-		next.ttls[k] = v
-	}
-	for _, op := range ops {
-		if err := next.one(op); err != nil {
-			return fmt.Errorf("%s %s: %w", op.Kind, op.Key, err)
-		}
-	}
-	*s = *next
-	return nil
-}
-
-func (s *State) one(op handlers.Op) error {
-	_, isHash := s.hashes[op.Key]
-	_, isStr := s.strs[op.Key]
-	incr := func(v string, d int64) (string, error) {
-		if v == "" {
-			v = "0"
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || (d > 0 && n > n+d) || (d < 0 && n < n+d) {
-			return "", errWrongType
-		}
-		return strconv.FormatInt(n+d, 10), nil
-	}
-	switch op.Kind {
-	case handlers.OpIncrBy, handlers.OpSet:
-		if isHash {
-			return errWrongType
-		}
-		if op.Kind == handlers.OpSet {
-			s.strs[op.Key] = op.Value
-			return nil
-		}
-		v, err := incr(s.strs[op.Key], op.Delta)
-		s.strs[op.Key] = v
-		return err
-	case handlers.OpHSet, handlers.OpHIncrBy, handlers.OpHDel:
-		if isStr {
-			return errWrongType
-		}
-		h := s.hashes[op.Key]
-		if h == nil {
-			h = map[string]string{}
-			s.hashes[op.Key] = h
-		}
-		switch op.Kind {
-		case handlers.OpHSet:
-			h[op.Field] = op.Value
-		case handlers.OpHDel:
-			delete(h, op.Field)
-		default:
-			v, err := incr(h[op.Field], op.Delta)
-			if err != nil {
-				return err
-			}
-			h[op.Field] = v
-		}
-		return nil
-	case handlers.OpDel:
-		delete(s.strs, op.Key)
-		delete(s.hashes, op.Key)
-		return nil
-	case handlers.OpExpire:
-		s.ttls[op.Key] = op.TTL.Milliseconds()
-		return nil
-	}
-	return fmt.Errorf("unknown effect %v", op.Kind)
 }

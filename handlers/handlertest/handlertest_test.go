@@ -3,7 +3,9 @@ package handlertest_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/handlers/handlertest"
@@ -88,5 +90,52 @@ func TestKitIdentity(t *testing.T) {
 	}
 	if err := k.Err(elsewhere); !errors.Is(err, handlertest.ErrUnboundEffect) {
 		t.Errorf("a copy under another key: %v, want ErrUnboundEffect", err)
+	}
+}
+
+// TestKitEffectsAsRedis checks that effects mean in the kit what they mean
+// in Redis: SET replaces a hash, an emptied hash is gone, integers follow
+// Redis's syntax, fleet's own keys are refused, and times to live are kept.
+func TestKitEffectsAsRedis(t *testing.T) {
+	r := handlers.NewRouter()
+	runs := map[string]func(tx *handlers.Tx){
+		"hash":  func(tx *handlers.Tx) { tx.HSet("h:{a}", "f", "1"); tx.Set("s:{a}", "+5") },
+		"over":  func(tx *handlers.Tx) { tx.Set("h:{a}", "7"); tx.Expire("h:{a}", time.Hour); tx.HDel("e:{a}", "f") },
+		"plus":  func(tx *handlers.Tx) { tx.IncrBy("h:{a}", 1); tx.IncrBy("s:{a}", 1) },
+		"own":   func(tx *handlers.Tx) { tx.IncrBy("fleet:{a}", 1) },
+		"after": func(tx *handlers.Tx) { tx.IncrBy("e:{a}", 1) },
+		"keep":  func(tx *handlers.Tx) { tx.IncrBy("h:{a}", 1) },
+	}
+	err := r.Register("t", handlers.HandlerFunc(func(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
+		runs[ev.ID](tx)
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := handlertest.New(t, r, 1)
+	ev := func(id string) handlers.Event {
+		return handlers.Event{ID: id, Source: "s", Type: "t", Key: "a", Data: []byte(id)}
+	}
+	evs := []handlers.Event{ev("hash"), ev("over"), ev("plus"), ev("own"), ev("after"), ev("keep")}
+	k.DeliverInOrder(evs...)
+	want := map[string]error{"hash": nil, "over": nil, "plus": handlertest.ErrInvalidEffect,
+		"own": handlertest.ErrUnboundEffect, "after": nil, "keep": nil}
+	for _, e := range evs {
+		if err := k.Err(e); !errors.Is(err, want[e.ID]) || (want[e.ID] == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", e.ID, err, want[e.ID])
+		}
+	}
+	if err := k.Err(ev("plus")); err == nil || !strings.Contains(err.Error(), "effect 1:") {
+		t.Errorf("plus: %v, want the second effect named", err)
+	}
+	st := k.State()
+	k.AssertState(handlertest.Expect{Key: "h:{a}", Value: "8"}, handlertest.Expect{Key: "s:{a}", Value: "+5"},
+		handlertest.Expect{Key: "e:{a}", Value: "1"})
+	if ttl, ok := st.TTL("h:{a}"); !ok || ttl != time.Hour {
+		t.Errorf("TTL of h:{a} %v, %v: want 1h, kept by INCRBY, and time stands still", ttl, ok)
+	}
+	if got := strings.Join(st.Keys(), " "); got != "e:{a} h:{a} s:{a}" || st.Type("h:{a}") != "string" {
+		t.Errorf("keys %q, h:{a} a %s", got, st.Type("h:{a}"))
 	}
 }
