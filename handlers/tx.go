@@ -140,8 +140,10 @@ func (t *Tx) Ops() []Op { return t.ops }
 // Result returns what SetResult stored, or nil.
 func (t *Tx) Result() []byte { return t.result }
 
-// Reset discards staged effects and the result, keeping the claim. The engine
-// calls it before every attempt.
+// Reset discards staged effects and the result, keeping the claim. The
+// engine never needs it: every attempt gets a fresh Tx (a failed attempt's
+// effects are dropped with its Tx). It is for code that runs a handler more
+// than once on one Tx, a test say, and must start each run clean.
 func (t *Tx) Reset() {
 	t.ops = t.ops[:0]
 	t.result = t.result[:0]
