@@ -103,22 +103,6 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	interrupted := ctx
 	ctx, cancelTimeout := context.WithTimeout(ctx, c.Timeout)
 	defer cancelTimeout()
-	started := time.Now()
-	if err := publish(ctx, brokers, c.Topic, stream.Messages); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "published %d messages: %d unique events, %d duplicates, %d poison\n",
-		len(stream.Messages), stream.Unique, stream.Duplicates, len(stream.Poison))
-
-	// One transport for the offset queries, closed at the end.
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	offsets := &groupOffsets{client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport},
-		group: devGroup, topic: c.Topic, partitions: c.Partitions}
-	end, err := offsets.end(ctx)
-	if err != nil {
-		return err
-	}
 
 	cfg := consumer.DefaultConfig()
 	cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{c.Topic}, devGroup
@@ -139,6 +123,7 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		worker int
 		reg    *prometheus.Registry
 		addr   string
+		status func() consumer.Status
 	}
 	ready := make(chan served, c.Workers)
 	// The workers are not bound by --timeout (the wait for the stream is):
@@ -154,7 +139,9 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		go func() {
 			errc <- serve(runCtx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
 				skipPolicyCheck: embedded, shared: shared, worker: strconv.Itoa(i + 1), noHTTP: i > 0, peers: peers,
-				started: func(reg *prometheus.Registry, addr string) { ready <- served{i, reg, addr} }})
+				started: func(reg *prometheus.Registry, addr string, status func() consumer.Status) {
+					ready <- served{i, reg, addr, status}
+				}})
 		}()
 	}
 	// stopAll stops every worker and returns the first error among them.
@@ -187,12 +174,14 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	}
 	reg := prometheus.Gatherer(shared)
 	var servedAddr string
+	var statuses []func() consumer.Status
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for started := 0; started < c.Workers; {
 		select {
 		case s := <-ready:
 			started++
+			statuses = append(statuses, s.status)
 			if s.worker == 0 {
 				servedAddr = s.addr
 			}
@@ -219,6 +208,49 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 			}
 			return err
 		}
+	}
+
+	// The stream goes out once every worker is a member of one generation:
+	// a worker joining later would take partitions over mid-stream, and
+	// the events finished before it but not yet committed would be
+	// delivered again (skipped as duplicates, applied once, but counted
+	// twice here).
+	tick.Reset(20 * time.Millisecond)
+	for !oneGeneration(statuses) {
+		select {
+		case err := <-errc:
+			running--
+			_ = stopAll()
+			if err == nil {
+				err = errors.New("it returned without an error")
+			}
+			return fmt.Errorf("a worker stopped before the group formed: %w", err)
+		case <-ctx.Done():
+			_ = stopAll()
+			if interrupted.Err() != nil {
+				return errors.New("interrupted")
+			}
+			return fmt.Errorf("the %d workers did not join one consumer group generation within %v (see the log with --log-level=warn)", c.Workers, c.Timeout)
+		case <-tick.C:
+		}
+	}
+	started := time.Now()
+	if err := publish(ctx, brokers, c.Topic, stream.Messages); err != nil {
+		_ = stopAll()
+		return err
+	}
+	fmt.Fprintf(out, "published %d messages: %d unique events, %d duplicates, %d poison\n",
+		len(stream.Messages), stream.Unique, stream.Duplicates, len(stream.Poison))
+
+	// One transport for the offset queries, closed at the end.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	offsets := &groupOffsets{client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport},
+		group: devGroup, topic: c.Topic, partitions: c.Partitions}
+	end, err := offsets.end(ctx)
+	if err != nil {
+		_ = stopAll()
+		return err
 	}
 
 	// Done means observed: the group's committed offset of every partition
@@ -440,6 +472,20 @@ func sumMetric(reg prometheus.Gatherer, name string, want map[string]string) flo
 		}
 	}
 	return total
+}
+
+// oneGeneration reports whether every worker is a member of one and the same
+// consumer group generation.
+func oneGeneration(statuses []func() consumer.Status) bool {
+	var gen int32
+	for i, status := range statuses {
+		st := status()
+		if !st.Joined || (i > 0 && st.Generation != gen) {
+			return false
+		}
+		gen = st.Generation
+	}
+	return true
 }
 
 // summarize prints what happened and checks it: the outcomes, the dead

@@ -333,9 +333,9 @@ type wiring struct {
 	// skipPolicyCheck skips reading Redis's maxmemory-policy: the embedded
 	// Redis of fleet dev has no CONFIG command and evicts nothing.
 	skipPolicyCheck bool
-	// started, when set, is called once the engine runs, with the registry
-	// and the address actually served ("" without HTTP).
-	started func(reg *prometheus.Registry, addr string)
+	// started, when set, is called once the engine runs, with the registry,
+	// the address actually served ("" without HTTP) and the engine's status.
+	started func(reg *prometheus.Registry, addr string, status func() consumer.Status)
 	// For several workers in one process (fleet dev): shared is the
 	// registry they all register into, worker labels this one's metrics,
 	// and noHTTP leaves the HTTP endpoints to the worker that serves them.
@@ -472,7 +472,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		}
 		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", served, "status", statusAt)
 		if w.started != nil {
-			w.started(reg, served)
+			w.started(reg, served, engineStatus)
 		}
 		return engine.Run(gctx)
 	})
