@@ -38,7 +38,12 @@
 //
 // # Middleware order
 //
-// The engine wraps every handler as Recover(Timeout(handler)): the timeout
-// bounds one attempt, and a panic anywhere inside becomes an error. Retries,
-// metrics and the idempotency protocol live outside, in the engine.
+// The engine calls the [Router] wrapped in [Recover], so a panic in any
+// handler becomes an error. The handler timeout is not a middleware: the
+// engine runs each attempt under a context of its own whose deadline is the
+// timeout, and cancels that context as well when the claim's lease is lost
+// or the worker drains, so that one context carries every reason to stop.
+// [Timeout] is for a handler that needs a shorter bound than the engine's:
+// register Chain(h, Timeout(d)). Retries, metrics and the idempotency
+// protocol live outside, in the engine.
 package handlers
