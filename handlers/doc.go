@@ -29,6 +29,13 @@
 // data, JSON in its RFC 8785 canonical form. The first payload of an
 // identity stands; another one with the same source and id is a conflict.
 //
+// # Payloads
+//
+// [JSON] decodes an event's data into a Go type, calls its Validate method
+// when it has one, and returns every failure as a permanent error that names
+// the field: decode with it rather than by hand, so that every domain
+// refuses bad payloads the same way.
+//
 // # Errors
 //
 // An error returned by a handler is retryable unless it is wrapped with

@@ -42,10 +42,13 @@ type Validator interface {
 //   - as in encoding/json, field names match without regard to case, and of
 //     a name given twice the last value counts; a number for an integer
 //     field must be an integer in range (no fraction, no exponent), and a
-//     string is never converted to a number.
+//     string is never converted to a number. Refusing a repeated name would
+//     take a second pass over the payload, about four times the decoding.
 //
-// A missing field and null leave the field at its zero value; use a pointer
-// field where absent and zero must differ (a total that may be 0).
+// A missing field is left at its zero value. null sets a pointer, slice or
+// map to nil and leaves a string, number, boolean or struct as it was (its
+// zero value, unless an earlier occurrence of its name set it). Use a
+// pointer field where absent and zero must differ (a total that may be 0).
 //
 // JSON is safe for concurrent use.
 func JSON[T any](data []byte) (T, error) {
