@@ -2,12 +2,15 @@ package handlers
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // Validator is implemented by payload types that check themselves after
@@ -27,27 +30,28 @@ type Validator interface {
 // offending field when there is one; wrap it with the payload's name
 // (fmt.Errorf("payment: %w", err)), which keeps it permanent.
 //
-// It is encoding/json's Unmarshal with these decisions on top:
+// It decodes as encoding/json/v2 does (github.com/go-json-experiment/json,
+// its mirror for the Go releases before it), with these decisions:
 //
 //   - the payload must be exactly one JSON value: empty data, invalid JSON
-//     and anything but whitespace after the value are refused;
-//   - the payload must be UTF-8: encoding/json would replace invalid bytes
-//     in strings by U+FFFD, so that two different identifiers could decode
-//     to the same one;
-//   - a top-level null is refused: it would leave T at its zero value and
-//     look like a payload with every field missing;
+//     and anything but whitespace after the value are refused, and so is a
+//     top-level null, which would leave T at its zero value and look like a
+//     payload with every field missing;
+//   - strings must be UTF-8 without lone surrogates: encoding/json (v1)
+//     would replace such bytes by U+FFFD, so that two different identifiers
+//     could decode to the same one;
+//   - a name given twice in one object is refused: which of the values
+//     counts is where two JSON parsers disagree;
 //   - unknown fields are ignored, so that a producer may add a field before
 //     its consumers know it: a schema that grows must not dead-letter every
 //     event. Check for what must be there in Validate;
-//   - as in encoding/json, field names match without regard to case, and of
-//     a name given twice the last value counts; a number for an integer
-//     field must be an integer in range (no fraction, no exponent), and a
-//     string is never converted to a number. Refusing a repeated name would
-//     take a second pass over the payload, about four times the decoding.
+//   - names match a field without regard to case, as strings.EqualFold
+//     compares them (as encoding/json v1 does): {"Account": …} fills the
+//     field tagged "account", and counts as a second "account";
+//   - a number for an integer field must be an integer in range (no
+//     fraction, no exponent), and a string is never read as a number.
 //
-// A missing field is left at its zero value. null sets a pointer, slice or
-// map to nil and leaves a string, number, boolean or struct as it was (its
-// zero value, unless an earlier occurrence of its name set it). Use a
+// A missing field and null leave the field at its zero value; use a
 // pointer field where absent and zero must differ (a total that may be 0).
 //
 // JSON is safe for concurrent use.
@@ -74,12 +78,12 @@ func decodeJSON(data []byte, v any) error {
 		return Permanent(&PayloadError{Reason: "empty, nothing to decode"})
 	case string(trimmed) == "null":
 		return Permanent(&PayloadError{Reason: "null, nothing to decode"})
-	case !utf8.Valid(data):
-		return Permanent(&PayloadError{Reason: "not valid UTF-8"})
 	}
-	// Unmarshal checks that data is one whole JSON value before it decodes:
-	// trailing data is a syntax error.
-	if err := json.Unmarshal(data, v); err != nil {
+	// v2 refuses invalid UTF-8, repeated names and trailing data by
+	// default; MatchCaseSensitiveDelimiter keeps "amount_cents" from
+	// matching "amountCents", which v2 alone would allow.
+	err := json.Unmarshal(data, v, json.MatchCaseInsensitiveNames(true), jsonv1.MatchCaseSensitiveDelimiter(true))
+	if err != nil {
 		return Permanent(payloadError(err))
 	}
 	return nil
@@ -89,12 +93,12 @@ func decodeJSON(data []byte, v any) error {
 // a [*PermanentError]; errors.As finds it.
 type PayloadError struct {
 	// Field is the path of the offending field as the payload names it,
-	// "order.total_cents" for a nested one, or empty when the problem is
-	// the payload as a whole (not JSON, not UTF-8, an array for an object).
+	// "items.0.price" for a nested one, or empty when the problem is the
+	// payload as a whole (not JSON, an array for an object).
 	Field string
 	// Reason says what is wrong: "expected integer, got string".
 	Reason string
-	// Err is encoding/json's error, when the reason comes from it.
+	// Err is the decoder's own error, when the reason comes from it.
 	Err error
 }
 
@@ -115,29 +119,52 @@ const maxQuoted = 40
 // that names the field and says what was expected, in JSON's words rather
 // than Go's.
 func payloadError(err error) *PayloadError {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+	var syntax *jsontext.SyntacticError
+	var semantic *json.SemanticError
 	switch {
+	case errors.As(err, &syntax) && errors.Is(syntax.Err, jsontext.ErrDuplicateName):
+		return &PayloadError{Field: fieldPath(syntax.JSONPointer), Reason: "given more than once", Err: err}
 	case errors.As(err, &syntax):
-		return &PayloadError{Reason: fmt.Sprintf("not JSON: %s at byte %d", syntax, syntax.Offset), Err: err}
-	case errors.As(err, &typ):
-		return &PayloadError{Field: typ.Field, Reason: typeMismatch(typ.Value, typ.Type), Err: err}
+		return &PayloadError{Field: fieldPath(syntax.JSONPointer),
+			Reason: fmt.Sprintf("not JSON: %v at offset %d", syntax.Err, syntax.ByteOffset), Err: err}
+	case errors.As(err, &semantic) && semantic.GoType != nil && semantic.JSONKind != 0:
+		return &PayloadError{Field: fieldPath(semantic.JSONPointer), Reason: typeMismatch(semantic), Err: err}
+	case errors.As(err, &semantic) && semantic.Err != nil:
+		return &PayloadError{Field: fieldPath(semantic.JSONPointer), Reason: semantic.Err.Error(), Err: err}
 	}
 	return &PayloadError{Reason: err.Error(), Err: err}
 }
 
-// typeMismatch says what a field wanted and what it got. got is
-// encoding/json's description of the value: "string", "bool", "array",
-// "object", "number" or "number 1.5".
-func typeMismatch(got string, want reflect.Type) string {
-	wantKind := jsonKind(want)
-	if n, ok := strings.CutPrefix(got, "number "); ok && wantKind == "integer" && isIntegerLiteral(n) {
-		return fmt.Sprintf("%s is out of range (%s)", truncate(n), want)
+// fieldPath turns a JSON Pointer ("/items/0/price") into the dotted path
+// an error message shows ("items.0.price").
+func fieldPath(p jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
 	}
-	if got == "bool" {
-		got = "boolean"
+	return b.String()
+}
+
+// typeMismatch says what a field wanted and what it got.
+func typeMismatch(e *json.SemanticError) string {
+	want := jsonKind(e.GoType)
+	got := kindName(e.JSONKind)
+	if e.JSONKind == '0' && want == "integer" {
+		n := string(e.JSONValue)
+		if isIntegerLiteral(n) {
+			return fmt.Sprintf("%s is out of range (%s)", truncate(n), e.GoType)
+		}
+		if n != "" {
+			got += " " + truncate(n)
+		}
 	}
-	return fmt.Sprintf("expected %s, got %s", wantKind, truncate(got))
+	if e.Err != nil && !errors.Is(e.Err, strconv.ErrSyntax) && !errors.Is(e.Err, strconv.ErrRange) {
+		return fmt.Sprintf("expected %s, got %s: %v", want, got, e.Err)
+	}
+	return fmt.Sprintf("expected %s, got %s", want, got)
 }
 
 // jsonKind names the JSON value a Go type decodes from.
@@ -168,8 +195,27 @@ func jsonKind(t reflect.Type) string {
 	return t.String()
 }
 
+// kindName names a JSON kind as the JSON grammar does.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "boolean"
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return k.String()
+}
+
 // isIntegerLiteral reports whether s is a JSON number without fraction or
-// exponent: then an integer field refused it for its size.
+// exponent: then an integer field refused it for its size or its sign.
 func isIntegerLiteral(s string) bool {
 	s = strings.TrimPrefix(s, "-")
 	if s == "" {

@@ -1,12 +1,13 @@
 package handlers_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/fleetworks/fleet/handlers"
 )
@@ -20,9 +21,14 @@ type order struct {
 	Price float64  `json:"price"`
 	Gift  bool     `json:"gift"`
 	Tags  []string `json:"tags"`
+	Items []item   `json:"items"`
 	Ship  struct {
 		Zip string `json:"zip"`
 	} `json:"ship"`
+}
+
+type item struct {
+	N int `json:"n"`
 }
 
 func (o order) Validate() error {
@@ -52,18 +58,23 @@ func TestJSONDecisions(t *testing.T) {
 		{name: "escapes", data: `{"id":"o\u00e9\""}`, want: order{ID: `oé"`}},
 		{name: "unknown fields are ignored", data: `{"id":"o","coupon":"X","meta":{"a":[1,{"b":null}]}}`, want: order{ID: "o"}},
 		{name: "names match without regard to case", data: `{"ID":"o"}`, want: order{ID: "o"}},
-		{name: "the last of a repeated name counts", data: `{"id":"a","id":"b"}`, want: order{ID: "b"}},
+		{name: "a field of an element", data: `{"id":"o","items":[{"n":1}]}`, want: order{ID: "o", Items: []item{{N: 1}}}},
 		{name: "null leaves a field unset", data: `{"id":"o","total_cents":null}`, want: order{ID: "o"}},
 
 		{name: "empty", data: ``, wantErr: "payload: empty, nothing to decode"},
 		{name: "only whitespace", data: " \n", wantErr: "payload: empty, nothing to decode"},
 		{name: "null", data: ` null `, wantErr: "payload: null, nothing to decode"},
-		{name: "not JSON", data: `nope`, wantErr: "payload: not JSON: invalid character 'o' in literal null (expecting 'u') at byte 2"},
-		{name: "cut short", data: `{"id":"o"`, wantErr: "payload: not JSON: unexpected end of JSON input at byte 9"},
-		{name: "trailing data", data: `{"id":"o"} x`, wantErr: "payload: not JSON: invalid character 'x' after top-level value at byte 12"},
-		{name: "two values", data: `{"id":"o"}{"id":"p"}`, wantErr: "payload: not JSON: invalid character '{' after top-level value at byte 11"},
-		{name: "trailing comma", data: `{"id":"o",}`, wantErr: "payload: not JSON: invalid character '}' looking for beginning of object key string at byte 11"},
-		{name: "not UTF-8", data: "{\"id\":\"\xff\"}", wantErr: "payload: not valid UTF-8"},
+		{name: "not JSON", data: `nope`, wantErr: "payload: not JSON: invalid character 'o' in literal null (expecting 'u') at offset 1"},
+		{name: "cut short", data: `{"id":"o"`, wantErr: "payload: not JSON: unexpected EOF at offset 9"},
+		{name: "trailing data", data: `{"id":"o"} x`, wantErr: "payload: not JSON: invalid character 'x' after top-level value at offset 11"},
+		{name: "two values", data: `{"id":"o"}{"id":"p"}`, wantErr: "payload: not JSON: invalid character '{' after top-level value at offset 10"},
+		{name: "not UTF-8", data: "{\"id\":\"\xff\"}", wantErr: "id: not JSON: invalid UTF-8 at offset 7", field: "id"},
+		{name: "a lone surrogate", data: `{"id":"\udc00"}`, wantErr: "id: not JSON: invalid surrogate pair `\\udc00\"}` in string at offset 7", field: "id"},
+		{name: "a repeated name", data: `{"id":"a","id":"b"}`, wantErr: "id: given more than once", field: "id"},
+		{name: "a repeated name in another case", data: `{"id":"a","ID":"b"}`, wantErr: "ID: given more than once", field: "ID"},
+		{name: "a repeated unknown name", data: `{"id":"a","x":1,"x":2}`, wantErr: "x: given more than once", field: "x"},
+		{name: "a repeated name in a nested object", data: `{"id":"a","ship":{"zip":"1","zip":"2"}}`, wantErr: "ship.zip: given more than once", field: "ship.zip"},
+		{name: "names match as strings.EqualFold, not ignoring _", data: `{"id":"o","totalcents":5}`, want: order{ID: "o"}},
 		{name: "array for the object", data: `[]`, wantErr: "payload: expected object, got array"},
 		{name: "string for an integer", data: `{"id":"o","total_cents":"100"}`, wantErr: "total_cents: expected integer, got string", field: "total_cents"},
 		{name: "fraction for an integer", data: `{"id":"o","total_cents":1.5}`, wantErr: "total_cents: expected integer, got number 1.5", field: "total_cents"},
@@ -76,6 +87,7 @@ func TestJSONDecisions(t *testing.T) {
 		{name: "string for a boolean", data: `{"id":"o","gift":"yes"}`, wantErr: "gift: expected boolean, got string", field: "gift"},
 		{name: "object for an array", data: `{"id":"o","tags":{}}`, wantErr: "tags: expected array, got object", field: "tags"},
 		{name: "nested field", data: `{"id":"o","ship":{"zip":75001}}`, wantErr: "ship.zip: expected string, got number", field: "ship.zip"},
+		{name: "field of an element", data: `{"id":"o","items":[{"n":1},{"n":"2"}]}`, wantErr: "items.1.n: expected integer, got string", field: "items.1.n"},
 		{name: "long value cut in the message", data: `{"id":"o","total_cents":` + strings.Repeat("9", 100) + `}`,
 			wantErr: "total_cents: " + strings.Repeat("9", 40) + "… is out of range (int64)", field: "total_cents"},
 		{name: "Validate refuses", data: `{"total_cents":5}`, wantErr: "id: required", field: "-"},
@@ -119,13 +131,13 @@ func TestJSONDecisions(t *testing.T) {
 }
 
 // TestJSONKeepsItsCause: a handler that wraps the error keeps it permanent,
-// and encoding/json's error stays reachable.
+// and the decoder's error stays reachable.
 func TestJSONKeepsItsCause(t *testing.T) {
 	_, err := handlers.JSON[order]([]byte(`{"id":`))
 	err = fmt.Errorf("order: %w", err)
-	var syntax *json.SyntaxError
+	var syntax *jsontext.SyntacticError
 	if !errors.As(err, &syntax) || handlers.KindOf(err) != handlers.KindPermanent {
-		t.Fatalf("%v: want a permanent error wrapping a *json.SyntaxError", err)
+		t.Fatalf("%v: want a permanent error wrapping a *jsontext.SyntacticError", err)
 	}
 }
 
