@@ -29,6 +29,13 @@
 // data, JSON in its RFC 8785 canonical form. The first payload of an
 // identity stands; another one with the same source and id is a conflict.
 //
+// # Payloads
+//
+// [JSON] decodes an event's data into a Go type, calls its Validate method
+// when it has one, and returns every failure as a permanent error that names
+// the field: decode with it rather than by hand, so that every domain
+// refuses bad payloads the same way.
+//
 // # Errors
 //
 // An error returned by a handler is retryable unless it is wrapped with
@@ -38,7 +45,12 @@
 //
 // # Middleware order
 //
-// The engine wraps every handler as Recover(Timeout(handler)): the timeout
-// bounds one attempt, and a panic anywhere inside becomes an error. Retries,
-// metrics and the idempotency protocol live outside, in the engine.
+// The engine calls the [Router] wrapped in [Recover], so a panic in any
+// handler becomes an error. The handler timeout is not a middleware: the
+// engine runs each attempt under a context of its own whose deadline is the
+// timeout, and cancels that context as well when the claim's lease is lost
+// or the worker drains, so that one context carries every reason to stop.
+// [Timeout] is for a handler that needs a shorter bound than the engine's:
+// register Chain(h, Timeout(d)). Retries, metrics and the idempotency
+// protocol live outside, in the engine.
 package handlers

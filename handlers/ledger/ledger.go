@@ -2,7 +2,8 @@
 //
 // payment.captured credits an account and payment.refunded debits it. Both
 // carry the JSON data {"account": "...", "amount_cents": N} with N a positive
-// integer. The balance, in integer cents, lives at the Redis key
+// integer; [Decode] reads it with handlers.JSON, and [Payment.Validate] holds
+// these rules. The balance, in integer cents, lives at the Redis key
 // "ledger:{<account>}:balance" and changes only through effects staged on the
 // handler's Tx, so a balance moves exactly once per event. Producers key the
 // Kafka message by the account: the balance key is then bound to the event's
@@ -13,11 +14,8 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/fleetworks/fleet/handlers"
 )
@@ -31,12 +29,6 @@ const (
 // BalanceKey is the Redis key holding the balance of account, in cents.
 func BalanceKey(account string) string {
 	return "ledger:{" + account + "}:balance"
-}
-
-// Payment is the data of a payment event.
-type Payment struct {
-	Account     string `json:"account"`
-	AmountCents int64  `json:"amount_cents"`
 }
 
 // Register routes the ledger's event types to its handlers.
@@ -78,43 +70,6 @@ func decodeFor(ev handlers.Event) (Payment, error) {
 		return Payment{}, handlers.Permanentf("payment for account %s arrived with message key %q: key payment events by their account", p.Account, ev.Key)
 	}
 	return p, nil
-}
-
-// Decode parses and checks a payment. Every error it returns is permanent: a
-// missing account, or an amount that is not a positive integer.
-func Decode(data []byte) (Payment, error) {
-	account, rawAmount, ok := scanPayment(data)
-	if !ok {
-		var raw struct {
-			Account     *string         `json:"account"`
-			AmountCents json.RawMessage `json:"amount_cents"`
-		}
-		if err := json.Unmarshal(data, &raw); err != nil {
-			return Payment{}, handlers.Permanentf("decode payment: %v", err)
-		}
-		account, rawAmount = raw.Account, raw.AmountCents
-	}
-	return check(account, rawAmount)
-}
-
-// check validates a decoded payment.
-func check(account *string, rawAmount []byte) (Payment, error) {
-	if account == nil || *account == "" {
-		return Payment{}, handlers.Permanentf("payment: missing account")
-	}
-	amount := string(bytes.TrimSpace(rawAmount))
-	if amount == "" || amount == "null" {
-		return Payment{}, handlers.Permanentf("payment: missing amount_cents")
-	}
-	// ParseInt accepts no quotes, fractions or exponents: only a bare integer.
-	n, err := strconv.ParseInt(amount, 10, 64)
-	if err != nil {
-		return Payment{}, handlers.Permanentf("payment: amount_cents %s is not an integer number of cents", amount)
-	}
-	if n <= 0 {
-		return Payment{}, handlers.Permanentf("payment: amount_cents must be positive, got %d", n)
-	}
-	return Payment{Account: *account, AmountCents: n}, nil
 }
 
 // Delta is the change a payment event makes to its account's balance, for

@@ -22,7 +22,7 @@ package orders
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -49,11 +49,22 @@ const (
 // ViewKey is the Redis hash holding the view of an order.
 func ViewKey(orderID string) string { return "orders:{" + orderID + "}:view" }
 
-// data is an order event's payload.
+// data is an order event's payload. TotalCents is a pointer because a total
+// of 0 is allowed and a missing one is not.
 type data struct {
 	OrderID    string `json:"order_id"`
 	Customer   string `json:"customer"`
 	TotalCents *int64 `json:"total_cents"`
+}
+
+// Validate checks what every order event needs; handlers.JSON calls it.
+// What order.created needs on top depends on the event type: Handle checks
+// it.
+func (d data) Validate() error {
+	if d.OrderID == "" {
+		return errors.New("order_id: missing or empty")
+	}
+	return nil
 }
 
 // transitions: for each event type, the states it may leave and the state
@@ -93,13 +104,11 @@ func (p *Projector) Handle(ctx context.Context, ev handlers.Event, tx *handlers.
 	if !ok {
 		return fmt.Errorf("orders: %w %q", handlers.ErrUnknownType, ev.Type)
 	}
-	var d data
-	if err := json.Unmarshal(ev.Data, &d); err != nil {
-		return handlers.Permanentf("decode order event: %v", err)
+	d, err := handlers.JSON[data](ev.Data)
+	if err != nil {
+		return fmt.Errorf("decode order event: %w", err) // permanent
 	}
 	switch {
-	case d.OrderID == "":
-		return handlers.Permanentf("order event without order_id")
 	case ev.Key != d.OrderID:
 		return handlers.Permanentf("order %s: the message key %q must be the order id", d.OrderID, ev.Key)
 	case ev.Type == TypeCreated && (d.Customer == "" || d.TotalCents == nil || *d.TotalCents < 0):

@@ -102,6 +102,10 @@ func TestImpossibleTransitions(t *testing.T) {
 		{"created without total", nil, event("c", orders.TypeCreated, "o", `{"order_id":"o","customer":"a"}`, 0), "",
 			"needs customer and a non-negative total_cents"},
 		{"not JSON", nil, event("c", orders.TypeCreated, "o", `{`, 0), "", "decode order event"},
+		{"without order_id", nil, event("c", orders.TypeCreated, "o", `{"customer":"a","total_cents":5}`, 0), "",
+			"decode order event: order_id: missing or empty"},
+		{"total as a string", nil, event("c", orders.TypeCreated, "o", `{"order_id":"o","customer":"a","total_cents":"5"}`, 0), "",
+			"decode order event: total_cents: expected integer, got string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
