@@ -79,13 +79,22 @@ func (p *partition) throttle(d *delivery) error {
 		defer rcancel()
 		return rl.Reserve(rctx, d.ev.Type)
 	}
-	failed := func(err error) { p.e.storeFailed("rate_limit", err) }
+	retried := false
+	failed := func(err error) {
+		retried = true
+		p.e.storeFailed("rate_limit", err)
+	}
 	for {
+		start := time.Now()
 		wait, err := retry(ctx, storeRetry, reserve, failed)
+		if retried { // the backoff waits count as waiting for the limit too
+			waited += time.Since(start)
+			retried = false
+		}
 		if err != nil || wait == 0 {
 			return err
 		}
-		start := time.Now()
+		start = time.Now()
 		ok := sleep(ctx, wait)
 		waited += time.Since(start)
 		if !ok {

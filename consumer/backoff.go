@@ -49,32 +49,41 @@ func (p retryPolicy) delay(n int) time.Duration {
 
 // retry calls op until it succeeds, op returns an error wrapped with
 // backoff.Permanent (retry returns the error inside), or ctx ends (retry
-// returns ctx's cause). Before each wait, failed gets the error: to log it,
-// count it, mark a component unavailable. A first call that succeeds costs
-// no more than the call itself.
+// returns ctx's cause). Before each wait, failed (if not nil) gets the
+// error: to log it, count it, mark a component unavailable.
+//
+// The waits are the policy's backoff.ExponentialBackOff; the loop is not
+// backoff.Retry, whose options keep op and failed on the heap: fetch calls
+// retry once per message, and a first call that succeeds must cost no more
+// than the call itself.
 func retry[T any](ctx context.Context, p retryPolicy, op func() (T, error), failed func(error)) (T, error) {
 	v, err := op()
 	if err == nil {
 		return v, nil
 	}
-	if perm := (*backoff.PermanentError)(nil); errors.As(err, &perm) {
-		return v, perm.Err
-	}
-	if ctx.Err() != nil {
-		return v, context.Cause(ctx)
-	}
-	first := true
-	return backoff.Retry(ctx, func() (T, error) {
-		if first { // the failure above, reported and waited for like any other
-			first = false
-			return v, err
+	return retryFailed(ctx, p, op, failed, v, err)
+}
+
+// retryFailed goes on where retry's first call failed with err.
+func retryFailed[T any](ctx context.Context, p retryPolicy, op func() (T, error), failed func(error), v T, err error) (T, error) {
+	b := p.backOff()
+	for {
+		if perm := (*backoff.PermanentError)(nil); errors.As(err, &perm) {
+			return v, perm.Err
 		}
-		return op()
-	}, backoff.WithBackOff(p.backOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, _ time.Duration) {
+		if ctx.Err() != nil {
+			return v, context.Cause(ctx)
+		}
 		if failed != nil {
 			failed(err)
 		}
-	}))
+		if !sleep(ctx, b.NextBackOff()) {
+			return v, context.Cause(ctx)
+		}
+		if v, err = op(); err == nil {
+			return v, nil
+		}
+	}
 }
 
 // sleep waits d or until ctx is done, and reports whether it waited fully.

@@ -161,15 +161,15 @@ func (c Config) checkSubscription(p *problems) {
 	if len(c.Topics) == 0 {
 		p.add("topics: at least one is required")
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for _, t := range c.Topics {
 		switch {
 		case t == "":
 			p.add("topics: empty topic name")
-		case seen[t]:
-			p.add("topics: %q is listed twice", t)
+		case seen[t] == 1:
+			p.add("topics: %q is listed twice or more", t)
 		}
-		seen[t] = true
+		seen[t]++
 	}
 	if c.Group == "" {
 		p.add("group: required")

@@ -14,6 +14,10 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
+// Store is the idempotency store the engine drives: [dedupe.Store], which
+// dedupe.Redis and dedupe.Memory implement.
+type Store = dedupe.Store
+
 // RateLimiter grants handler runs under fleet-wide limits per event type
 // (implemented by dedupe.RateLimits). Limited tells, without I/O, whether a
 // type has a limit at all; Reserve answers 0 when a run may start now, or
@@ -76,7 +80,7 @@ type Engine struct {
 // bounded by a third of the lease. The publisher receives dead letters and
 // retry messages; it must acknowledge writes with RequireAll (see
 // [NewPublisher]).
-func New(cfg Config, store dedupe.Store, router *handlers.Router, dlq Publisher, log *slog.Logger, m *Metrics) (*Engine, error) {
+func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *slog.Logger, m *Metrics) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("consumer config: %w", err)
 	}
@@ -125,11 +129,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	stopBackground := e.startBackground(ctx)
 	defer stopBackground()
-	defer func() {
-		if err := group.Close(); err != nil {
-			e.log.Warn("leave consumer group", "err", err)
-		}
-	}()
+	defer e.leave(group)
 	for {
 		gen, err := group.Next(ctx)
 		if ctx.Err() != nil {
@@ -156,6 +156,28 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// leave leaves the consumer group, waiting at most leaveGrace. kafka-go's
+// Close waits for a JoinGroup in flight, which the coordinator answers only
+// when its rebalance ends, up to the rebalance timeout later (a member that
+// does not rejoin holds it up). By now the drain has committed the offsets:
+// past the grace the engine stops waiting, and the coordinator drops the
+// member when the join ends or its session times out.
+func (e *Engine) leave(group *kafka.ConsumerGroup) {
+	closed := make(chan error, 1)
+	go func() { closed <- group.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			e.log.Warn("leave consumer group", "err", err)
+		}
+	case <-time.After(leaveGrace):
+		e.log.Warn("leave consumer group: the coordinator is rebalancing; not waiting for it to answer", "waited", leaveGrace)
+	}
+}
+
+// leaveGrace bounds the wait for leaving the group at shutdown.
+const leaveGrace = 2 * time.Second
 
 // consumerGroup is the engine's membership of its consumer group.
 func (e *Engine) consumerGroup(topics []string) (*kafka.ConsumerGroup, error) {

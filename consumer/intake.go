@@ -13,8 +13,9 @@ import (
 // and retried (kafkaRetry).
 func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *delivery) {
 	read := func() (kafka.Message, error) { return r.FetchMessage(ctx) }
+	failed := p.fetchFailed
 	for {
-		m, err := retry(ctx, kafkaRetry, read, p.fetchFailed)
+		m, err := retry(ctx, kafkaRetry, read, failed)
 		if err != nil {
 			return
 		}

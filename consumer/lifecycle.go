@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
@@ -84,6 +85,9 @@ type action struct {
 var (
 	errConflict     = errors.New("id reused with a different payload: the record of this source and id holds another payload's fingerprint (the first payload stands)")
 	errBudgetBefore = errors.New("attempt budget spent before this run")
+	// errUnknownOutcome: a claim outcome this engine does not know (a store
+	// newer than it, or not fleet's).
+	errUnknownOutcome = errors.New("unknown claim outcome")
 )
 
 // decide is the lifecycle: what to do with a delivery in state s.
@@ -115,6 +119,9 @@ func afterClaim(s state, r rules) action {
 		return action{step: stepDeadLetter, reason: ReasonConflict, cause: errConflict}
 	case dedupe.Busy:
 		return action{step: stepWaitBusy}
+	case dedupe.Acquired:
+	default: // a store answering what fleet does not know: no run without a claim
+		return action{step: stepAbandon, cause: fmt.Errorf("%w: the store answered claim outcome %d", errUnknownOutcome, s.res.Outcome)}
 	}
 	switch {
 	case s.lost: // lost while it waited in its lane (a pause, a stalled store)

@@ -48,6 +48,11 @@ func TestDecide(t *testing.T) {
 			state{res: acquired(5)}, action{step: stepRun}},
 		{"an acquired claim runs",
 			state{res: acquired(1)}, action{step: stepRun}},
+		{"an outcome the engine does not know never runs the handler",
+			state{res: dedupe.ClaimResult{Outcome: dedupe.Outcome(99), Attempts: 1}},
+			action{step: stepAbandon, cause: errUnknownOutcome}},
+		{"nor does a zero answer",
+			state{res: dedupe.ClaimResult{}}, action{step: stepAbandon, cause: errUnknownOutcome}},
 
 		// After the handler.
 		{"a handler that succeeded completes",

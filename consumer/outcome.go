@@ -75,7 +75,7 @@ func (p *partition) retryLater(d *delivery, cause error) {
 	switch p.publish(d, msg, false) {
 	case written:
 	case tooLargeToWrite:
-		p.deadLetter(d, ReasonRetryTooLarge, fmt.Errorf("too large for %s: %d", msg.Topic, cause), d.attempt.res.Attempts)
+		p.deadLetter(d, ReasonRetryTooLarge, fmt.Errorf("too large for %s: %w", msg.Topic, cause), d.attempt.res.Attempts)
 		return
 	default:
 		p.abandon(d)

@@ -42,6 +42,11 @@ func (p *partition) process(d *delivery) {
 			}
 			s = p.claimState(d)
 		case stepAbandon:
+			if a.cause != nil {
+				p.failed(d, "abandoned", a.cause)
+				p.e.log.Error("abandoned: its offset stays uncommitted", "topic", p.topic, "partition", p.id,
+					"offset", d.msg.Offset, "id", d.ev.ID, "type", d.ev.Type, "err", a.cause)
+			}
 			p.abandon(d)
 			return
 		}
