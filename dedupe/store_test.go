@@ -315,7 +315,7 @@ func TestRedisMinReplicas(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
 	c := master.Client(t)
-	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour, MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond}
+	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour, MinReplicas: 1, ReplicaTimeout: 2 * time.Second}
 	s := loadedStore(t, c, cfg)
 	ctx := context.Background()
 	if n, err := s.Replicas(ctx); err != nil || n != 1 {
