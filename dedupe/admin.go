@@ -162,6 +162,15 @@ type RedisView struct{ c redis.UniversalClient }
 // NewRedisView returns a view on c.
 func NewRedisView(c redis.UniversalClient) *RedisView { return &RedisView{c: c} }
 
+// Get implements handlers.View.
+func (v *RedisView) Get(ctx context.Context, key string) (string, error) {
+	s, err := v.c.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return s, err
+}
+
 // HGetAll implements handlers.View.
 func (v *RedisView) HGetAll(ctx context.Context, key string) (map[string]string, error) {
 	return v.c.HGetAll(ctx, key).Result()

@@ -95,7 +95,7 @@ func memoryKey(m *dedupe.Memory, k string) keyState {
 	s.ttl, s.hasTTL = m.TTL(k)
 	switch s.typ {
 	case "string":
-		s.str, _ = m.Get(k)
+		s.str, _ = m.Lookup(k)
 	case "hash":
 		s.hash, _ = m.HGetAll(context.Background(), k)
 	}
@@ -110,7 +110,7 @@ func kitKey(st *handlertest.State, k string) keyState {
 	s.ttl, s.hasTTL = st.TTL(k)
 	switch s.typ {
 	case "string":
-		s.str = st.Get(k)
+		s.str, _ = st.Get(context.Background(), k)
 	case "hash":
 		s.hash, _ = st.HGetAll(context.Background(), k)
 	}

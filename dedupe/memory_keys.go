@@ -17,16 +17,23 @@ var _ handlers.View = (*Memory)(nil)
 // Int returns the integer at key: 0 when the key is absent, holds a hash, or
 // holds no integer.
 func (m *Memory) Int(key string) int64 {
-	v, _ := m.Get(key)
+	v, _ := m.Lookup(key)
 	n, _ := strconv.ParseInt(v, 10, 64)
 	return n
 }
 
-// Get returns the string at key, and whether there is one.
-func (m *Memory) Get(key string) (string, bool) {
+// Lookup returns the string at key, and whether there is one.
+func (m *Memory) Lookup(key string) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.effects.Get(key)
+}
+
+// Get implements handlers.View: the string at key, "" when there is none.
+// It never fails.
+func (m *Memory) Get(_ context.Context, key string) (string, error) {
+	v, _ := m.Lookup(key)
+	return v, nil
 }
 
 // HGet returns a field of the hash at key, and whether there is one.

@@ -1526,7 +1526,7 @@ func (c *pcChecker) checkEffects() {
 		if rerr != nil && !errors.Is(rerr, redis.Nil) {
 			c.failf("redis: GET %s: %v", totalKey(a), rerr)
 		}
-		mt, mok := c.mem.Get(totalKey(a))
+		mt, mok := c.mem.Lookup(totalKey(a))
 		if (rerr == nil) != mok || (rerr == nil) != (c.total[a] != 0) {
 			c.failf("%s exists in redis %v, in memory %v; the model says total %d", totalKey(a), rerr == nil, mok, c.total[a])
 		}
@@ -1548,7 +1548,7 @@ func (c *pcChecker) checkEffects() {
 	if other.Val() != 0 {
 		c.failf("redis: an unbound effect was applied: %s exists", pcUnbound)
 	}
-	if v, ok := c.mem.Get(pcUnbound); ok {
+	if v, ok := c.mem.Lookup(pcUnbound); ok {
 		c.failf("memory: an unbound effect was applied: %s = %s", pcUnbound, v)
 	}
 	if size.Val() != keys {

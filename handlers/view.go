@@ -9,6 +9,8 @@ import "context"
 // aggregate completed. Implementations: dedupe.RedisView, and the in-memory
 // state of package handlertest.
 type View interface {
+	// Get returns the string at key; "" when it does not exist.
+	Get(ctx context.Context, key string) (string, error)
 	// HGetAll returns the fields of the hash at key; empty when it does not
 	// exist.
 	HGetAll(ctx context.Context, key string) (map[string]string, error)

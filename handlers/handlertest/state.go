@@ -26,10 +26,10 @@ func NewState() *State {
 	return &State{space: effects.NewSpace(func() time.Time { return stillTime })}
 }
 
-// Get returns the string at key; "" when there is none.
-func (s *State) Get(key string) string {
+// Get implements handlers.View: the string at key; "" when there is none.
+func (s *State) Get(_ context.Context, key string) (string, error) {
 	v, _ := s.space.Get(key)
-	return v
+	return v, nil
 }
 
 // HGetAll implements handlers.View.
