@@ -240,7 +240,7 @@ type countingRouter struct {
 func newCountingRouter(t *testing.T, before func(ctx context.Context, ev handlers.Event) error) (*handlers.Router, *countingRouter) {
 	c := &countingRouter{runs: map[string]int{}, before: before}
 	inner := handlers.NewRouter()
-	if err := ledger.Register(inner); err != nil {
+	if err := ledger.Register(inner, nil); err != nil {
 		t.Fatal(err)
 	}
 	r := handlers.NewRouter()

@@ -31,8 +31,10 @@ func BalanceKey(account string) string {
 	return "ledger:{" + account + "}:balance"
 }
 
-// Register routes the ledger's event types to its handlers.
-func Register(r *handlers.Router) error {
+// Register routes the ledger's event types to its handlers. The ledger
+// reads no projection: it takes a view only to register as every domain
+// does (fleet.Domain).
+func Register(r *handlers.Router, _ handlers.View) error {
 	if err := r.Register(TypeCaptured, handlers.HandlerFunc(Captured)); err != nil {
 		return err
 	}

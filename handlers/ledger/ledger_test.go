@@ -13,7 +13,7 @@ import (
 
 func TestHandlers(t *testing.T) {
 	r := handlers.NewRouter()
-	if err := ledger.Register(r); err != nil {
+	if err := ledger.Register(r, nil); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -93,7 +93,7 @@ func TestDelta(t *testing.T) {
 // nothing.
 func TestWithKit(t *testing.T) {
 	r := handlers.NewRouter()
-	if err := ledger.Register(r); err != nil {
+	if err := ledger.Register(r, nil); err != nil {
 		t.Fatal(err)
 	}
 	k := handlertest.New(t, r, 7)

@@ -88,6 +88,10 @@ type Projector struct {
 // New returns a projector that reads current views through view.
 func New(view handlers.View) *Projector { return &Projector{view: view} }
 
+// Register routes the order event types to a projector reading view, as
+// fleet.Domain registers a domain.
+func Register(r *handlers.Router, view handlers.View) error { return New(view).Register(r) }
+
 // Register routes the order event types to p.
 func (p *Projector) Register(r *handlers.Router) error {
 	for typ := range transitions {

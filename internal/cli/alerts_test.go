@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/json"
@@ -145,7 +145,7 @@ func exposedMetrics(t *testing.T) map[string]bool {
 	rec := descNames{}
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	registerProcessMetrics(rec, rdb)
+	registerProcessMetrics(rec, rdb, &fleetApp)
 	rec.MustRegister(readyGauge(func() error { return nil }))
 	cfg := consumer.DefaultConfig()
 	cfg.Brokers, cfg.Topics, cfg.Group = []string{"127.0.0.1:1"}, []string{"t"}, "g"

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
+	"github.com/fleetworks/fleet/internal/demo"
 )
 
 // benchCmd is `fleet bench`: the same ledger stream through a naive

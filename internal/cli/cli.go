@@ -1,16 +1,17 @@
-// Command fleet runs the idempotent worker fleet: `fleet run` joins a Kafka
-// consumer group and processes events; `fleet dev` runs a self-checking demo
-// on an embedded broker and Redis; `fleet bench` measures it; `fleet
-// publish` publishes CloudEvents; `fleet status` shows a running process;
-// `fleet keys` inspects or forgets idempotency records; `fleet dlq` lists
-// and replays dead letters; `fleet version` prints the build.
+// Package cli is the command line of fleet and of every binary built on it
+// (package github.com/fleetworks/fleet): `run` joins a Kafka consumer group
+// and processes events; `dev` runs the domains on an embedded broker and
+// Redis, with a self-checking demo stream when the binary has one; `bench`
+// measures the engine; `publish` publishes CloudEvents; `status` shows a
+// running process; `keys` inspects or forgets idempotency records; `dlq`
+// lists and replays dead letters; `version` prints the build.
 //
 // The command line is parsed with github.com/alecthomas/kong: flags, FLEET_*
 // environment variables, defaults, enums and subcommands are declared once,
 // in struct tags, parse errors are single clear lines, and the library is
 // small and well kept. This package holds wiring only; the work is done by
 // consumer/, dedupe/ and handlers/.
-package main
+package cli
 
 import (
 	"errors"
@@ -21,14 +22,6 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
-)
-
-// Set at build time: -ldflags "-X main.version=v1.2.3 -X main.revision=abc123";
-// an unstamped build is "(devel)", as Go names one. These are the only
-// package-level variables.
-var (
-	version  = "(devel)"
-	revision = "unknown"
 )
 
 type cli struct {
@@ -46,8 +39,8 @@ type cli struct {
 
 type versionCmd struct{}
 
-func (versionCmd) Run(stdout io.Writer) error {
-	_, err := fmt.Fprintf(stdout, "fleet %s (revision %s, %s)\n", version, revision, runtime.Version())
+func (versionCmd) Run(app *App, stdout io.Writer) error {
+	_, err := fmt.Fprintf(stdout, "%s %s (revision %s, %s)\n", app.name(), app.version(), app.revision(), runtime.Version())
 	return err
 }
 
@@ -67,11 +60,13 @@ func (e usageError) Unwrap() error { return e.err }
 
 func oneLine(err error) string { return printable(strings.ReplaceAll(err.Error(), "\n", "; ")) }
 
-// main is the only place that ends the process.
-func main() {
-	err := run(os.Args[1:], os.Stdout)
+// Main runs the command that os.Args names and ends the process: exit code
+// 0 for success, 2 for bad configuration or usage, 1 otherwise. It is the
+// only place that ends the process.
+func Main(app App) {
+	err := Run(app, os.Args[1:], os.Stdout)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fleet: %s\n", oneLine(err))
+		fmt.Fprintf(os.Stderr, "%s: %s\n", app.name(), oneLine(err))
 	}
 	os.Exit(exitCode(err))
 }
@@ -98,15 +93,21 @@ func helpArgs(args []string) []string {
 	return append(append([]string(nil), args[1:]...), "--help")
 }
 
-// run parses args and runs the command they name. Help goes to stdout.
-func run(args []string, stdout io.Writer) error {
+// Run parses args and runs the command they name for app. Help goes to
+// stdout.
+func Run(app App, args []string, stdout io.Writer) error {
+	if err := app.check(); err != nil {
+		return err
+	}
 	var c cli
 	// kong ends the process itself after printing --help unless told
 	// otherwise; record the request instead so that main exits once.
 	helped := false
 	parser, err := kong.New(&c,
-		kong.Name("fleet"),
-		kong.Description("An idempotent, message-driven worker fleet: Kafka in, domain handlers, Redis-backed idempotency."),
+		kong.Name(app.name()),
+		kong.Description(app.description()),
+		kong.Vars{"dev_topic": app.devTopic()},
+		kong.Bind(&app),
 		kong.Writers(stdout, io.Discard),
 		kong.Exit(func(int) { helped = true }),
 		kong.BindTo(stdout, (*io.Writer)(nil)),

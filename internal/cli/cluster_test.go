@@ -1,14 +1,14 @@
-package main
+package cli
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/internal/demo"
 	"github.com/fleetworks/fleet/internal/redistest"
 )
 

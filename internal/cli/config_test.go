@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 func parseRun(t *testing.T, args ...string) (consumer.Config, dedupe.Config, string, error) {
 	t.Helper()
 	var c cli
-	p, err := kong.New(&c, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
+	p, err := kong.New(&c, kong.Vars{"dev_topic": "payments"}, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestCommandLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout bytes.Buffer
-			err := run(tt.args, &stdout)
+			err := Run(fleetApp, tt.args, &stdout)
 			if got := exitCode(err); got != tt.code {
 				t.Fatalf("exit code %d (err %v), want %d", got, err, tt.code)
 			}
@@ -341,7 +341,7 @@ func TestTLSSettings(t *testing.T) {
 	parse := func(args ...string) *runCmd {
 		t.Helper()
 		var c cli
-		p, err := kong.New(&c, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
+		p, err := kong.New(&c, kong.Vars{"dev_topic": "payments"}, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"cmp"
@@ -21,27 +21,28 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/dedupe"
-	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/handlers"
 )
 
 // devCmd is `fleet dev`: an embedded broker (kfake) and, unless --redis names
-// one, an embedded Redis (miniredis); a demo stream of ledger events with
-// duplicates and poison messages; the engine, wired as `fleet run` wires it;
-// and a summary that checks the dead letters and every balance.
+// one, an embedded Redis (miniredis); the binary's demo stream, with
+// duplicates and poison messages (fleet's own: ledger events); the engine,
+// wired as `fleet run` wires it; and a summary that checks the dead letters
+// and the demo's projections. A binary without a demo stays up and says how
+// to publish.
 type devCmd struct {
 	Redis       string        `env:"FLEET_REDIS_URL" help:"Use this Redis instead of the embedded one (a redis:// or rediss:// URL)."`
 	HTTPAddr    string        `name:"http-addr" env:"FLEET_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address serving /metrics, /healthz, /readyz and /status (the default moves to a free port when taken)."`
-	Topic       string        `default:"payments" help:"Topic of the demo stream."`
+	Topic       string        `default:"${dev_topic}" help:"Topic of the demo stream."`
 	Partitions  int           `default:"6" help:"Partitions of the demo topic."`
-	Events      int           `default:"2000" help:"Unique ledger events to publish."`
-	Accounts    int           `default:"50" help:"Accounts the events spread over."`
+	Events      int           `default:"2000" help:"Unique events of the demo stream to publish."`
+	Accounts    int           `default:"50" help:"Accounts (message keys) the demo events spread over."`
 	Duplicates  float64       `default:"0.2" help:"Share of events published twice with the same id and payload."`
 	Timeout     time.Duration `default:"1m" help:"Give up when the stream is not finished after this long."`
 	Workers     int           `default:"3" help:"Workers run in this process, members of one consumer group (1 to 16)."`
-	KeepRunning bool          `help:"After the verified summary, keep the broker, Redis, the worker and /metrics up, and print how to publish to them; Ctrl-C stops."`
+	KeepRunning bool          `help:"After the verified summary, keep the broker, Redis, the worker and /metrics up, and print how to publish to them; Ctrl-C stops. Without a demo stream, always."`
 	LogLevel    string        `env:"FLEET_LOG_LEVEL" default:"error" enum:"debug,info,warn,error" help:"Level of the engine's log on stderr (warn shows every dead letter)."`
 }
 
@@ -50,15 +51,15 @@ const (
 	devGroup           = "fleet-dev"
 )
 
-func (c *devCmd) Run() error {
+func (c *devCmd) Run(app *App) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return dev(ctx, c, os.Stdout, os.Stderr)
+	return dev(ctx, app, c, os.Stdout, os.Stderr)
 }
 
 // dev runs the demo, printing progress and the summary to out and the
 // engine's log to logs. It returns an error when anything does not check.
-func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
+func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 	switch {
 	case c.Partitions < 1 || c.Partitions > 1024:
 		return configError{fmt.Errorf("partitions %d: must be between 1 and 1024", c.Partitions)}
@@ -67,7 +68,7 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	case c.Workers < 1 || c.Workers > 16:
 		return configError{fmt.Errorf("workers %d: must be between 1 and 16", c.Workers)}
 	}
-	stream, err := demo.New(c.Events, c.Accounts, c.Duplicates, uint64(time.Now().UnixNano()))
+	stream, err := app.demoRun(c)
 	if err != nil {
 		return configError{err}
 	}
@@ -97,8 +98,12 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	if !embedded {
 		which = "given"
 	}
-	fmt.Fprintf(out, "broker %s (embedded), redis %s (%s), topic %s with %d partitions, consumer group %s, event source %s\n",
-		brokers[0], opts.Addr, which, c.Topic, c.Partitions, devGroup, demo.Source)
+	source := ""
+	if stream != nil {
+		source = ", event source " + stream.Source
+	}
+	fmt.Fprintf(out, "broker %s (embedded), redis %s (%s), topic %s with %d partitions, consumer group %s%s\n",
+		brokers[0], opts.Addr, which, c.Topic, c.Partitions, devGroup, source)
 
 	interrupted := ctx
 	ctx, cancelTimeout := context.WithTimeout(ctx, c.Timeout)
@@ -137,7 +142,7 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	peers := &statusPeers{}
 	for i := range c.Workers {
 		go func() {
-			errc <- serve(runCtx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
+			errc <- serve(runCtx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
 				skipPolicyCheck: embedded, shared: shared, worker: strconv.Itoa(i + 1), noHTTP: i > 0, peers: peers,
 				started: func(reg *prometheus.Registry, addr string, status func() consumer.Status) {
 					ready <- served{i, reg, addr, status}
@@ -234,6 +239,12 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		case <-tick.C:
 		}
 	}
+	if stream == nil {
+		// Nothing to publish: stay up until interrupted.
+		fmt.Fprintf(out, "processing with %d workers; this binary has no demo stream\n", c.Workers)
+		keepRunningHelp(out, app, devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}, app.example(rdb))
+		return keepRunning(interrupted, errc, &running, stopAll)
+	}
 	started := time.Now()
 	if err := publish(ctx, brokers, c.Topic, stream.Messages); err != nil {
 		_ = stopAll()
@@ -287,21 +298,28 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 	}
 	progress.done()
 	elapsed := time.Since(started)
+	view := dedupe.NewRedisView(rdb)
 	if !c.KeepRunning {
 		if err := stopAll(); err != nil {
 			return fmt.Errorf("engine: %w", err)
 		}
-		return summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed)
+		return summarize(ctx, out, stream, view, brokers, c.Topic, reg, elapsed)
 	}
-	if err := summarize(ctx, out, stream, rdb, brokers, c.Topic, reg, elapsed); err != nil {
+	if err := summarize(ctx, out, stream, view, brokers, c.Topic, reg, elapsed); err != nil {
 		_ = stopAll()
 		return err
 	}
-	keepRunningHelp(out, brokers[0], redisURL, servedAddr, c.Topic, c.Workers)
+	keepRunningHelp(out, app, devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}, app.example(rdb))
+	return keepRunning(interrupted, errc, &running, stopAll)
+}
+
+// keepRunning waits for an interruption, then stops the workers; a worker
+// that stops before it is an error.
+func keepRunning(interrupted context.Context, errc <-chan error, running *int, stopAll func() error) error {
 	select {
 	case <-interrupted.Done():
 	case err := <-errc:
-		running--
+		*running--
 		_ = stopAll()
 		return fmt.Errorf("a worker stopped: %w", err)
 	}
@@ -309,28 +327,6 @@ func dev(ctx context.Context, c *devCmd, out, logs io.Writer) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	return nil
-}
-
-// keepRunningHelp says what runs and how to use it.
-func keepRunningHelp(out io.Writer, broker, redisURL, httpAddr, topic string, workers int) {
-	fmt.Fprintf(out, `
-still running (Ctrl-C stops):
-  broker   %[1]s   topic %[4]s (dead letters: %[4]s.dlq)
-  redis    %[2]s
-  worker   http://%[3]s/metrics   consumer group %[5]s (%[6]d workers in this process)
-
-publish an event, then watch it processed:
-  fleet publish --brokers %[1]s --topic %[4]s --type payment.captured --source you \
-    --key acct-you --id you-1 --data '{"account":"acct-you","amount_cents":1250}'
-  kcat -P -b %[1]s -t %[4]s -k acct-you -H ce_specversion=1.0 -H ce_id=you-2 \
-    -H ce_source=you -H ce_type=payment.captured -H content-type=application/json \
-    <<< '{"account":"acct-you","amount_cents":1250}'
-  curl -s http://%[3]s/metrics | grep fleet_consumer_events_finished_total
-  redis-cli -u %[2]s GET 'ledger:{acct-you}:balance'
-  fleet keys get --redis %[2]s --group %[5]s --source you --id you-1 --key acct-you
-  fleet status --addr %[3]s
-  fleet dlq list --brokers %[1]s --topic %[4]s
-`, broker, redactURL(redisURL), httpAddr, topic, devGroup, workers)
 }
 
 // redactURL is s with any password replaced by xxxxx: for what fleet
@@ -491,7 +487,7 @@ func oneGeneration(statuses []func() consumer.Status) bool {
 // summarize prints what happened and checks it: the outcomes, the dead
 // letters and their kinds, and every balance. It returns an error when
 // anything does not match.
-func summarize(ctx context.Context, out io.Writer, s *demo.Stream, rdb redis.UniversalClient, brokers []string, topic string,
+func summarize(ctx context.Context, out io.Writer, s *DemoRun, view handlers.View, brokers []string, topic string,
 	reg prometheus.Gatherer, elapsed time.Duration) error {
 	processed := finished(reg, consumer.OutcomeProcessed)
 	dups := finished(reg, consumer.OutcomeDuplicate)
@@ -507,7 +503,30 @@ func summarize(ctx context.Context, out io.Writer, s *demo.Stream, rdb redis.Uni
 	if dups != s.Duplicates {
 		problems = append(problems, fmt.Sprintf("skipped %d duplicates, want %d", dups, s.Duplicates))
 	}
+	problems = append(problems, checkDeadLetters(ctx, out, s, brokers, topic)...)
 
+	checked, err := s.Check(ctx, view)
+	if err != nil {
+		return fmt.Errorf("demo check: %w", err)
+	}
+	if checked.Summary != "" {
+		fmt.Fprintln(out, printable(checked.Summary))
+	}
+	problems = append(problems, checked.Problems...)
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintf(out, "MISMATCH: %s\n", printable(p))
+		}
+		return fmt.Errorf("demo check: %d problems", len(problems))
+	}
+	fmt.Fprintln(out, "OK: every event applied exactly once, every poison message dead-lettered with its reason")
+	return nil
+}
+
+// checkDeadLetters prints the dead letters of the demo topic and returns
+// where their kinds differ from the demo's poison.
+func checkDeadLetters(ctx context.Context, out io.Writer, s *DemoRun, brokers []string, topic string) []string {
+	var problems []string
 	dlq := consumer.DeadLetterTopic(topic)
 	letters, err := readDeadLetters(ctx, brokers, dlq)
 	if err != nil {
@@ -515,16 +534,16 @@ func summarize(ctx context.Context, out io.Writer, s *demo.Stream, rdb redis.Uni
 	}
 	fmt.Fprintf(out, "dead-letter topic %s holds %d messages:\n", dlq, len(letters))
 	slices.SortFunc(letters, func(a, b kafka.Message) int {
-		return cmp.Or(cmp.Compare(demo.Header(a, consumer.HeaderErrorKind), demo.Header(b, consumer.HeaderErrorKind)),
+		return cmp.Or(cmp.Compare(headerNamed(a.Headers, consumer.HeaderErrorKind), headerNamed(b.Headers, consumer.HeaderErrorKind)),
 			cmp.Compare(originalOffset(a), originalOffset(b)))
 	})
 	got := map[string]int{}
 	for _, m := range letters {
-		kind := demo.Header(m, consumer.HeaderErrorKind)
+		kind := headerNamed(m.Headers, consumer.HeaderErrorKind)
 		got[kind]++
-		fmt.Fprintf(out, "  %-13s %s/%s@%s  %s\n", kind, demo.Header(m, consumer.HeaderOriginalTopic),
-			demo.Header(m, consumer.HeaderOriginalPartition), demo.Header(m, consumer.HeaderOriginalOffset),
-			demo.Header(m, consumer.HeaderErrorMessage))
+		fmt.Fprintf(out, "  %-13s %s/%s@%s  %s\n", printable(kind), printable(headerNamed(m.Headers, consumer.HeaderOriginalTopic)),
+			printable(headerNamed(m.Headers, consumer.HeaderOriginalPartition)), printable(headerNamed(m.Headers, consumer.HeaderOriginalOffset)),
+			printable(headerNamed(m.Headers, consumer.HeaderErrorMessage)))
 	}
 	want := map[string]int{}
 	for _, k := range s.Poison {
@@ -535,31 +554,7 @@ func summarize(ctx context.Context, out io.Writer, s *demo.Stream, rdb redis.Uni
 			problems = append(problems, fmt.Sprintf("dead letters of kind %s: %d, want %d", k, got[k], want[k]))
 		}
 	}
-
-	mismatches := 0
-	for _, a := range s.Accounts {
-		bal, err := rdb.Get(ctx, ledger.BalanceKey(a)).Int64()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("read balance of %s: %w", a, err)
-		}
-		if bal != s.Want[a] {
-			mismatches++
-			problems = append(problems, fmt.Sprintf("balance of %s is %d, want %d", a, bal, s.Want[a]))
-		}
-	}
-	if mismatches == 0 {
-		fmt.Fprintf(out, "all %d balances match the sum of the unique events\n", len(s.Accounts))
-	} else {
-		fmt.Fprintf(out, "%d of %d balances do not match\n", mismatches, len(s.Accounts))
-	}
-	if len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintf(out, "MISMATCH: %s\n", p)
-		}
-		return fmt.Errorf("demo check: %d problems", len(problems))
-	}
-	fmt.Fprintln(out, "OK: every event applied exactly once, every poison message dead-lettered with its reason")
-	return nil
+	return problems
 }
 
 // kinds is the sorted set of keys of a and b.
@@ -578,7 +573,7 @@ func kinds(a, b map[string]int) []string {
 }
 
 func originalOffset(m kafka.Message) int64 {
-	n, _ := strconv.ParseInt(demo.Header(m, consumer.HeaderOriginalOffset), 10, 64)
+	n, _ := strconv.ParseInt(headerNamed(m.Headers, consumer.HeaderOriginalOffset), 10, 64)
 	return n
 }
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -12,9 +12,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/internal/demo"
 )
 
 // fleetOut runs the fleet binary and returns its standard output; the test

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"os"
@@ -89,7 +89,7 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 	// The ldflags stamp variables that exist.
-	main, err := os.ReadFile("main.go")
+	main, err := os.ReadFile("../../cmd/fleet/main.go")
 	if err != nil {
 		t.Fatal(err)
 	}

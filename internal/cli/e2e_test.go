@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -23,8 +23,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
 	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/internal/demo"
 	"github.com/fleetworks/fleet/internal/redistest"
 )
 
@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "fleet")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", binary, "../../cmd/fleet").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build fleet: %v\n%s", err, out)
 		os.Exit(1)
@@ -357,9 +357,10 @@ func TestBadConfiguration(t *testing.T) {
 // TestDev runs the demo end to end on the embedded broker and Redis.
 func TestDev(t *testing.T) {
 	var out, logs bytes.Buffer
-	c := &devCmd{HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 3, Workers: 3, Events: 500, Accounts: 20, Duplicates: 0.3,
-		Timeout: time.Minute, LogLevel: "warn"}
-	if err := dev(context.Background(), c, &out, &logs); err != nil {
+	cmd := exec.Command(binary, "dev", "--http-addr", "127.0.0.1:0", "--partitions", "3", "--workers", "3", "--events", "500",
+		"--accounts", "20", "--duplicates", "0.3", "--timeout", "1m", "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = &out, &logs
+	if err := cmd.Run(); err != nil {
 		t.Fatalf("fleet dev: %v\n%s\nlog:\n%s", err, out.String(), logs.String())
 	}
 	pub := regexp.MustCompile(`published (\d+) messages: 500 unique events, (\d+) duplicates, 5 poison`).FindStringSubmatch(out.String())
@@ -390,9 +391,10 @@ func TestDevTwiceOnOneRedis(t *testing.T) {
 	r := redistest.Start(t)
 	for i := range 2 {
 		var out, logs bytes.Buffer
-		c := &devCmd{Redis: r.URL(), HTTPAddr: "127.0.0.1:0", Topic: "payments", Partitions: 2, Workers: 2, Events: 200, Accounts: 5,
-			Duplicates: 0.2, Timeout: time.Minute, LogLevel: "error"}
-		if err := dev(context.Background(), c, &out, &logs); err != nil {
+		cmd := exec.Command(binary, "dev", "--redis", r.URL(), "--http-addr", "127.0.0.1:0", "--partitions", "2", "--workers", "2",
+			"--events", "200", "--accounts", "5", "--duplicates", "0.2", "--timeout", "1m", "--log-level", "error")
+		cmd.Stdout, cmd.Stderr = &out, &logs
+		if err := cmd.Run(); err != nil {
 			t.Fatalf("run %d: %v\n%s\nlog:\n%s", i+1, err, out.String(), logs.String())
 		}
 		if !strings.Contains(out.String(), "all 5 balances match") {

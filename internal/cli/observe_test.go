@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/json"
@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetworks/fleet/cmd/fleet/internal/demo"
 	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/internal/demo"
 )
 
 // freeHTTPAddr returns a local address nobody listens on now.

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -31,9 +31,6 @@ import (
 
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/dedupe"
-	"github.com/fleetworks/fleet/handlers"
-	"github.com/fleetworks/fleet/handlers/ledger"
-	"github.com/fleetworks/fleet/handlers/orders"
 )
 
 // runCmd is `fleet run`. Flag and variable names are a contract.
@@ -266,7 +263,7 @@ func trimAll(xs []string) []string {
 	return out
 }
 
-func (c *runCmd) Run() error {
+func (c *runCmd) Run(app *App) error {
 	cfg, storeCfg, target, err := c.settings()
 	if err != nil {
 		return err
@@ -283,7 +280,7 @@ func (c *runCmd) Run() error {
 	if len(limits) > 0 {
 		cfg.RateLimiter = dedupe.NewRateLimits(rdb, cfg.Group, limits)
 	}
-	return serve(ctx, log, wiring{consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr})
+	return serve(ctx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr})
 }
 
 // newLogger returns the process logger and routes go-redis's own messages
@@ -309,21 +306,9 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
-// newRouter registers every domain: the ledger, and the orders projection
-// reading its views from rdb.
-func newRouter(rdb redis.UniversalClient) (*handlers.Router, error) {
-	r := handlers.NewRouter()
-	if err := ledger.Register(r); err != nil {
-		return nil, err
-	}
-	if err := orders.New(dedupe.NewRedisView(rdb)).Register(r); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
 // wiring is what one fleet process is made of.
 type wiring struct {
+	app      *App
 	consumer consumer.Config
 	store    dedupe.Config
 	rdb      redis.UniversalClient
@@ -353,7 +338,7 @@ type wiring struct {
 // after a cancellation, the first error otherwise.
 func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	cfg := w.consumer
-	router, err := newRouter(w.rdb)
+	router, err := w.app.router(w.rdb)
 	if err != nil {
 		return err
 	}
@@ -370,7 +355,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		workerReg = prometheus.WrapRegistererWith(prometheus.Labels{"worker": w.worker}, reg)
 	}
 	if !w.noHTTP {
-		registerProcessMetrics(reg, w.rdb)
+		registerProcessMetrics(reg, w.rdb, w.app)
 	}
 	metrics := consumer.NewMetrics(workerReg)
 	dlq := consumer.NewPublisher(cfg.Brokers, cfg.Dialer)
@@ -470,7 +455,7 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		case w.statusAddr == statusOff:
 			statusAt = statusOff
 		}
-		log.Info("fleet running", "version", version, "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", served, "status", statusAt)
+		log.Info("fleet running", "version", w.app.version(), "group", cfg.Group, "topics", cfg.Topics, "brokers", cfg.Brokers, "http", served, "status", statusAt)
 		if w.started != nil {
 			w.started(reg, served, engineStatus)
 		}
@@ -518,12 +503,12 @@ func newHTTPServer(h http.Handler) *http.Server {
 // registerProcessMetrics registers what is not the engine's: Go and process
 // collectors, fleet_build_info, and go-redis's connection pool (hits,
 // misses, timeouts, open and idle connections, as fleet_redis_pool_*).
-func registerProcessMetrics(reg prometheus.Registerer, rdb redis.UniversalClient) {
+func registerProcessMetrics(reg prometheus.Registerer, rdb redis.UniversalClient, app *App) {
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fleet_build_info",
 		Help: "Build information of the running fleet binary; always 1.",
 	}, []string{"version", "revision", "goversion"})
-	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+	buildInfo.WithLabelValues(app.version(), app.revision(), runtime.Version()).Set(1)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -100,7 +100,7 @@ func startProcess(t *testing.T, rdb redis.UniversalClient) *process {
 	p.cancel = cancel
 	log := newLogger(p.logs, "debug", "text")
 	go func() {
-		p.done <- serve(ctx, log, wiring{consumer: cfg, store: dedupe.DefaultConfig(), rdb: rdb, httpAddr: p.http})
+		p.done <- serve(ctx, log, wiring{app: &fleetApp, consumer: cfg, store: dedupe.DefaultConfig(), rdb: rdb, httpAddr: p.http})
 	}()
 	t.Cleanup(func() {
 		cancel()

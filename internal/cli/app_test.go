@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/handlers/orders"
+)
+
+// fleetApp is the fleet command's domains, for the tests that run commands
+// in this process; the tests that run the binary get its demo too.
+var fleetApp = App{Domains: []Domain{{Name: "ledger", Register: ledger.Register}, {Name: "orders", Register: orders.Register}}}
+
+func TestAppCheck(t *testing.T) {
+	reg := func(*handlers.Router, handlers.View) error { return nil }
+	tests := []struct {
+		name string
+		app  App
+		want string
+	}{
+		{"fleet's", fleetApp, ""},
+		{"none", App{}, ""},
+		{"unnamed", App{Domains: []Domain{{Register: reg}}}, `domain ""`},
+		{"upper case", App{Domains: []Domain{{Name: "Inventory", Register: reg}}}, "lower-case"},
+		{"separator", App{Domains: []Domain{{Name: "a:b", Register: reg}}}, "lower-case"},
+		{"twice", App{Domains: []Domain{{Name: "a", Register: reg}, {Name: "a", Register: reg}}}, "registered twice"},
+		{"no function", App{Domains: []Domain{{Name: "a"}}}, "no register function"},
+		{"demo without stream", App{Demo: &Demo{Topic: "t"}}, "topic and a stream"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.app.check()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("check: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("check: %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestAppRouterNamesDomain: two domains routing one type fail at start, and
+// the error names the domain that came second.
+func TestAppRouterNamesDomain(t *testing.T) {
+	app := App{Domains: []Domain{{Name: "ledger", Register: ledger.Register}, {Name: "copy", Register: ledger.Register}}}
+	_, err := app.router(nil)
+	if err == nil || !strings.Contains(err.Error(), "domain copy") || !strings.Contains(err.Error(), "already has a handler") {
+		t.Fatalf("router: %v", err)
+	}
+}
