@@ -3,6 +3,7 @@ package consumer
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
@@ -39,6 +40,9 @@ type state struct {
 	// kind is the handler error's kind.
 	err  error
 	kind handlers.Kind
+	// retryAfter is the delay the handler's error asks for
+	// (handlers.RetryAfter).
+	retryAfter time.Duration
 	// stopping: the partition drains.
 	stopping bool
 	// tries counts the handler runs of this delivery; tier is the retry
@@ -49,6 +53,9 @@ type state struct {
 // rules are the settings the lifecycle decides by.
 type rules struct {
 	maxAttempts, inPlaceAttempts, tiers int
+	// maxInPlaceWait is the longest wait between attempts in place: a
+	// retry asked for later goes to the next retry tier while there is one.
+	maxInPlaceWait time.Duration
 }
 
 // step is what the lifecycle does next.
@@ -77,6 +84,10 @@ type action struct {
 	reason   string
 	cause    error
 	attempts int
+	// wait is the least time to wait before a retry in place
+	// (stepRetryInPlace): what the handler asked for, within
+	// maxInPlaceWait.
+	wait time.Duration
 	// handlerFailed: the handler's failure is to be recorded (for /status,
 	// the logs and the failure headers) before the step.
 	handlerFailed bool
@@ -142,17 +153,22 @@ func afterHandler(s state, r rules) action {
 		return action{step: stepAbandon}
 	}
 	a := action{handlerFailed: true, cause: s.err, attempts: s.res.Attempts}
+	inPlace := s.tries < r.inPlaceAttempts
 	switch {
 	case s.kind == handlers.KindPermanent:
 		a.step, a.reason = stepDeadLetter, ReasonPermanent
 	case s.kind == handlers.KindUnknownType:
 		a.step, a.reason = stepDeadLetter, ReasonUnknownType
+	case s.kind == handlers.KindInvalidEffect:
+		a.step, a.reason = stepDeadLetter, ReasonInvalidEffect
 	case s.res.Attempts >= r.maxAttempts:
 		a.step, a.reason = stepDeadLetter, ReasonAttemptsExhausted
-	case s.tries < r.inPlaceAttempts:
-		a.step = stepRetryInPlace
+	case inPlace && s.retryAfter <= r.maxInPlaceWait:
+		a.step, a.wait = stepRetryInPlace, s.retryAfter
 	case s.tier < r.tiers:
 		a.step = stepRetryTier
+	case inPlace: // asked for later than in place waits, and no tier left
+		a.step, a.wait = stepRetryInPlace, r.maxInPlaceWait
 	default:
 		a.step, a.reason = stepDeadLetter, ReasonAttemptsExhausted
 	}

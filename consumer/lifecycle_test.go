@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
@@ -13,7 +14,7 @@ import (
 // TestDecide covers every branch of the lifecycle: each row is one state and
 // the action the rules call for.
 func TestDecide(t *testing.T) {
-	r := rules{maxAttempts: 5, inPlaceAttempts: 2, tiers: 2}
+	r := rules{maxAttempts: 5, inPlaceAttempts: 2, tiers: 2, maxInPlaceWait: 5 * time.Second}
 	acquired := func(attempts int) dedupe.ClaimResult {
 		return dedupe.ClaimResult{Outcome: dedupe.Acquired, Attempts: attempts}
 	}
@@ -71,6 +72,17 @@ func TestDecide(t *testing.T) {
 			failedWith(handlers.KindUnknownType), deadLettered(ReasonUnknownType, 1)},
 		{"a retryable failure retries in place",
 			failedWith(handlers.KindRetryable), retried(stepRetryInPlace, 1)},
+		{"effects a handler gave that cannot apply dead-letter",
+			failedWith(handlers.KindInvalidEffect), deadLettered(ReasonInvalidEffect, 1)},
+		{"a retry asked for later waits that long in place",
+			state{phase: handled, res: acquired(1), err: errors.New("429"), kind: handlers.KindRetryable, retryAfter: 3 * time.Second, tries: 1},
+			waited(retried(stepRetryInPlace, 1), 3*time.Second)},
+		{"a retry asked for later than in place waits moves to the next tier",
+			state{phase: handled, res: acquired(1), err: errors.New("503"), kind: handlers.KindRetryable, retryAfter: time.Minute, tries: 1},
+			retried(stepRetryTier, 1)},
+		{"without a tier left, it waits in place as long as in place waits",
+			state{phase: handled, res: acquired(1), err: errors.New("503"), kind: handlers.KindRetryable, retryAfter: time.Minute, tries: 1, tier: 2},
+			waited(retried(stepRetryInPlace, 1), 5*time.Second)},
 		{"the last failure of the budget dead-letters, whatever the tiers",
 			state{phase: handled, res: acquired(5), err: errors.New("boom"), kind: handlers.KindRetryable, tries: 1},
 			deadLettered(ReasonAttemptsExhausted, 5)},
@@ -121,6 +133,12 @@ func TestDecide(t *testing.T) {
 // deadLettered is the action for a handler failure that dead-letters.
 func deadLettered(reason string, attempts int) action {
 	return action{step: stepDeadLetter, reason: reason, attempts: attempts, handlerFailed: true, cause: errSame}
+}
+
+// waited is a with the wait of a retry in place.
+func waited(a action, d time.Duration) action {
+	a.wait = d
+	return a
 }
 
 // retried is the action for a handler failure retried in place or on a tier.

@@ -68,7 +68,7 @@ func (p *partition) runStep(d *delivery) state {
 	}
 	d.tries++
 	s.err = p.runHandler(d)
-	s.kind = handlers.KindOf(s.err)
+	s.kind, s.retryAfter = handlers.KindOf(s.err), handlers.RetryDelay(s.err)
 	s.lost, s.stopping, s.tries = d.attempt.lost.Load(), p.drain.started(), d.tries
 	return s
 }
@@ -86,7 +86,7 @@ func (p *partition) waitAndReclaim(d *delivery, a action, cause error) bool {
 	switch a.step {
 	case stepRetryInPlace:
 		p.retryInPlace(d, cause)
-		wait = p.e.eventRetry.delay(d.attempt.res.Attempts - 1)
+		wait = max(p.e.eventRetry.delay(d.attempt.res.Attempts-1), a.wait)
 	case stepWaitBusy:
 		wait = p.busyWait(d)
 	case stepLeaseLost:

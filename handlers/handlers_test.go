@@ -137,3 +137,57 @@ func BenchmarkRoute(b *testing.B) {
 		}
 	}
 }
+
+// TestRouterPatterns: a type's own handler first, then the longest
+// matching pattern; patterns are refused when malformed or doubled.
+func TestRouterPatterns(t *testing.T) {
+	named := func(name string) handlers.Handler {
+		return handlers.HandlerFunc(func(context.Context, handlers.Event, *handlers.Tx) error { return errors.New(name) })
+	}
+	r := handlers.NewRouter()
+	for pattern, name := range map[string]string{"inventory.received": "own", "inventory.*": "inventory", "inventory.stock.*": "stock", "*": "all"} {
+		if err := r.RegisterPattern(pattern, named(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for typ, want := range map[string]string{
+		"inventory.received": "own", "inventory.reserved": "inventory", "inventory.stock.counted": "stock",
+		"inventory.": "inventory", "payment.captured": "all", "": "all",
+	} {
+		err := r.Handle(context.Background(), handlers.Event{Type: typ}, handlers.NewTx("k", 1, 1))
+		if err == nil || err.Error() != want {
+			t.Errorf("%q routed to %v, want %s", typ, err, want)
+		}
+	}
+	for _, bad := range []string{"inventory.*", "a*b*", "*.x", ""} {
+		if err := r.RegisterPattern(bad, named("x")); err == nil {
+			t.Errorf("RegisterPattern(%q) accepted", bad)
+		}
+	}
+	if got := r.Types(); len(got) != 1 || got[0] != "inventory.received" {
+		t.Errorf("Types() = %v, want the registered type alone", got)
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	tests := []struct {
+		err   error
+		kind  handlers.Kind
+		delay time.Duration
+	}{
+		{errors.New("boom"), handlers.KindRetryable, 0},
+		{handlers.RetryAfter(errors.New("429"), 2*time.Second), handlers.KindRetryable, 2 * time.Second},
+		{fmt.Errorf("wrapped: %w", handlers.RetryAfter(errors.New("503"), time.Minute)), handlers.KindRetryable, time.Minute},
+		{handlers.RetryAfter(errors.New("x"), -time.Second), handlers.KindRetryable, 0},
+		{fmt.Errorf("%w: effect 0: op %q", handlers.ErrInvalidEffect, "NOPE"), handlers.KindInvalidEffect, 0},
+		{handlers.Permanentf("bad"), handlers.KindPermanent, 0},
+	}
+	for _, tt := range tests {
+		if k, d := handlers.KindOf(tt.err), handlers.RetryDelay(tt.err); k != tt.kind || d != tt.delay {
+			t.Errorf("%v: kind %s, delay %v; want %s, %v", tt.err, k, d, tt.kind, tt.delay)
+		}
+	}
+	if handlers.RetryAfter(nil, time.Second) != nil {
+		t.Error("RetryAfter(nil) is not nil")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Handler handles one event. It returns nil when the event is done; the
@@ -20,10 +21,20 @@ type HandlerFunc func(ctx context.Context, ev Event, tx *Tx) error
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, ev Event, tx *Tx) error { return f(ctx, ev, tx) }
 
-// Router routes events to handlers by event type. Register all handlers before
-// the engine starts; after that a Router is safe for concurrent use.
+// Router routes events to handlers by event type: to the handler registered
+// for the type itself, or else to the handler of the longest pattern that
+// matches it. Register all handlers before the engine starts; after that a
+// Router is safe for concurrent use.
 type Router struct {
 	routes map[string]Handler
+	// patterns are prefixes (a pattern without its trailing "*"), longest
+	// first.
+	patterns []patternRoute
+}
+
+type patternRoute struct {
+	prefix  string
+	handler Handler
 }
 
 // NewRouter returns an empty router.
@@ -47,13 +58,47 @@ func (r *Router) Register(typ string, h Handler) error {
 	return nil
 }
 
-// Lookup returns the handler for typ.
-func (r *Router) Lookup(typ string) (Handler, bool) {
-	h, ok := r.routes[typ]
-	return h, ok
+// RegisterPattern routes events whose type matches pattern to h, unless
+// their type has a handler of its own: pattern is a type ("inventory.
+// received", as Register) or a prefix ending in "*" ("inventory.*", or "*"
+// for every type). It refuses a pattern with a "*" anywhere else, and one
+// that is already registered.
+func (r *Router) RegisterPattern(pattern string, h Handler) error {
+	prefix, wild := strings.CutSuffix(pattern, "*")
+	switch {
+	case strings.Contains(prefix, "*"):
+		return fmt.Errorf("register %q: a pattern is a type, or a prefix ending in one \"*\"", pattern)
+	case !wild:
+		return r.Register(pattern, h)
+	case h == nil:
+		return fmt.Errorf("register %q: nil handler", pattern)
+	}
+	for _, p := range r.patterns {
+		if p.prefix == prefix {
+			return fmt.Errorf("register %q: pattern already has a handler", pattern)
+		}
+	}
+	r.patterns = append(r.patterns, patternRoute{prefix: prefix, handler: h})
+	slices.SortStableFunc(r.patterns, func(a, b patternRoute) int { return len(b.prefix) - len(a.prefix) })
+	return nil
 }
 
-// Types returns the registered event types, sorted.
+// Lookup returns the handler for typ: its own, or the longest matching
+// pattern's.
+func (r *Router) Lookup(typ string) (Handler, bool) {
+	if h, ok := r.routes[typ]; ok {
+		return h, true
+	}
+	for _, p := range r.patterns {
+		if strings.HasPrefix(typ, p.prefix) {
+			return p.handler, true
+		}
+	}
+	return nil, false
+}
+
+// Types returns the event types registered with Register, sorted; patterns
+// are not among them.
 func (r *Router) Types() []string {
 	types := make([]string, 0, len(r.routes))
 	for t := range r.routes {
@@ -66,7 +111,7 @@ func (r *Router) Types() []string {
 // Handle routes ev to its handler, or returns an error wrapping
 // [ErrUnknownType].
 func (r *Router) Handle(ctx context.Context, ev Event, tx *Tx) error {
-	h, ok := r.routes[ev.Type]
+	h, ok := r.Lookup(ev.Type)
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownType, ev.Type)
 	}

@@ -64,7 +64,8 @@ type runCmd struct {
 	MaxAttributeBytes int           `env:"FLEET_MAX_ATTRIBUTE_BYTES" default:"256" help:"Longest event id, source, type and subject accepted; longer ones are dead-lettered as too_long (0: no limit)."`
 	CommitInterval    time.Duration `env:"FLEET_COMMIT_INTERVAL" default:"1s" help:"How often offsets are committed."`
 
-	kafkaSecurity `embed:""`
+	kafkaSecurity    `embed:""`
+	httpHandlerFlags `embed:""`
 
 	LogLevel  string `env:"FLEET_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
 	LogFormat string `env:"FLEET_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text."`
@@ -135,6 +136,9 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 		if _, _, err := net.SplitHostPort(c.StatusAddr); err != nil {
 			errs = append(errs, fmt.Errorf("status addr %q: want host:port, off, or nothing: %w", c.StatusAddr, err))
 		}
+	}
+	if _, err := c.httpHandlerFlags.settings(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, store, redisTarget{}, configError{err}
@@ -280,7 +284,9 @@ func (c *runCmd) Run(app *App) error {
 	if len(limits) > 0 {
 		cfg.RateLimiter = dedupe.NewRateLimits(rdb, cfg.Group, limits)
 	}
-	return serve(ctx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr})
+	httpHandlers, _ := c.httpHandlerFlags.settings() // checked by settings
+	return serve(ctx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr,
+		httpHandlers: httpHandlers})
 }
 
 // newLogger returns the process logger and routes go-redis's own messages
@@ -308,10 +314,13 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // wiring is what one fleet process is made of.
 type wiring struct {
-	app      *App
-	consumer consumer.Config
-	store    dedupe.Config
-	rdb      redis.UniversalClient
+	app *App
+	// httpHandlers route event types to HTTP endpoints, beside the app's
+	// Go domains.
+	httpHandlers httpHandlers
+	consumer     consumer.Config
+	store        dedupe.Config
+	rdb          redis.UniversalClient
 	// httpAddr serves /metrics, /healthz and /readyz; statusAddr /status:
 	// "" with them, statusOff nowhere, or an address of its own.
 	httpAddr, statusAddr string
@@ -342,10 +351,6 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	if err != nil {
 		return err
 	}
-	store, err := dedupe.NewRedis(w.rdb, w.store)
-	if err != nil {
-		return configError{err}
-	}
 	reg := w.shared
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -353,6 +358,13 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	var workerReg prometheus.Registerer = reg
 	if w.worker != "" {
 		workerReg = prometheus.WrapRegistererWith(prometheus.Labels{"worker": w.worker}, reg)
+	}
+	if _, err := w.httpHandlers.register(router, workerReg); err != nil {
+		return configError{err}
+	}
+	store, err := dedupe.NewRedis(w.rdb, w.store)
+	if err != nil {
+		return configError{err}
 	}
 	if !w.noHTTP {
 		registerProcessMetrics(reg, w.rdb, w.app)

@@ -1,0 +1,92 @@
+package httphandler
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetworks/fleet/handlers"
+)
+
+// Headers fleet sets beside the CloudEvents attributes.
+const (
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderFence          = "Fleet-Fence"
+	HeaderAttempt        = "Fleet-Attempt"
+	// HeaderKey is the Kafka message key, the aggregate: the hash tag of
+	// every key the handler's effects may write.
+	HeaderKey = "Fleet-Key"
+)
+
+// extensionName is what the CloudEvents spec allows an attribute's name to
+// be; an extension named otherwise is not sent.
+var extensionName = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+
+// newRequest is ev as a POST to u in the CloudEvents HTTP binding, binary
+// mode: the attributes as ce-* headers (percent-encoded as the binding
+// says), the data as the body with its content type, and fleet's headers.
+func newRequest(ctx context.Context, u string, ev handlers.Event, tx *handlers.Tx) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(ev.Data))
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
+	set := func(name, value string) {
+		if value != "" {
+			h[name] = []string{encodeValue(value)}
+		}
+	}
+	set("Ce-Specversion", "1.0")
+	set("Ce-Id", ev.ID)
+	set("Ce-Source", ev.Source)
+	set("Ce-Type", ev.Type)
+	set("Ce-Subject", ev.Subject)
+	if !ev.Time.IsZero() {
+		set("Ce-Time", ev.Time.UTC().Format(time.RFC3339Nano))
+	}
+	for name, value := range ev.Extensions {
+		if extensionName.MatchString(name) {
+			set(http.CanonicalHeaderKey("ce-"+name), value)
+		}
+	}
+	// The W3C trace context, for frameworks that read it from its own
+	// headers rather than from the CloudEvents extension.
+	set("Traceparent", ev.Extensions["traceparent"])
+	set("Tracestate", ev.Extensions["tracestate"])
+	set("Content-Type", ev.DataContentType)
+	set(HeaderIdempotencyKey, tx.IdempotencyKey())
+	set(HeaderFence, strconv.FormatInt(tx.Fence(), 10))
+	set(HeaderAttempt, strconv.Itoa(tx.Attempt()))
+	set(HeaderKey, ev.Key)
+	return req, nil
+}
+
+// encodeValue percent-encodes what an HTTP header may not carry as it is,
+// as the CloudEvents HTTP binding encodes attribute values: every byte
+// outside printable ASCII, the space, '"' and '%'.
+func encodeValue(s string) string {
+	clean := true
+	for i := 0; i < len(s) && clean; i++ {
+		clean = s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '%'
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c > ' ' && c < 0x7f && c != '"' && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
