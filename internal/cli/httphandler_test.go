@@ -108,7 +108,9 @@ func testHTTPHandler(t *testing.T, command []string) {
 		}
 		return n
 	}
-	finished := func(outcome string) int { return metric("fleet_consumer_events_finished_total", `outcome="`+outcome+`"`) }
+	finished := func(outcome string) int {
+		return metric("fleet_consumer_events_finished_total", `outcome="`+outcome+`"`)
+	}
 	eventually(t, 45*time.Second, "every event finished", func() bool {
 		return finished("processed") == 4 && finished("duplicate") == 1 && finished("dead_lettered") == 2
 	})

@@ -200,7 +200,7 @@ func endpoint(t *testing.T, o Options, f http.HandlerFunc) (*Handler, *Metrics) 
 
 var testEvent = handlers.Event{ID: "ev 1", Source: "warehouse", Type: "inventory.received", Subject: "sku-1",
 	Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), DataContentType: "application/json", Key: "sku-1",
-	Data: []byte(`{"sku":"sku-1","quantity":5}`),
+	Data:       []byte(`{"sku":"sku-1","quantity":5}`),
 	Extensions: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "Bad Name": "x"}}
 
 // TestHandleRequest: the request is the CloudEvents binary mode with
