@@ -194,6 +194,7 @@ func TestCIValues(t *testing.T) {
 		"keda-kafka-auth-values.yaml":  append(slices.Clone(base), "ScaledObject", "TriggerAuthentication", "PodDisruptionBudget"),
 		"all-on-values.yaml": append(slices.Clone(base), "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
 			"ConfigMap", "HorizontalPodAutoscaler"),
+		"http-handler-sidecar-values.yaml": append(slices.Clone(base), "PodDisruptionBudget"),
 	}
 	for _, f := range ciValues(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -231,17 +232,20 @@ func checkPod(t *testing.T, m manifests) {
 		ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod security context %+v", ps)
 	}
-	if len(pod.Containers) != 1 {
-		t.Fatalf("%d containers", len(pod.Containers))
+	// fleet, and the HTTP handler sidecar when it is on.
+	if len(pod.Containers) < 1 || len(pod.Containers) > 2 || pod.Containers[0].Name != "fleet" {
+		t.Fatalf("containers %d, the first %q", len(pod.Containers), pod.Containers[0].Name)
+	}
+	for _, c := range pod.Containers {
+		sc := c.SecurityContext
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+			sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || (sc.Privileged != nil && *sc.Privileged) ||
+			sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+			t.Errorf("security context of container %s: %+v", c.Name, sc)
+		}
 	}
 	c := pod.Containers[0]
-	sc := c.SecurityContext
-	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
-		sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || (sc.Privileged != nil && *sc.Privileged) ||
-		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
-		t.Errorf("container security context %+v", sc)
-	}
 	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Error("no liveness probe on /healthz")
 	}

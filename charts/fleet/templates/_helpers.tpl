@@ -51,6 +51,16 @@ not used), else <repository>:<tag or appVersion>. */}}
 {{- end }}
 {{- end }}
 
+{{/* The HTTP handler sidecar's image, pinned by its digest when given. */}}
+{{- define "fleet.sidecarImage" -}}
+{{- $img := .Values.httpHandlers.sidecar.image }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $img.repository $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $img.repository $img.tag }}
+{{- end }}
+{{- end }}
+
 {{/* The port /status has to itself, or nothing when it is served on the http
 port or not at all. */}}
 {{- define "fleet.statusPort" -}}
@@ -82,6 +92,22 @@ or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
 
 {{/* Fails on settings that cannot work together. */}}
 {{- define "fleet.validate" -}}
+{{- $sidecar := .Values.httpHandlers.sidecar }}
+{{- if and $sidecar.enabled (not $sidecar.image.repository) }}
+{{- fail "httpHandlers.sidecar.enabled needs httpHandlers.sidecar.image.repository (the handler's image)" }}
+{{- end }}
+{{- if and $sidecar.enabled (not (or $sidecar.image.tag $sidecar.image.digest)) }}
+{{- fail "httpHandlers.sidecar.image needs a tag or a digest: what runs beside fleet must be a version you chose" }}
+{{- end }}
+{{- if and $sidecar.enabled (not .Values.httpHandlers.routes) }}
+{{- fail "httpHandlers.sidecar.enabled needs httpHandlers.routes, such as \"inventory.*=http://127.0.0.1:8081/events\": which event types go to the sidecar" }}
+{{- end }}
+{{- if and $sidecar.enabled (or (eq (int $sidecar.port) 8080) (eq (int $sidecar.port) (int .Values.status.port))) }}
+{{- fail (printf "httpHandlers.sidecar.port %d is fleet's own (8080, or status.port)" (int $sidecar.port)) }}
+{{- end }}
+{{- if and .Values.httpHandlers.header (not .Values.httpHandlers.token.existingSecret) }}
+{{- fail "httpHandlers.header needs httpHandlers.token.existingSecret (the credential it carries)" }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
 {{- fail "autoscaling.enabled and keda.enabled are alternatives: enable one" }}
 {{- end }}
