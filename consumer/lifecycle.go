@@ -52,9 +52,11 @@ type state struct {
 
 // rules are the settings the lifecycle decides by.
 type rules struct {
-	maxAttempts, inPlaceAttempts, tiers int
+	maxAttempts, inPlaceAttempts int
+	// tierDelays are the delays of the retry tiers: tier n's at n-1.
+	tierDelays []time.Duration
 	// maxInPlaceWait is the longest wait between attempts in place: a
-	// retry asked for later goes to the next retry tier while there is one.
+	// retry asked for later goes to a retry tier while there is one.
 	maxInPlaceWait time.Duration
 }
 
@@ -85,9 +87,10 @@ type action struct {
 	cause    error
 	attempts int
 	// wait is the least time to wait before a retry in place
-	// (stepRetryInPlace): what the handler asked for, within
-	// maxInPlaceWait.
+	// (stepRetryInPlace): what the handler asked for.
 	wait time.Duration
+	// tier is the retry tier to write to (stepRetryTier).
+	tier int
 	// handlerFailed: the handler's failure is to be recorded (for /status,
 	// the logs and the failure headers) before the step.
 	handlerFailed bool
@@ -165,14 +168,26 @@ func afterHandler(s state, r rules) action {
 		a.step, a.reason = stepDeadLetter, ReasonAttemptsExhausted
 	case inPlace && s.retryAfter <= r.maxInPlaceWait:
 		a.step, a.wait = stepRetryInPlace, s.retryAfter
-	case s.tier < r.tiers:
-		a.step = stepRetryTier
-	case inPlace: // asked for later than in place waits, and no tier left
-		a.step, a.wait = stepRetryInPlace, r.maxInPlaceWait
+	case s.tier < len(r.tierDelays):
+		a.step, a.tier = stepRetryTier, nextTier(s.tier, s.retryAfter, r.tierDelays)
+	case inPlace: // asked for later than in place waits, and no tier left: the whole wait
+		a.step, a.wait = stepRetryInPlace, s.retryAfter
 	default:
 		a.step, a.reason = stepDeadLetter, ReasonAttemptsExhausted
 	}
 	return a
+}
+
+// nextTier is the retry tier after tier current that a retry asked for
+// after the delay after goes to: the first whose delay covers it, else the
+// last.
+func nextTier(current int, after time.Duration, delays []time.Duration) int {
+	for n := current + 1; n <= len(delays); n++ {
+		if delays[n-1] >= after {
+			return n
+		}
+	}
+	return len(delays)
 }
 
 func afterCompletion(s state) action {

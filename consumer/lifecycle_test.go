@@ -14,7 +14,7 @@ import (
 // TestDecide covers every branch of the lifecycle: each row is one state and
 // the action the rules call for.
 func TestDecide(t *testing.T) {
-	r := rules{maxAttempts: 5, inPlaceAttempts: 2, tiers: 2, maxInPlaceWait: 5 * time.Second}
+	r := rules{maxAttempts: 5, inPlaceAttempts: 2, tierDelays: []time.Duration{time.Second, time.Minute}, maxInPlaceWait: 5 * time.Second}
 	acquired := func(attempts int) dedupe.ClaimResult {
 		return dedupe.ClaimResult{Outcome: dedupe.Acquired, Attempts: attempts}
 	}
@@ -77,12 +77,15 @@ func TestDecide(t *testing.T) {
 		{"a retry asked for later waits that long in place",
 			state{phase: handled, res: acquired(1), err: errors.New("429"), kind: handlers.KindRetryable, retryAfter: 3 * time.Second, tries: 1},
 			waited(retried(stepRetryInPlace, 1), 3*time.Second)},
-		{"a retry asked for later than in place waits moves to the next tier",
-			state{phase: handled, res: acquired(1), err: errors.New("503"), kind: handlers.KindRetryable, retryAfter: time.Minute, tries: 1},
-			retried(stepRetryTier, 1)},
-		{"without a tier left, it waits in place as long as in place waits",
-			state{phase: handled, res: acquired(1), err: errors.New("503"), kind: handlers.KindRetryable, retryAfter: time.Minute, tries: 1, tier: 2},
-			waited(retried(stepRetryInPlace, 1), 5*time.Second)},
+		{"a retry asked for later than in place waits moves to the first tier whose delay covers it",
+			state{phase: handled, res: acquired(1), err: errors.New("503"), kind: handlers.KindRetryable, retryAfter: 30 * time.Second, tries: 1},
+			onTier(retried(stepRetryTier, 1), 2)},
+		{"past every tier's delay, to the last tier",
+			state{phase: handled, res: acquired(1), err: errors.New("503"), kind: handlers.KindRetryable, retryAfter: time.Hour, tries: 1},
+			onTier(retried(stepRetryTier, 1), 2)},
+		{"without a tier left, it waits in place as long as asked",
+			state{phase: handled, res: acquired(1), err: errors.New("503"), kind: handlers.KindRetryable, retryAfter: time.Hour, tries: 1, tier: 2},
+			waited(retried(stepRetryInPlace, 1), time.Hour)},
 		{"the last failure of the budget dead-letters, whatever the tiers",
 			state{phase: handled, res: acquired(5), err: errors.New("boom"), kind: handlers.KindRetryable, tries: 1},
 			deadLettered(ReasonAttemptsExhausted, 5)},
@@ -91,10 +94,10 @@ func TestDecide(t *testing.T) {
 			deadLettered(ReasonAttemptsExhausted, 7)},
 		{"in-place attempts spent moves to the next tier",
 			state{phase: handled, res: acquired(2), err: errors.New("boom"), kind: handlers.KindRetryable, tries: 2},
-			retried(stepRetryTier, 2)},
+			onTier(retried(stepRetryTier, 2), 1)},
 		{"in-place attempts spent on a middle tier moves on",
 			state{phase: handled, res: acquired(2), err: errors.New("boom"), kind: handlers.KindRetryable, tries: 2, tier: 1},
-			retried(stepRetryTier, 2)},
+			onTier(retried(stepRetryTier, 2), 2)},
 		{"in-place attempts spent on the last tier dead-letters",
 			state{phase: handled, res: acquired(2), err: errors.New("boom"), kind: handlers.KindRetryable, tries: 2, tier: 2},
 			deadLettered(ReasonAttemptsExhausted, 2)},
@@ -133,6 +136,12 @@ func TestDecide(t *testing.T) {
 // deadLettered is the action for a handler failure that dead-letters.
 func deadLettered(reason string, attempts int) action {
 	return action{step: stepDeadLetter, reason: reason, attempts: attempts, handlerFailed: true, cause: errSame}
+}
+
+// onTier is a with the retry tier it writes to.
+func onTier(a action, n int) action {
+	a.tier = n
+	return a
 }
 
 // waited is a with the wait of a retry in place.

@@ -62,14 +62,14 @@ func (p *partition) deadLetter(d *delivery, reason string, cause error, attempts
 	p.finish(d, OutcomeDeadLettered)
 }
 
-// retryLater writes d to the next retry tier, due after that tier's delay,
-// releases its claim (the attempt count stays in the record) and finishes
-// it here. An event too large for the retry topic is dead-lettered instead;
-// if the partition drains before the write is acknowledged, the event is
+// retryLater writes d to retry tier n (the next one, or a later one whose
+// delay covers a Retry-After), due after that tier's delay, releases its
+// claim (the attempt count stays in the record) and finishes it here. An
+// event too large for the retry topic is dead-lettered instead; if the
+// partition drains before the write is acknowledged, the event is
 // abandoned.
-func (p *partition) retryLater(d *delivery, cause error) {
+func (p *partition) retryLater(d *delivery, cause error, n int) {
 	e := p.e
-	n := p.route.tier + 1
 	notBefore := time.Now().Add(e.cfg.RetryDelays[n-1])
 	msg := retryMessage(&d.msg, p.route, p.failure(d, ReasonRetryable, cause, d.attempt.res.Attempts), n, notBefore)
 	switch p.publish(d, msg, false) {

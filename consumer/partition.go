@@ -59,7 +59,7 @@ func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, drain *
 		e: e, topic: topic, route: e.routes[topic], id: a.ID, start: a.Offset,
 		wm:    newWatermark(a.Offset),
 		drain: drain,
-		rules: rules{maxAttempts: e.cfg.MaxAttempts, inPlaceAttempts: e.cfg.InPlaceAttempts, tiers: len(e.cfg.RetryDelays),
+		rules: rules{maxAttempts: e.cfg.MaxAttempts, inPlaceAttempts: e.cfg.InPlaceAttempts, tierDelays: e.cfg.RetryDelays,
 			maxInPlaceWait: e.cfg.MaxRetryBackoff},
 		ready: make(chan *delivery, e.cfg.MaxInFlight),
 		keys:  newKeyQueue(),

@@ -33,7 +33,7 @@ func (p *partition) process(d *delivery) {
 			p.deadLetter(d, a.reason, a.cause, a.attempts)
 			return
 		case stepRetryTier:
-			p.retryLater(d, a.cause)
+			p.retryLater(d, a.cause, a.tier)
 			return
 		case stepRetryInPlace, stepWaitBusy, stepReclaim, stepLeaseLost:
 			if !p.waitAndReclaim(d, a, s.err) {

@@ -97,6 +97,16 @@ func (r *Router) Lookup(typ string) (Handler, bool) {
 	return nil, false
 }
 
+// Patterns returns the patterns registered with RegisterPattern, longest
+// first.
+func (r *Router) Patterns() []string {
+	out := make([]string, len(r.patterns))
+	for i, p := range r.patterns {
+		out[i] = p.prefix + "*"
+	}
+	return out
+}
+
 // Types returns the event types registered with Register, sorted; patterns
 // are not among them.
 func (r *Router) Types() []string {

@@ -44,6 +44,8 @@ type devCmd struct {
 	Workers     int           `default:"3" help:"Workers run in this process, members of one consumer group (1 to 16)."`
 	KeepRunning bool          `help:"After the verified summary, keep the broker, Redis, the worker and /metrics up, and print how to publish to them; Ctrl-C stops. Without a demo stream, always."`
 	LogLevel    string        `env:"FLEET_LOG_LEVEL" default:"error" enum:"debug,info,warn,error" help:"Level of the engine's log on stderr (warn shows every dead letter)."`
+
+	httpHandlerFlags `embed:""`
 }
 
 const (
@@ -67,6 +69,10 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 		return configError{fmt.Errorf("timeout %v: must be positive", c.Timeout)}
 	case c.Workers < 1 || c.Workers > 16:
 		return configError{fmt.Errorf("workers %d: must be between 1 and 16", c.Workers)}
+	}
+	httpHandlers, err := c.httpHandlerFlags.settings()
+	if err != nil {
+		return configError{err}
 	}
 	stream, err := app.demoRun(c)
 	if err != nil {
@@ -142,7 +148,7 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 	peers := &statusPeers{}
 	for i := range c.Workers {
 		go func() {
-			errc <- serve(runCtx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
+			errc <- serve(runCtx, log, wiring{app: app, httpHandlers: httpHandlers, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
 				skipPolicyCheck: embedded, shared: shared, worker: strconv.Itoa(i + 1), noHTTP: i > 0, peers: peers,
 				started: func(reg *prometheus.Registry, addr string, status func() consumer.Status) {
 					ready <- served{i, reg, addr, status}

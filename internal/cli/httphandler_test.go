@@ -84,10 +84,13 @@ func testHTTPHandler(t *testing.T, command []string) {
 			{Key: "content-type", Value: []byte("application/json")}}}
 	}
 	received := ev("r1", "inventory.received", "sku-1", `{"quantity":5}`)
+	spaced := ev("r2", "inventory.received", "sku 1 é", `{"quantity":2}`)
+	keyless := ev("nk1", "inventory.received", "", `{"quantity":3}`)
+	keyless.Key = nil
 	w := &kafka.Writer{Addr: kafka.TCP(cl.ListenAddrs()...), Topic: "inventory", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond}
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), received, received,
+	if err := w.WriteMessages(context.Background(), received, received, spaced, keyless,
 		ev("x1", "inventory.rejected", "sku-2", `{}`),
 		ev("f1", "inventory.flaky", "sku-3", `{}`),
 		ev("s1", "inventory.slow", "sku-4", `{}`),
@@ -112,12 +115,19 @@ func testHTTPHandler(t *testing.T, command []string) {
 		return metric("fleet_consumer_events_finished_total", `outcome="`+outcome+`"`)
 	}
 	eventually(t, 45*time.Second, "every event finished", func() bool {
-		return finished("processed") == 4 && finished("duplicate") == 1 && finished("dead_lettered") == 2
+		return finished("processed") == 6 && finished("duplicate") == 1 && finished("dead_lettered") == 2
 	})
 
 	ctx := context.Background()
 	if v := rdb.HGet(ctx, "inv:{sku-1}", "on_hand").Val(); v != "5" {
 		t.Errorf("on_hand of sku-1: %q, want 5 (applied once)", v)
+	}
+	// Fleet-Key is the aggregate, percent-encoded: the key itself, or the
+	// id of an event without one.
+	for key, want := range map[string]string{"inv:{sku 1 é}": "2", "inv:{nk1}": "3"} {
+		if v := rdb.HGet(ctx, key, "on_hand").Val(); v != want {
+			t.Errorf("%s on_hand: %q, want %s", key, v, want)
+		}
 	}
 	seen := rdb.HGetAll(ctx, "inv:{sku-1}:seen").Val()
 	for field, want := range map[string]string{
@@ -158,7 +168,7 @@ func testHTTPHandler(t *testing.T, command []string) {
 			}
 		}
 	}
-	for code, least := range map[string]int{"2xx": 5, "4xx": 1, "5xx": 1, "error": 1} {
+	for code, least := range map[string]int{"2xx": 7, "4xx": 1, "5xx": 1, "error": 1} {
 		if n := metric("fleet_http_handler_requests_total", `code="`+code+`"`); n < least {
 			t.Errorf("fleet_http_handler_requests_total{code=%q} = %d, want at least %d", code, n, least)
 		}

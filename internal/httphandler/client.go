@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Options are the settings every endpoint shares.
@@ -28,6 +30,10 @@ type Options struct {
 	AuthHeader, AuthValue string
 }
 
+// maxResponseBytes is the largest response limit: a body is read whole
+// into memory.
+const maxResponseBytes = 1 << 30
+
 // DefaultOptions: 64 connections per endpoint, responses up to 1 MiB.
 func DefaultOptions() Options {
 	return Options{MaxConns: 64, MaxResponseBytes: 1 << 20, AuthHeader: "Authorization"}
@@ -38,10 +44,13 @@ func (o Options) check() error {
 	switch {
 	case o.MaxConns < 1:
 		return fmt.Errorf("http handler connections %d: must be at least 1", o.MaxConns)
-	case o.MaxResponseBytes < 1:
-		return fmt.Errorf("http handler response limit %d: must be at least 1 byte", o.MaxResponseBytes)
-	case o.AuthValue != "" && o.AuthHeader == "":
-		return errors.New("http handler credentials without a header name")
+	case o.MaxResponseBytes < 1 || o.MaxResponseBytes > maxResponseBytes:
+		return fmt.Errorf("http handler response limit %d: must be 1 byte to 1 GiB", o.MaxResponseBytes)
+	case o.AuthValue != "" && !httpguts.ValidHeaderFieldName(o.AuthHeader):
+		return fmt.Errorf("http handler credential header %q: not a header name", o.AuthHeader)
+	case !httpguts.ValidHeaderFieldValue(o.AuthValue):
+		// Not repeated: it is the credential.
+		return errors.New("http handler credential: holds characters a header may not carry (a line break?)")
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func ParseEndpoint(spec string) (Endpoint, error) {
 	pattern, raw, ok := strings.Cut(strings.TrimSpace(spec), "=")
 	pattern, raw = strings.TrimSpace(pattern), strings.TrimSpace(raw)
 	if !ok || pattern == "" || raw == "" {
-		return Endpoint{}, fmt.Errorf("http handler %q: want TYPE_PATTERN=URL, such as 'inventory.*=http://localhost:8081/events'", spec)
+		return Endpoint{}, fmt.Errorf("http handler %q: want TYPE_PATTERN=URL, such as 'inventory.*=http://localhost:8081/events' (a comma separates routes: write one in a URL as %%2C)", spec)
 	}
 	if i := strings.Index(pattern, "*"); i >= 0 && i != len(pattern)-1 {
 		return Endpoint{}, fmt.Errorf("http handler %q: a pattern is an event type, or a prefix ending in one \"*\"", spec)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/fleetworks/fleet/handlers"
@@ -37,9 +38,14 @@ func New(e Endpoint, o Options, m *Metrics) (*Handler, error) {
 
 // Register routes every endpoint's pattern to its handler on r. A type that
 // has a Go handler keeps it: a pattern routes the types nobody else
-// handles, and a pattern that names such a type exactly is refused.
+// handles, and a pattern that names such a type exactly, or that would
+// take over part of a Go pattern's types, is refused.
 func Register(r *handlers.Router, endpoints []Endpoint, o Options, m *Metrics) error {
+	goPatterns := r.Patterns()
 	for _, e := range endpoints {
+		if p, ok := overlaps(e.Pattern, goPatterns); ok {
+			return fmt.Errorf("--http-handler %s: would take over types of the pattern %s, which a Go domain handles", e.Pattern, p)
+		}
 		h, err := New(e, o, m)
 		if err != nil {
 			return err
@@ -49,6 +55,20 @@ func Register(r *handlers.Router, endpoints []Endpoint, o Options, m *Metrics) e
 		}
 	}
 	return nil
+}
+
+// overlaps reports the first Go pattern whose types pattern would take
+// over: one that pattern is longer than and lies within ("ledger.account*"
+// within "ledger.*"; a type is a pattern without "*").
+func overlaps(pattern string, goPatterns []string) (string, bool) {
+	prefix, _ := strings.CutSuffix(pattern, "*")
+	for _, g := range goPatterns {
+		gp := strings.TrimSuffix(g, "*")
+		if strings.HasPrefix(prefix, gp) && prefix != gp {
+			return g, true
+		}
+	}
+	return "", false
 }
 
 // Handle POSTs ev to the endpoint and turns the response into the run's
@@ -89,9 +109,16 @@ func (h *Handler) outcome(resp *http.Response, body []byte, readErr error, tx *h
 		}
 		return nil
 	case failedForNow:
-		return handlers.RetryAfter(fmt.Errorf("%s: %s", status, bodySnippet(body)), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
+		return handlers.RetryAfter(fmt.Errorf("%s: %s", status, h.snippet(body)), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	}
-	return handlers.Permanent(fmt.Errorf("%s: %s", status, bodySnippet(body)))
+	return handlers.Permanent(fmt.Errorf("%s: %s", status, h.snippet(body)))
+}
+
+// snippet is the start of body for an error, without the credential (the
+// header's value whole, and a bearer's token alone).
+func (h *Handler) snippet(body []byte) string {
+	token, _ := strings.CutPrefix(h.opts.AuthValue, "Bearer ")
+	return bodySnippet(body, h.opts.AuthValue, token)
 }
 
 var errTooLarge = errors.New("response body too large")

@@ -75,6 +75,7 @@ func TestRetryAfter(t *testing.T) {
 		"soon":                          0,
 		"1.5":                           0,
 		"999999999999":                  24 * time.Hour,
+		"99999999999999999999999":       24 * time.Hour,
 		"Sun, 29 Nov 2026 12:00:30 GMT": 30 * time.Second,
 		"Sun, 29 Nov 2026 11:00:00 GMT": 0,
 	}
@@ -333,9 +334,96 @@ func TestRegisterKeepsGoHandlers(t *testing.T) {
 	if h, ok := r.Lookup("inventory.received"); !ok || h == nil {
 		t.Errorf("inventory.received is not routed to the endpoint")
 	}
+	only := handlers.NewRouter()
+	if err := only.Register("inventory.audit", goHandler); err != nil {
+		t.Fatal(err)
+	}
 	exact, _ := ParseEndpoint("inventory.audit=http://127.0.0.1:1/")
-	if err := Register(r, []Endpoint{exact}, DefaultOptions(), nil); err == nil || !strings.Contains(err.Error(), "already has a handler") {
+	if err := Register(only, []Endpoint{exact}, DefaultOptions(), nil); err == nil || !strings.Contains(err.Error(), "already has a handler") {
 		t.Errorf("an exact pattern over a Go handler: %v", err)
+	}
+	// A Go domain's pattern keeps its types: an HTTP pattern within it, or
+	// a type within it, is refused; a wider one routes only the rest.
+	goWild := handlers.NewRouter()
+	if err := goWild.RegisterPattern("ledger.*", goHandler); err != nil {
+		t.Fatal(err)
+	}
+	for spec, refused := range map[string]bool{
+		"ledger.account*=http://127.0.0.1:1/":       true,
+		"ledger.account.opened=http://127.0.0.1:1/": true,
+		"ledger.*=http://127.0.0.1:1/":              true, // the same pattern
+		"led*=http://127.0.0.1:1/":                  false,
+		"payment.*=http://127.0.0.1:1/":             false,
+	} {
+		e, _ := ParseEndpoint(spec)
+		r := handlers.NewRouter()
+		_ = r.RegisterPattern("ledger.*", goHandler)
+		err := Register(r, []Endpoint{e}, DefaultOptions(), nil)
+		if (err != nil) != refused {
+			t.Errorf("%s: %v, refused %v", spec, err, refused)
+		}
+		if h, _ := r.Lookup("ledger.account.opened"); !refused && h == nil {
+			t.Errorf("%s: ledger.account.opened lost its Go handler", spec)
+		}
+	}
+}
+
+// TestOptionsRefused: settings that cannot work fail at start, without
+// repeating the credential.
+func TestOptionsRefused(t *testing.T) {
+	e, _ := ParseEndpoint("a=http://127.0.0.1:1/")
+	for name, o := range map[string]Options{
+		"a header name with spaces":   {MaxConns: 1, MaxResponseBytes: 1, AuthHeader: "X Api Key", AuthValue: "k"},
+		"a header name with a colon":  {MaxConns: 1, MaxResponseBytes: 1, AuthHeader: "X-Api-Key:", AuthValue: "k"},
+		"a credential with a newline": {MaxConns: 1, MaxResponseBytes: 1, AuthHeader: "Authorization", AuthValue: "Bearer abc\ndef"},
+		"no connections":              {MaxConns: 0, MaxResponseBytes: 1},
+		"a response limit past 1 GiB": {MaxConns: 1, MaxResponseBytes: 1<<63 - 1},
+	} {
+		if _, err := New(e, o, nil); err == nil || strings.Contains(err.Error(), "abc") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestRequestHeadersAsTheBindingWants: the content type goes as it is (with
+// its parameters), an unparsable one not at all; Fleet-Key is the
+// aggregate, the id when there is no message key.
+func TestRequestHeadersAsTheBindingWants(t *testing.T) {
+	tx := handlers.NewTx("k", 1, 1)
+	for _, tt := range []struct {
+		ev               handlers.Event
+		contentType, key string
+	}{
+		{handlers.Event{ID: "1", Key: "sku 1", DataContentType: "application/json; charset=utf-8"}, "application/json; charset=utf-8", "sku%201"},
+		{handlers.Event{ID: "no-key", DataContentType: `multipart/mixed; boundary="a b"`}, `multipart/mixed; boundary="a b"`, "no-key"},
+		{handlers.Event{ID: "2", Key: "k", DataContentType: "not a media type"}, "", "k"},
+		{handlers.Event{ID: "3", Key: "k", DataContentType: "text/plain; x=\"é\""}, "", "k"},
+	} {
+		req, err := newRequest(context.Background(), "http://h/", tt.ev, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := req.Header.Get("Content-Type"); got != tt.contentType {
+			t.Errorf("%q: Content-Type %q, want %q", tt.ev.DataContentType, got, tt.contentType)
+		}
+		if got := req.Header.Get(HeaderKey); got != tt.key {
+			t.Errorf("%q/%q: Fleet-Key %q, want %q", tt.ev.Key, tt.ev.ID, got, tt.key)
+		}
+	}
+}
+
+// TestErrorHidesEchoedCredential: an endpoint that echoes the request in its
+// error body does not put the credential in the dead letter.
+func TestErrorHidesEchoedCredential(t *testing.T) {
+	o := DefaultOptions()
+	o.AuthValue = "Bearer s3cret-token"
+	h, _ := endpoint(t, o, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(400)
+		_, _ = io.WriteString(w, "bad request; you sent Authorization: "+r.Header.Get("Authorization")+" and token s3cret-token")
+	})
+	err := h.Handle(context.Background(), testEvent, handlers.NewTx("k", 1, 1))
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "[credential]") {
+		t.Fatalf("err = %v", err)
 	}
 }
 

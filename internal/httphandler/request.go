@@ -3,11 +3,14 @@ package httphandler
 import (
 	"bytes"
 	"context"
+	"mime"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/fleetworks/fleet/handlers"
 )
@@ -17,8 +20,9 @@ const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 	HeaderFence          = "Fleet-Fence"
 	HeaderAttempt        = "Fleet-Attempt"
-	// HeaderKey is the Kafka message key, the aggregate: the hash tag of
-	// every key the handler's effects may write.
+	// HeaderKey is the event's aggregate (its Kafka message key, or its id
+	// when it has none): the hash tag of every key the handler's effects
+	// may write. Percent-encoded as the ce-* values are.
 	HeaderKey = "Fleet-Key"
 )
 
@@ -57,12 +61,30 @@ func newRequest(ctx context.Context, u string, ev handlers.Event, tx *handlers.T
 	// headers rather than from the CloudEvents extension.
 	set("Traceparent", ev.Extensions["traceparent"])
 	set("Tracestate", ev.Extensions["tracestate"])
-	set("Content-Type", ev.DataContentType)
+	if contentTypeAsIs(ev.DataContentType) {
+		h["Content-Type"] = []string{ev.DataContentType}
+	}
 	set(HeaderIdempotencyKey, tx.IdempotencyKey())
 	set(HeaderFence, strconv.FormatInt(tx.Fence(), 10))
 	set(HeaderAttempt, strconv.Itoa(tx.Attempt()))
-	set(HeaderKey, ev.Key)
+	set(HeaderKey, ev.Aggregate())
 	return req, nil
+}
+
+// contentTypeAsIs reports whether a data content type goes in Content-Type
+// as it is, as the binding wants it: a media type that parses, in visible
+// ASCII with spaces and tabs. Another is left out rather than mangled.
+func contentTypeAsIs(ct string) bool {
+	if ct == "" || !httpguts.ValidHeaderFieldValue(ct) {
+		return false
+	}
+	for i := 0; i < len(ct); i++ {
+		if ct[i] >= 0x7f {
+			return false
+		}
+	}
+	_, _, err := mime.ParseMediaType(ct)
+	return err == nil
 }
 
 // encodeValue percent-encodes what an HTTP header may not carry as it is,

@@ -1,6 +1,7 @@
 package httphandler
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,6 +34,9 @@ func classify(status int) class {
 	return failedPermanently
 }
 
+// maxRetryAfter is the longest Retry-After honoured.
+const maxRetryAfter = 24 * time.Hour
+
 // retryAfter reads a Retry-After header, delay-seconds or an HTTP date, as
 // a delay from now; 0 when absent, unreadable or past.
 func retryAfter(v string, now time.Time) time.Duration {
@@ -40,27 +44,35 @@ func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		if secs <= 0 {
 			return 0
 		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return min(at.Sub(now), 24*time.Hour)
+		return min(at.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
 
 // bodySnippet is the start of a response body for an error message: at most
-// 256 bytes, valid UTF-8, one line.
-func bodySnippet(b []byte) string {
+// 256 bytes, valid UTF-8, one line, without secrets (the credential, which
+// an endpoint echoing the request would show in the dead letter, the log
+// and /status).
+func bodySnippet(b []byte, secrets ...string) string {
 	const most = 256
-	cut := len(b) > most
-	if cut {
-		b = b[:most]
+	s := string(b)
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[credential]")
+		}
 	}
-	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(b), "\uFFFD")), " ")
+	cut := len(s) > most
+	if cut {
+		s = s[:most]
+	}
+	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "\uFFFD")), " ")
 	if cut {
 		s += " …"
 	}

@@ -17,7 +17,8 @@ function reply(res, body) {
 function handle(req, res, data) {
   const id = req.headers['ce-id'];
   const type = req.headers['ce-type'];
-  const key = req.headers['fleet-key'];
+  // Fleet-Key is percent-encoded, as the ce-* values are.
+  const key = decodeURIComponent(req.headers['fleet-key']);
   const times = requests.get(id) || [];
   times.push(performance.now());
   requests.set(id, times);

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 lock = threading.Lock()
 requests = {}  # ce-id -> [times]
@@ -50,7 +50,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         ev_id, ev_type = self.headers["ce-id"], self.headers["ce-type"]
-        key = self.headers["Fleet-Key"]
+        # Fleet-Key is percent-encoded, as the ce-* values are.
+        key = unquote(self.headers["Fleet-Key"])
         with lock:
             times = requests.setdefault(ev_id, [])
             times.append(time.monotonic())
