@@ -45,6 +45,7 @@ type benchCmd struct {
 	NoNaive     bool     `help:"Skip the naive loop."`
 	LatencyFor  string   `default:"5s" help:"How long the latency phase publishes."`
 	LatencyRate float64  `default:"20000" help:"Events per second the latency phase publishes: half of the 40,000 events/s target (0: half the throughput just measured)."`
+	HTTPHandler bool     `name:"http-handler" help:"Also run fleet with the ledger served over HTTP by a local endpoint (--http-handler), and report its events/s and the latency it adds per event."`
 	JSON        bool     `name:"json" help:"Print the results as JSON."`
 
 	rdb *redis.Client // the run's Redis, to read its CPU time
@@ -73,13 +74,17 @@ type benchResult struct {
 }
 
 type benchReport struct {
-	Events         int           `json:"unique_events"`
-	Messages       int           `json:"messages"`
-	Duplicates     float64       `json:"duplicate_share"`
-	Partitions     int           `json:"partitions"`
-	Runs           []benchResult `json:"runs"`
-	Speedup        float64       `json:"fleet_vs_naive,omitempty"`
-	BytesPerRecord float64       `json:"redis_bytes_per_record"`
+	Events     int           `json:"unique_events"`
+	Messages   int           `json:"messages"`
+	Duplicates float64       `json:"duplicate_share"`
+	Partitions int           `json:"partitions"`
+	Runs       []benchResult `json:"runs"`
+	Speedup    float64       `json:"fleet_vs_naive,omitempty"`
+	// HTTPAddedP50ms and HTTPAddedP99ms are what serving the handler over
+	// HTTP adds to the produce-to-done latency at half load (--http-handler).
+	HTTPAddedP50ms float64 `json:"http_added_latency_p50_ms,omitempty"`
+	HTTPAddedP99ms float64 `json:"http_added_latency_p99_ms,omitempty"`
+	BytesPerRecord float64 `json:"redis_bytes_per_record"`
 }
 
 func (c *benchCmd) Run() error {
@@ -117,6 +122,9 @@ func (c *benchCmd) Run() error {
 func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress io.Writer) (*benchReport, error) {
 	brokers := c.Brokers
 	topics := []string{"bench-naive", "bench-fleet", "bench-latency"}
+	if c.HTTPHandler {
+		topics = append(topics, benchHTTPTopic, benchHTTPLatencyTopic)
+	}
 	if len(brokers) == 0 {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.Partitions), topics...) /* #nosec G115 -- checked: 1 to 1024 */, kfake.AllowAutoTopicCreation())
 		if err != nil {
@@ -221,13 +229,21 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	}
 	lat.Name, lat.RatePerSecond = "fleet at half load", rate
 	report.Runs = append(report.Runs, lat)
+	if c.HTTPHandler {
+		runs, err := c.benchHTTP(ctx, brokers, redisURL, run, msgs, rate, n, progress)
+		if err != nil {
+			return nil, err
+		}
+		report.Runs = append(report.Runs, runs...)
+		report.HTTPAddedP50ms, report.HTTPAddedP99ms = runs[1].P50ms-lat.P50ms, runs[1].P99ms-lat.P99ms
+	}
 	return report, nil
 }
 
 // worker runs one bench worker as a child process and measures it. feed,
 // when set, runs once the worker consumes, to publish while it runs.
 func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, topic, group, redisURL string, expect int,
-	feed func() error, progress io.Writer) (benchResult, error) {
+	feed func() error, progress io.Writer, extra ...string) (benchResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return benchResult{}, err
@@ -247,6 +263,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	if feed != nil {
 		args = append(args, "--latency")
 	}
+	args = append(args, extra...)
 	if mode == "fleet" && c.Profile != "" {
 		name := "fleet"
 		if feed != nil {
@@ -552,6 +569,9 @@ func (r *benchReport) print(w io.Writer) error {
 	}
 	if r.Speedup > 0 {
 		fmt.Fprintf(w, "\nfleet / naive: %.1fx\n", r.Speedup)
+	}
+	if r.HTTPAddedP50ms != 0 || r.HTTPAddedP99ms != 0 {
+		fmt.Fprintf(w, "the handler over HTTP adds %.2f ms at the median, %.2f ms at p99, per event at half load\n", r.HTTPAddedP50ms, r.HTTPAddedP99ms)
 	}
 	_, err := fmt.Fprintf(w, "Redis memory per idempotency record: %.0f bytes\n", r.BytesPerRecord)
 	return err

@@ -26,6 +26,7 @@ import (
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/handlers/ledger"
+	"github.com/fleetworks/fleet/internal/httphandler"
 )
 
 // benchWorkerCmd is one measured worker of `fleet bench`, run as a child
@@ -46,6 +47,7 @@ type benchWorkerCmd struct {
 	Latency     bool     `help:"Record produce-to-done latency of every event."`
 	ReadyFile   string   `help:"Touch this file once consuming has started."`
 	TimeoutSec  int      `default:"600"`
+	HTTPHandler string   `name:"http-handler" help:"Serve the ledger's events through this HTTP endpoint instead of the Go handlers."`
 }
 
 // workerResult is what a bench worker reports.
@@ -205,13 +207,27 @@ func (c *benchWorkerCmd) naive(ctx context.Context, rdb *redis.Client) (workerRe
 	return workerResult{Events: c.Expect, Seconds: time.Since(start).Seconds(), RoundTrips: trips}, nil
 }
 
+// router is the ledger's: its Go handlers, or the endpoint of
+// --http-handler for its event types.
+func (c *benchWorkerCmd) router() (*handlers.Router, error) {
+	router := handlers.NewRouter()
+	if c.HTTPHandler == "" {
+		return router, ledger.Register(router, nil)
+	}
+	e, err := httphandler.ParseEndpoint("payment.*=" + c.HTTPHandler)
+	if err != nil {
+		return nil, err
+	}
+	return router, httphandler.Register(router, []httphandler.Endpoint{e}, httphandler.DefaultOptions(), nil)
+}
+
 // fleet runs the engine with the full protocol until --expect messages are
 // finished.
 func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerResult, error) {
 	// The bench measures the engine on the ledger, whatever domains the
 	// binary has: its numbers compare across binaries and releases.
-	router := handlers.NewRouter()
-	if err := ledger.Register(router, nil); err != nil {
+	router, err := c.router()
+	if err != nil {
 		return workerResult{}, err
 	}
 	store, err := dedupe.NewRedis(rdb, dedupe.Config{Lease: 30 * time.Second, Retention: 24 * time.Hour,
