@@ -24,6 +24,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/internal/demo"
 )
 
@@ -306,6 +307,9 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	if err := json.Unmarshal(stdout.Bytes(), &wr); err != nil {
 		return benchResult{}, fmt.Errorf("worker result %q: %w", stdout.String(), err)
 	}
+	if err := onlySuccesses(wr.Outcomes); err != nil {
+		return benchResult{}, err
+	}
 	r := benchResult{
 		Name:            mode,
 		Events:          wr.Events,
@@ -335,6 +339,17 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	}
 	fmt.Fprintf(progress, "  %s: %d events in %.2fs, store calls per event %v\n", mode, wr.Events, wr.Seconds, r.CallsPerEvent)
 	return r, nil
+}
+
+// onlySuccesses refuses a run in which an event did not succeed: the bench
+// measures handlers that work, and a dead letter would be a cheaper event.
+func onlySuccesses(outcomes map[string]int) error {
+	for outcome, n := range outcomes {
+		if outcome != consumer.OutcomeProcessed && outcome != consumer.OutcomeDuplicate {
+			return fmt.Errorf("%d events finished as %s: the bench measures events that succeed", n, outcome)
+		}
+	}
+	return nil
 }
 
 // workerCommand is a bench worker's command: the Redis URL, which may hold a

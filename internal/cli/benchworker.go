@@ -59,6 +59,8 @@ type workerResult struct {
 	PeakRSSKiB int64     `json:"peak_rss_kib"`
 	// StoreCalls counts idempotency store calls by operation (fleet only).
 	StoreCalls map[string]uint64 `json:"store_calls,omitempty"`
+	// Outcomes counts finished messages by outcome (fleet only).
+	Outcomes map[string]int `json:"outcomes,omitempty"`
 }
 
 func (c *benchWorkerCmd) Run() error {
@@ -241,6 +243,7 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	var (
 		mu        sync.Mutex
 		finished  int
+		outcomes  = map[string]int{}
 		first     time.Time
 		last      time.Time
 		latencies []float64
@@ -262,7 +265,7 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 		cfg.MaxInFlight = c.MaxInFlight
 	}
 	cfg.MaxWait = 50 * time.Millisecond
-	cfg.OnFinish = func(m *kafka.Message, _ string) {
+	cfg.OnFinish = func(m *kafka.Message, outcome string) {
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
@@ -270,6 +273,7 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 			first = now
 		}
 		finished++
+		outcomes[outcome]++
 		last = now
 		if c.Latency {
 			latencies = append(latencies, float64(now.Sub(m.Time).Microseconds())/1000)
@@ -311,7 +315,8 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	mu.Lock()
 	defer mu.Unlock()
 	// Both workers are timed from their first finished event to their last.
-	res := workerResult{Events: finished, Seconds: last.Sub(first).Seconds(), RoundTrips: store.RoundTrips(), StoreCalls: storeCalls(reg)}
+	res := workerResult{Events: finished, Seconds: last.Sub(first).Seconds(), RoundTrips: store.RoundTrips(), StoreCalls: storeCalls(reg),
+		Outcomes: outcomes}
 	if c.Latency {
 		slices.Sort(latencies)
 		res.Latencies = latencies

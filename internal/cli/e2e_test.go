@@ -502,3 +502,29 @@ func TestBench(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchHTTPHandler: fleet bench --http-handler runs the ledger over HTTP
+// too, every message finished, and reports the latency it adds.
+func TestBenchHTTPHandler(t *testing.T) {
+	out, err := exec.Command(binary, "bench", "--events", "2000", "--accounts", "50", "--partitions", "4", "--latency-for", "1s",
+		"--latency-rate", "1000", "--no-naive", "--http-handler", "--json").Output()
+	if err != nil {
+		t.Fatalf("fleet bench: %v", err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("bench JSON: %v\n%s", err, out)
+	}
+	if len(r.Runs) != 4 || r.Runs[2].Name != "fleet over HTTP" || r.Runs[3].Name != "fleet over HTTP at half load" {
+		t.Fatalf("runs: %+v", r.Runs)
+	}
+	if h := r.Runs[2]; h.Events != r.Messages || h.EventsPerSecond <= 0 {
+		t.Errorf("over HTTP: %d of %d messages, %v events/s", h.Events, r.Messages, h.EventsPerSecond)
+	}
+	if lat := r.Runs[3]; lat.P50ms <= 0 || lat.P99ms < lat.P50ms || lat.RatePerSecond <= 0 {
+		t.Errorf("latency over HTTP: %+v", lat)
+	}
+	if r.HTTPAddedP50ms != r.Runs[3].P50ms-r.Runs[1].P50ms {
+		t.Errorf("added latency %v, want %v", r.HTTPAddedP50ms, r.Runs[3].P50ms-r.Runs[1].P50ms)
+	}
+}
