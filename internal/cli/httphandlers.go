@@ -13,7 +13,7 @@ import (
 
 // tokenVariable gives the HTTP handlers' credential directly. It has no
 // flag: a flag's value shows in the process list.
-const tokenVariable = "FLEET_HTTP_HANDLER_TOKEN"
+const tokenVariable = "FLEET_HTTP_HANDLER_TOKEN" // #nosec G101 -- the name of a variable, not a credential
 
 // httpHandlerFlags are the settings of handlers over HTTP (package
 // internal/httphandler).
