@@ -3,7 +3,6 @@ package cli
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -62,13 +61,8 @@ func (c *devCmd) Run(app *App) error {
 // dev runs the demo, printing progress and the summary to out and the
 // engine's log to logs. It returns an error when anything does not check.
 func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
-	switch {
-	case c.Partitions < 1 || c.Partitions > 1024:
-		return configError{fmt.Errorf("partitions %d: must be between 1 and 1024", c.Partitions)}
-	case c.Timeout <= 0:
-		return configError{fmt.Errorf("timeout %v: must be positive", c.Timeout)}
-	case c.Workers < 1 || c.Workers > 16:
-		return configError{fmt.Errorf("workers %d: must be between 1 and 16", c.Workers)}
+	if err := c.check(); err != nil {
+		return err
 	}
 	httpHandlers, err := c.httpHandlerFlags.settings()
 	if err != nil {
@@ -84,24 +78,88 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 	}
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
-
-	redisURL, embedded := c.Redis, c.Redis == ""
-	if embedded {
-		mr, err := miniredis.Run()
-		if err != nil {
-			return fmt.Errorf("embedded redis: %w", err)
-		}
-		defer mr.Close()
-		redisURL = "redis://" + mr.Addr() + "/0"
+	redisURL, closeRedis, err := c.redis()
+	if err != nil {
+		return err
 	}
+	defer closeRedis()
 	opts, err := parseRedisURL(redisURL)
 	if err != nil {
 		return configError{err}
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
+	c.describe(out, brokers[0], opts.Addr, stream)
+
+	interrupted := ctx
+	ctx, cancelTimeout := context.WithTimeout(ctx, c.Timeout)
+	defer cancelTimeout()
+	w := wiring{app: app, httpHandlers: httpHandlers, consumer: devConsumerConfig(brokers, c.Topic), rdb: rdb,
+		httpAddr: c.httpAddr(out), skipPolicyCheck: c.Redis == ""}
+	w.store = dedupe.Config{Lease: w.consumer.Lease, Retention: time.Hour}
+	workers := startDevWorkers(interrupted, c.Workers, w, newLogger(logs, c.LogLevel, "text"), out)
+	servedAddr, err := workers.waitStarted(ctx, interrupted, opts.Addr, c.Timeout)
+	if err != nil {
+		return err
+	}
+	if err := workers.waitOneGeneration(ctx, interrupted, c.Timeout); err != nil {
+		return err
+	}
+	help := devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}
+	if stream == nil {
+		fmt.Fprintf(out, "processing with %d workers; this binary has no demo stream\n", c.Workers)
+		keepRunningHelp(out, app, help, app.example(rdb))
+		return workers.keepRunning(interrupted)
+	}
+	elapsed, err := workers.runStream(ctx, interrupted, stream, brokers, c)
+	if err != nil {
+		return err
+	}
+	view := dedupe.NewRedisView(rdb)
+	if !c.KeepRunning {
+		if err := workers.stopAll(); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		return summarize(ctx, out, stream, view, brokers, c.Topic, workers.reg, elapsed)
+	}
+	if err := summarize(ctx, out, stream, view, brokers, c.Topic, workers.reg, elapsed); err != nil {
+		_ = workers.stopAll()
+		return err
+	}
+	keepRunningHelp(out, app, help, app.example(rdb))
+	return workers.keepRunning(interrupted)
+}
+
+// check refuses what dev cannot run.
+func (c *devCmd) check() error {
+	switch {
+	case c.Partitions < 1 || c.Partitions > 1024:
+		return configError{fmt.Errorf("partitions %d: must be between 1 and 1024", c.Partitions)}
+	case c.Timeout <= 0:
+		return configError{fmt.Errorf("timeout %v: must be positive", c.Timeout)}
+	case c.Workers < 1 || c.Workers > 16:
+		return configError{fmt.Errorf("workers %d: must be between 1 and 16", c.Workers)}
+	}
+	return nil
+}
+
+// redis is the Redis dev uses: --redis, or an embedded one that the
+// returned function stops.
+func (c *devCmd) redis() (string, func(), error) {
+	if c.Redis != "" {
+		return c.Redis, func() {}, nil
+	}
+	mr, err := miniredis.Run()
+	if err != nil {
+		return "", nil, fmt.Errorf("embedded redis: %w", err)
+	}
+	return "redis://" + mr.Addr() + "/0", mr.Close, nil
+}
+
+// describe says what runs where.
+func (c *devCmd) describe(out io.Writer, broker, redisAddr string, stream *DemoRun) {
 	which := "embedded: miniredis"
-	if !embedded {
+	if c.Redis != "" {
 		which = "given"
 	}
 	source := ""
@@ -109,230 +167,29 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 		source = ", event source " + stream.Source
 	}
 	fmt.Fprintf(out, "broker %s (embedded), redis %s (%s), topic %s with %d partitions, consumer group %s%s\n",
-		brokers[0], opts.Addr, which, c.Topic, c.Partitions, devGroup, source)
+		broker, redisAddr, which, c.Topic, c.Partitions, devGroup, source)
+}
 
-	interrupted := ctx
-	ctx, cancelTimeout := context.WithTimeout(ctx, c.Timeout)
-	defer cancelTimeout()
+// httpAddr is --http-addr, or a free port when the default is taken: only
+// the default moves, since an address asked for is one the user expects
+// (and serve says so when it is taken).
+func (c *devCmd) httpAddr(out io.Writer) string {
+	if c.HTTPAddr == defaultDevHTTPAddr && !free(c.HTTPAddr) {
+		fmt.Fprintf(out, "%s is in use; serving on a free port instead\n", c.HTTPAddr)
+		return "127.0.0.1:0"
+	}
+	return c.HTTPAddr
+}
 
+// devConsumerConfig is the engine's configuration in dev: short timeouts,
+// quick commits and retries, for a demo that takes a second.
+func devConsumerConfig(brokers []string, topic string) consumer.Config {
 	cfg := consumer.DefaultConfig()
-	cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{c.Topic}, devGroup
+	cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{topic}, devGroup
 	cfg.SessionTimeout, cfg.RebalanceTimeout, cfg.HeartbeatInterval, cfg.DrainTimeout = 10*time.Second, 10*time.Second, time.Second, 5*time.Second
 	cfg.CommitInterval, cfg.MaxWait = 200*time.Millisecond, 100*time.Millisecond
 	cfg.RetryBackoff, cfg.MaxRetryBackoff = 10*time.Millisecond, 100*time.Millisecond
-	storeCfg := dedupe.Config{Lease: cfg.Lease, Retention: time.Hour}
-	log := newLogger(logs, c.LogLevel, "text")
-
-	httpAddr := c.HTTPAddr
-	if httpAddr == defaultDevHTTPAddr && !free(httpAddr) {
-		// Only the default moves: an address asked for is an address the
-		// user expects, and serve says so when it is taken.
-		fmt.Fprintf(out, "%s is in use; serving on a free port instead\n", httpAddr)
-		httpAddr = "127.0.0.1:0"
-	}
-	type served struct {
-		worker int
-		reg    *prometheus.Registry
-		addr   string
-		status func() consumer.Status
-	}
-	ready := make(chan served, c.Workers)
-	// The workers are not bound by --timeout (the wait for the stream is):
-	// with --keep-running they outlive it.
-	runCtx, stopEngine := context.WithCancel(interrupted)
-	defer stopEngine()
-	errc := make(chan error, c.Workers)
-	// One registry and one /metrics for the process; each worker's series
-	// carry worker="1", "2", …
-	shared := prometheus.NewRegistry()
-	peers := &statusPeers{}
-	for i := range c.Workers {
-		go func() {
-			errc <- serve(runCtx, log, wiring{app: app, httpHandlers: httpHandlers, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: httpAddr,
-				skipPolicyCheck: embedded, shared: shared, worker: strconv.Itoa(i + 1), noHTTP: i > 0, peers: peers,
-				started: func(reg *prometheus.Registry, addr string, status func() consumer.Status) {
-					ready <- served{i, reg, addr, status}
-				}})
-		}()
-	}
-	// stopAll stops every worker and returns the first error among them.
-	// A drain is bounded (the engine's drain timeout, then its hung
-	// handlers are left behind); past a second it says what it waits for,
-	// and past the bound it gives up rather than hang.
-	running := c.Workers
-	stopAll := func() error {
-		stopEngine()
-		var first error
-		slow := time.NewTimer(time.Second)
-		defer slow.Stop()
-		bound := time.NewTimer(cfg.DrainTimeout + 10*time.Second)
-		defer bound.Stop()
-		for running > 0 {
-			select {
-			case err := <-errc:
-				running--
-				if err != nil && first == nil {
-					first = err
-				}
-			case <-slow.C:
-				fmt.Fprintf(out, "stopping: waiting for %d worker(s) to finish the events in flight, commit and leave the group (at most %v)\n",
-					running, cfg.DrainTimeout+10*time.Second)
-			case <-bound.C:
-				return fmt.Errorf("%d worker(s) did not stop within %v", running, cfg.DrainTimeout+10*time.Second)
-			}
-		}
-		return first
-	}
-	reg := prometheus.Gatherer(shared)
-	var servedAddr string
-	var statuses []func() consumer.Status
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for started := 0; started < c.Workers; {
-		select {
-		case s := <-ready:
-			started++
-			statuses = append(statuses, s.status)
-			if s.worker == 0 {
-				servedAddr = s.addr
-			}
-			if started == c.Workers {
-				fmt.Fprintf(out, "processing with %d workers; http://%s/metrics, /healthz, /readyz, /status\n", c.Workers, servedAddr)
-			}
-		case <-tick.C:
-			fmt.Fprintf(out, "  waiting for Redis at %s\n", opts.Addr)
-		case <-ctx.Done():
-			_ = stopAll()
-			if interrupted.Err() != nil {
-				return errors.New("interrupted")
-			}
-			return fmt.Errorf("redis at %s did not answer within %v (--timeout)", opts.Addr, c.Timeout)
-		case err := <-errc:
-			running--
-			_ = stopAll()
-			switch {
-			case err != nil:
-			case interrupted.Err() != nil:
-				err = errors.New("interrupted")
-			default: // cancelled by the timeout while waiting for Redis
-				err = fmt.Errorf("redis at %s did not answer within %v", opts.Addr, c.Timeout)
-			}
-			return err
-		}
-	}
-
-	// The stream goes out once every worker is a member of one generation:
-	// a worker joining later would take partitions over mid-stream, and
-	// the events finished before it but not yet committed would be
-	// delivered again (skipped as duplicates, applied once, but counted
-	// twice here).
-	tick.Reset(20 * time.Millisecond)
-	for !oneGeneration(statuses) {
-		select {
-		case err := <-errc:
-			running--
-			_ = stopAll()
-			if err == nil {
-				err = errors.New("it returned without an error")
-			}
-			return fmt.Errorf("a worker stopped before the group formed: %w", err)
-		case <-ctx.Done():
-			_ = stopAll()
-			if interrupted.Err() != nil {
-				return errors.New("interrupted")
-			}
-			return fmt.Errorf("the %d workers did not join one consumer group generation within %v (see the log with --log-level=warn)", c.Workers, c.Timeout)
-		case <-tick.C:
-		}
-	}
-	if stream == nil {
-		// Nothing to publish: stay up until interrupted.
-		fmt.Fprintf(out, "processing with %d workers; this binary has no demo stream\n", c.Workers)
-		keepRunningHelp(out, app, devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}, app.example(rdb))
-		return keepRunning(interrupted, errc, &running, stopAll)
-	}
-	started := time.Now()
-	if err := publish(ctx, brokers, c.Topic, stream.Messages); err != nil {
-		_ = stopAll()
-		return err
-	}
-	fmt.Fprintf(out, "published %d messages: %d unique events, %d duplicates, %d poison\n",
-		len(stream.Messages), stream.Unique, stream.Duplicates, len(stream.Poison))
-
-	// One transport for the offset queries, closed at the end.
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	offsets := &groupOffsets{client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: transport},
-		group: devGroup, topic: c.Topic, partitions: c.Partitions}
-	end, err := offsets.end(ctx)
-	if err != nil {
-		_ = stopAll()
-		return err
-	}
-
-	// Done means observed: the group's committed offset of every partition
-	// has reached the partition's end.
-	tick.Reset(100 * time.Millisecond)
-	lastReport := time.Now()
-	progress := newProgress(out, len(stream.Messages))
-	var committed map[int]int64
-	for {
-		if committed, err = offsets.committed(ctx); err == nil && reached(committed, end) {
-			break
-		}
-		select {
-		case err := <-errc:
-			running--
-			_ = stopAll()
-			if err == nil {
-				err = errors.New("it returned without an error")
-			}
-			return fmt.Errorf("a worker stopped before the stream was finished: %w", err)
-		case <-ctx.Done():
-			_ = stopAll()
-			if interrupted.Err() != nil {
-				return errors.New("interrupted")
-			}
-			return fmt.Errorf("stream not finished after %v: %d of %d messages finished, committed offsets %v of %v (see the log with --log-level=warn)",
-				c.Timeout, finished(reg, ""), len(stream.Messages), committed, end)
-		case <-tick.C:
-		}
-		if time.Since(lastReport) >= progress.every {
-			progress.show(reg, committed, end)
-			lastReport = time.Now()
-		}
-	}
-	progress.done()
-	elapsed := time.Since(started)
-	view := dedupe.NewRedisView(rdb)
-	if !c.KeepRunning {
-		if err := stopAll(); err != nil {
-			return fmt.Errorf("engine: %w", err)
-		}
-		return summarize(ctx, out, stream, view, brokers, c.Topic, reg, elapsed)
-	}
-	if err := summarize(ctx, out, stream, view, brokers, c.Topic, reg, elapsed); err != nil {
-		_ = stopAll()
-		return err
-	}
-	keepRunningHelp(out, app, devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}, app.example(rdb))
-	return keepRunning(interrupted, errc, &running, stopAll)
-}
-
-// keepRunning waits for an interruption, then stops the workers; a worker
-// that stops before it is an error.
-func keepRunning(interrupted context.Context, errc <-chan error, running *int, stopAll func() error) error {
-	select {
-	case <-interrupted.Done():
-	case err := <-errc:
-		*running--
-		_ = stopAll()
-		return fmt.Errorf("a worker stopped: %w", err)
-	}
-	if err := stopAll(); err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
-	return nil
+	return cfg
 }
 
 // redactURL is s with any password replaced by xxxxx: for what fleet
