@@ -35,7 +35,8 @@ func buildExample(t *testing.T) string {
 			cmd.Dir = exampleDir
 			cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 			if out, err := cmd.CombinedOutput(); err != nil {
-				example.err = fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), exampleDir, err, out)
+				example.err = fmt.Errorf("go %s in %s: %w\n%s\n(after a change to fleet's go.mod, run: cd examples/inventory && go mod tidy)",
+					strings.Join(args, " "), exampleDir, err, out)
 				return
 			}
 		}
