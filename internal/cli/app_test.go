@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"strings"
 	"testing"
 
@@ -49,5 +50,15 @@ func TestAppRouterNamesDomain(t *testing.T) {
 	_, err := app.router(nil)
 	if err == nil || !strings.Contains(err.Error(), "domain copy") || !strings.Contains(err.Error(), "already has a handler") {
 		t.Fatalf("router: %v", err)
+	}
+}
+
+// TestAppRefusedExitsTwo: a binary whose options cannot run says why in
+// one line and exits 2, whatever the command.
+func TestAppRefusedExitsTwo(t *testing.T) {
+	app := App{Domains: []Domain{{Name: "a"}}}
+	err := Run(app, []string{"version"}, io.Discard)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), `domain "a" has no register function`) {
+		t.Fatalf("err = %v, exit %d", err, exitCode(err))
 	}
 }

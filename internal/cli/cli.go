@@ -97,7 +97,7 @@ func helpArgs(args []string) []string {
 // stdout.
 func Run(app App, args []string, stdout io.Writer) error {
 	if err := app.check(); err != nil {
-		return err
+		return configError{err}
 	}
 	var c cli
 	// kong ends the process itself after printing --help unless told
