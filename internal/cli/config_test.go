@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -376,4 +378,66 @@ func TestTLSSettings(t *testing.T) {
 	if _, _, _, err := c.settings(); err != nil {
 		t.Errorf("PLAIN without TLS allowed by name: %v", err)
 	}
+}
+
+// TestHTTPHandlerSettings: routes come from repeated flags or the variable,
+// comma-separated; the credential from a file or the variable, never both;
+// what cannot work is refused at start with every problem named.
+func TestHTTPHandlerSettings(t *testing.T) {
+	parse := func(t *testing.T, args ...string) (httpHandlers, error) {
+		t.Helper()
+		var c cli
+		p, err := kong.New(&c, kong.Vars{"dev_topic": "payments"}, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Parse(append(append([]string{"run"}, required...), args...)); err != nil {
+			t.Fatalf("parse %q: %v", args, err)
+		}
+		if _, _, _, err := c.Run.settings(); err != nil {
+			return httpHandlers{}, err
+		}
+		return c.Run.httpHandlerFlags.settings()
+	}
+	t.Run("flags", func(t *testing.T) {
+		h, err := parse(t, "--http-handler", "inventory.*=http://127.0.0.1:8081/events", "--http-handler", "payment.captured=https://pay.internal/h")
+		if err != nil || len(h.endpoints) != 2 || h.endpoints[1].Pattern != "payment.captured" || h.options.AuthValue != "" {
+			t.Fatalf("%+v, %v", h, err)
+		}
+	})
+	t.Run("variable", func(t *testing.T) {
+		t.Setenv("FLEET_HTTP_HANDLERS", "inventory.*=http://127.0.0.1:8081/events,payment.*=http://127.0.0.1:8082/")
+		t.Setenv("FLEET_HTTP_HANDLER_TOKEN", "t0ken")
+		h, err := parse(t)
+		if err != nil || len(h.endpoints) != 2 || h.options.AuthHeader != "Authorization" || h.options.AuthValue != "Bearer t0ken" {
+			t.Fatalf("%+v, %v", h, err)
+		}
+	})
+	t.Run("a header of its own", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(file, []byte("k3y\nignored\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h, err := parse(t, "--http-handler", "a=http://h/", "--http-handler-token-file", file, "--http-handler-header", "X-Api-Key")
+		if err != nil || h.options.AuthHeader != "X-Api-Key" || h.options.AuthValue != "k3y" {
+			t.Fatalf("%+v, %v", h, err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(file, []byte("k3y"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("FLEET_HTTP_HANDLER_TOKEN", "s3cret")
+		_, err := parse(t, "--http-handler", "inventory.*", "--http-handler", "b=ftp://h/", "--http-handler-token-file", file,
+			"--http-handler-max-response-bytes", "0")
+		for _, want := range []string{"want TYPE_PATTERN=URL", "want http or https", "given twice", "response limit 0"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v, want it to name %q", err, want)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the error shows the credential: %v", err)
+		}
+	})
 }

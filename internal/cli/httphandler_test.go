@@ -176,6 +176,16 @@ func testHTTPHandler(t *testing.T, command []string) {
 	if strings.Contains(logs.String(), "s3cret") {
 		t.Errorf("the credential is in the log")
 	}
+	// The endpoint metrics are lint-clean, as Prometheus reads them.
+	_, body := get(httpAddr, "/metrics")
+	check := exec.Command(promtool(t), "check", "metrics")
+	check.Stdin = strings.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	if !strings.Contains(body, "fleet_http_handler_request_duration_seconds_bucket{endpoint=") || strings.Contains(body, "s3cret") {
+		t.Errorf("/metrics lacks the endpoint histogram, or shows the credential")
+	}
 }
 
 // startHandlerServer starts a handler server and returns its base URL, read

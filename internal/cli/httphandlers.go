@@ -60,7 +60,9 @@ func (c *httpHandlerFlags) settings() (httpHandlers, error) {
 	if c.HTTPHandlerHeader != "" && token == "" {
 		errs = append(errs, errors.New("--http-handler-header without a credential: set --http-handler-token-file or "+tokenVariable))
 	}
-	if _, err := h.register(handlers.NewRouter(), nil); err != nil {
+	if err := h.options.Check(); err != nil {
+		errs = append(errs, err)
+	} else if _, err := h.register(handlers.NewRouter(), nil); err != nil {
 		errs = append(errs, err)
 	}
 	return h, errors.Join(errs...)

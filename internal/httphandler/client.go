@@ -39,8 +39,8 @@ func DefaultOptions() Options {
 	return Options{MaxConns: 64, MaxResponseBytes: 1 << 20, AuthHeader: "Authorization"}
 }
 
-// check refuses options that cannot work.
-func (o Options) check() error {
+// Check refuses options that cannot work.
+func (o Options) Check() error {
 	switch {
 	case o.MaxConns < 1:
 		return fmt.Errorf("http handler connections %d: must be at least 1", o.MaxConns)

@@ -26,7 +26,7 @@ type Handler struct {
 // New returns the handler of endpoint e; m may be shared by every
 // endpoint's handler.
 func New(e Endpoint, o Options, m *Metrics) (*Handler, error) {
-	if err := o.check(); err != nil {
+	if err := o.Check(); err != nil {
 		return nil, err
 	}
 	client, err := newClient(o)
