@@ -15,12 +15,12 @@ import (
 )
 
 // Demo is what `dev` publishes to the embedded broker and checks once every
-// message is finished. Without one, `dev` runs the domains and says how to
-// publish to them.
+// message is finished. Without a Stream (or without a Demo), `dev` runs the
+// domains and says how to publish to them, with Example when given.
 type Demo struct {
 	// Topic is the default --topic of `dev`.
 	Topic string
-	// Stream returns one run's messages. size carries --events,
+	// Stream, when set, returns one run's messages. size carries --events,
 	// --accounts (as Keys), --duplicates and a seed that differs between
 	// runs, so that two runs on one Redis share no event id and no
 	// aggregate.

@@ -7,7 +7,8 @@
 //
 //	import (
 //		"github.com/fleetworks/fleet"
-//		"example.com/inventory"
+//
+//		"example.com/inventory/inventory"
 //	)
 //
 //	func main() {

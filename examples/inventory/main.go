@@ -20,5 +20,9 @@ func main() {
 		fleet.Name("inventory"),
 		fleet.Version(version, revision),
 		fleet.Domain("inventory", inventory.Register),
+		// dev runs on the topic inventory and suggests this event.
+		fleet.DevDemo(fleet.Demo{Topic: "inventory", Example: fleet.DemoExample{
+			Type: inventory.TypeReceived, Key: "sku-1", Data: `{"sku":"sku-1","quantity":5}`,
+			Look: "HGETALL 'inventory:{sku-1}'"}}),
 	)
 }

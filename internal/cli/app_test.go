@@ -28,7 +28,8 @@ func TestAppCheck(t *testing.T) {
 		{"separator", App{Domains: []Domain{{Name: "a:b", Register: reg}}}, "lower-case"},
 		{"twice", App{Domains: []Domain{{Name: "a", Register: reg}, {Name: "a", Register: reg}}}, "registered twice"},
 		{"no function", App{Domains: []Domain{{Name: "a"}}}, "no register function"},
-		{"demo without stream", App{Demo: &Demo{Topic: "t"}}, "topic and a stream"},
+		{"demo without a topic", App{Demo: &Demo{Stream: func(DemoSize) (*DemoRun, error) { return nil, nil }}}, "needs a topic"},
+		{"demo without a stream", App{Demo: &Demo{Topic: "t"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -107,7 +107,7 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 	}
 	help := devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}
 	if stream == nil {
-		fmt.Fprintf(out, "processing with %d workers; this binary has no demo stream\n", c.Workers)
+		fmt.Fprintln(out, "this binary has no demo stream: publish events of your own")
 		keepRunningHelp(out, app, help, app.example(rdb))
 		return workers.keepRunning(interrupted)
 	}

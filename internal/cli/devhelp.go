@@ -26,7 +26,7 @@ type devHelp struct {
 
 // demoRun generates the demo stream that c asks for; nil without a demo.
 func (a *App) demoRun(c *devCmd) (*DemoRun, error) {
-	if a.Demo == nil {
+	if a.Demo == nil || a.Demo.Stream == nil {
 		return nil, nil
 	}
 	run, err := a.Demo.Stream(DemoSize{Events: c.Events, Keys: c.Accounts, Duplicates: c.Duplicates, Seed: uint64(time.Now().UnixNano())}) // #nosec G115 -- a seed
@@ -76,4 +76,7 @@ publish an event, then watch it processed:
   %[1]s status --addr %[5]s
   %[1]s dlq list --brokers %[6]s --topic %[7]s
 `, bin, redisURL, devGroup, ex.Key, h.httpAddr, h.broker, h.topic)
+	if bin != "fleet" {
+		fmt.Fprintf(out, "(%s is this binary: with go run, write go run . instead; --log-level warn shows every failure and dead letter)\n", bin)
+	}
 }

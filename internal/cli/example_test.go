@@ -136,10 +136,10 @@ func TestExampleModule(t *testing.T) {
 	}
 }
 
-// TestExampleDevWithoutDemo: `dev` of a binary without a demo stream runs
+// TestExampleDevWithoutStream: `dev` of a binary without a demo stream runs
 // its domains on the embedded broker and Redis and says how to publish one
 // of its own event types; SIGINT ends it with 0.
-func TestExampleDevWithoutDemo(t *testing.T) {
+func TestExampleDevWithoutStream(t *testing.T) {
 	bin := buildExample(t)
 	cmd := exec.Command(bin, "dev", "--http-addr", "127.0.0.1:0", "--workers", "1")
 	var out lockedBuffer
@@ -157,7 +157,8 @@ func TestExampleDevWithoutDemo(t *testing.T) {
 	})
 	eventually(t, 60*time.Second, "still running", func() bool { return strings.Contains(out.String(), "still running") })
 	text := out.String()
-	for _, want := range []string{"topic events", "no demo stream", "inventory publish --brokers ", "--type inventory.", "inventory dlq list"} {
+	for _, want := range []string{"topic inventory", "no demo stream", "inventory publish --brokers ", "--type inventory.received",
+		`--data '{"sku":"sku-1","quantity":5}'`, "HGETALL 'inventory:{sku-1}'", "inventory dlq list", "write go run . instead"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}

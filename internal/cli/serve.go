@@ -372,7 +372,7 @@ func loadScripts(ctx context.Context, log *slog.Logger, store *dedupe.Redis, fai
 		if denied(err) {
 			return fmt.Errorf("redis denied access: %w", err)
 		}
-		log.Warn("idempotency store unreachable; waiting", "err", err, "retry_in", delay)
+		log.Warn("idempotency store unreachable; waiting", "err", err, "retry_in", delay.String())
 		select {
 		case <-ctx.Done():
 			return nil

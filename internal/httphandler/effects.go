@@ -2,11 +2,14 @@ package httphandler
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/fleetworks/fleet/handlers"
 )
@@ -67,7 +70,7 @@ func readReply(body []byte, tx *handlers.Tx) error {
 	}
 	var r reply
 	if err := json.Unmarshal(body, &r, json.RejectUnknownMembers(true)); err != nil {
-		return fmt.Errorf("%w: the response is not the effects format: %v", handlers.ErrInvalidEffect, err)
+		return fmt.Errorf("%w: the response is not the effects format: %s", handlers.ErrInvalidEffect, formatError(err))
 	}
 	ops := make([]handlers.Op, 0, len(r.Effects))
 	for i, e := range r.Effects {
@@ -84,6 +87,54 @@ func readReply(body []byte, tx *handlers.Tx) error {
 		tx.SetResult([]byte(*r.Result))
 	}
 	return nil
+}
+
+// formatError says what is wrong with a body in the words of the format,
+// for the handler's author (who may not write Go): where, and what.
+func formatError(err error) string {
+	var se *json.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &syn):
+		return "not JSON: " + strings.TrimPrefix(syn.Error(), "jsontext: ")
+	case errors.As(err, &se):
+		where := "the body"
+		if se.JSONPointer != "" {
+			where = string(se.JSONPointer)
+		}
+		switch {
+		case errors.Is(se.Err, json.ErrUnknownName):
+			return fmt.Sprintf("%s: a member the format does not have (the members are effects and result; in an effect op, key, delta, field, value, ttl_ms)", where)
+		case se.GoType != nil && se.GoType.Kind() == reflect.Int64:
+			return fmt.Sprintf("%s: want an integer within 64 bits", where)
+		case se.GoType != nil && se.GoType.Kind() == reflect.String:
+			return fmt.Sprintf("%s: want a string, got %s", where, kindName(se.JSONKind))
+		case se.GoType != nil && se.GoType.Kind() == reflect.Slice:
+			return fmt.Sprintf("%s: want an array, got %s", where, kindName(se.JSONKind))
+		case se.Err != nil:
+			return fmt.Sprintf("%s: %v", where, se.Err)
+		}
+	}
+	return err.Error()
+}
+
+// kindName names a JSON kind for a message.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "another kind"
 }
 
 // op checks e against its command and returns it as a handlers.Op.

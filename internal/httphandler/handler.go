@@ -46,6 +46,9 @@ func Register(r *handlers.Router, endpoints []Endpoint, o Options, m *Metrics) e
 		if p, ok := overlaps(e.Pattern, goPatterns); ok {
 			return fmt.Errorf("--http-handler %s: would take over types of the pattern %s, which a Go domain handles", e.Pattern, p)
 		}
+		if _, taken := r.Lookup(e.Pattern); taken && !strings.HasSuffix(e.Pattern, "*") {
+			return fmt.Errorf("--http-handler %s: this type has a Go handler, which keeps it; route another type, or a pattern, to the endpoint", e.Pattern)
+		}
 		h, err := New(e, o, m)
 		if err != nil {
 			return err

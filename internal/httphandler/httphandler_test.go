@@ -118,18 +118,18 @@ func TestReadReply(t *testing.T) {
 			}, result: "r"},
 		{name: "an empty value is a value", body: `{"effects":[{"op":"SET","key":"k","value":""}]}`,
 			ops: []handlers.Op{{Kind: handlers.OpSet, Key: "k"}}},
-		{name: "not JSON", body: `<html>ok</html>`, err: "not the effects format"},
-		{name: "a misspelt member", body: `{"effect":[{"op":"DEL","key":"k"}]}`, err: "not the effects format"},
+		{name: "not JSON", body: `<html>ok</html>`, err: "not the effects format: not JSON"},
+		{name: "a misspelt member", body: `{"effect":[{"op":"DEL","key":"k"}]}`, err: "/effect: a member the format does not have"},
 		{name: "a misspelt member of an effect", body: `{"effects":[{"op":"INCRBY","key":"k","detla":5}]}`, err: "not the effects format"},
 		{name: "an unknown op", body: `{"effects":[{"op":"FLUSHALL","key":"k"}]}`, err: `op "FLUSHALL"`},
 		{name: "no key", body: `{"effects":[{"op":"DEL"}]}`, err: "key missing"},
 		{name: "no delta", body: `{"effects":[{"op":"INCRBY","key":"k"}]}`, err: "delta missing"},
 		{name: "a member the op does not take", body: `{"effects":[{"op":"INCRBY","key":"k","delta":1,"value":"x"}]}`, err: "value not taken"},
-		{name: "a fractional delta", body: `{"effects":[{"op":"INCRBY","key":"k","delta":1.5}]}`, err: "not the effects format"},
+		{name: "a fractional delta", body: `{"effects":[{"op":"INCRBY","key":"k","delta":1.5}]}`, err: "/effects/0/delta: want an integer"},
 		{name: "a delta as a string", body: `{"effects":[{"op":"INCRBY","key":"k","delta":"5"}]}`, err: "not the effects format"},
 		{name: "a delta past int64", body: `{"effects":[{"op":"INCRBY","key":"k","delta":9223372036854775808}]}`, err: "not the effects format"},
 		{name: "a zero ttl", body: `{"effects":[{"op":"PEXPIRE","key":"k","ttl_ms":0}]}`, err: "ttl_ms 0"},
-		{name: "a result that is not a string", body: `{"result":{"a":1}}`, err: "not the effects format"},
+		{name: "a result that is not a string", body: `{"result":{"a":1}}`, err: "/result: want a string, got an object"},
 		{name: "a duplicate member", body: `{"result":"a","result":"b"}`, err: "not the effects format"},
 		{name: "trailing data", body: `{} {}`, err: "not the effects format"},
 		{name: "a bad effect after good ones stages nothing",
@@ -339,7 +339,7 @@ func TestRegisterKeepsGoHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	exact, _ := ParseEndpoint("inventory.audit=http://127.0.0.1:1/")
-	if err := Register(only, []Endpoint{exact}, DefaultOptions(), nil); err == nil || !strings.Contains(err.Error(), "already has a handler") {
+	if err := Register(only, []Endpoint{exact}, DefaultOptions(), nil); err == nil || !strings.Contains(err.Error(), "has a Go handler, which keeps it") {
 		t.Errorf("an exact pattern over a Go handler: %v", err)
 	}
 	// A Go domain's pattern keeps its types: an HTTP pattern within it, or
