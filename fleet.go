@@ -55,7 +55,10 @@ func app(opts []Option) cli.App {
 // RegisterFunc registers a domain's handlers on r. view reads the
 // projections the handlers maintain (a state machine checks the current
 // state before a transition); it reads the Redis that fleet writes the
-// handlers' effects to.
+// handlers' effects to. It is called more than once (fleet checks every
+// domain before any command runs, and each worker registers them), so it
+// registers and does nothing else; view is not to be read before an event
+// is handled.
 type RegisterFunc func(r *handlers.Router, view handlers.View) error
 
 // Domain adds a domain: name (lower-case letters, digits, '-' and '_')

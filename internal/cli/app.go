@@ -90,7 +90,8 @@ type DemoCheck struct {
 var domainName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // check refuses an App that cannot run: unnamed or doubly named domains,
-// domains without a register function, a demo without a stream or topic.
+// domains without a register function or routing one type twice, a demo
+// without a topic.
 func (a *App) check() error {
 	seen := map[string]bool{}
 	for _, d := range a.Domains {
@@ -106,6 +107,11 @@ func (a *App) check() error {
 	}
 	if a.Demo != nil && a.Demo.Topic == "" {
 		return errors.New("the dev demo needs a topic")
+	}
+	// Registering with no Redis yet: a domain keeps its view, and reads
+	// through it only when it handles an event.
+	if _, err := a.router(nil); err != nil {
+		return err
 	}
 	return nil
 }

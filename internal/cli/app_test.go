@@ -28,6 +28,7 @@ func TestAppCheck(t *testing.T) {
 		{"separator", App{Domains: []Domain{{Name: "a:b", Register: reg}}}, "lower-case"},
 		{"twice", App{Domains: []Domain{{Name: "a", Register: reg}, {Name: "a", Register: reg}}}, "registered twice"},
 		{"no function", App{Domains: []Domain{{Name: "a"}}}, "no register function"},
+		{"one type twice", App{Domains: []Domain{{Name: "ledger", Register: ledger.Register}, {Name: "copy", Register: ledger.Register}}}, "domain copy"},
 		{"demo without a topic", App{Demo: &Demo{Stream: func(DemoSize) (*DemoRun, error) { return nil, nil }}}, "needs a topic"},
 		{"demo without a stream", App{Demo: &Demo{Topic: "t"}}, ""},
 	}

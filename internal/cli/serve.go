@@ -132,7 +132,7 @@ func (w wiring) registries() (*prometheus.Registry, prometheus.Registerer) {
 func (w wiring) engine(log *slog.Logger, reg prometheus.Registerer) (*consumer.Engine, *dedupe.Redis, func(), error) {
 	router, err := w.app.router(w.rdb)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, configError{err}
 	}
 	if _, err := w.httpHandlers.register(router, reg); err != nil {
 		return nil, nil, nil, configError{err}

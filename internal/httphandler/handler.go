@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,12 +42,14 @@ func New(e Endpoint, o Options, m *Metrics) (*Handler, error) {
 // handles, and a pattern that names such a type exactly, or that would
 // take over part of a Go pattern's types, is refused.
 func Register(r *handlers.Router, endpoints []Endpoint, o Options, m *Metrics) error {
-	goPatterns := r.Patterns()
+	// Judged against the router as the Go domains left it, before any
+	// HTTP route.
+	goPatterns, goTypes := r.Patterns(), r.Types()
 	for _, e := range endpoints {
 		if p, ok := overlaps(e.Pattern, goPatterns); ok {
 			return fmt.Errorf("--http-handler %s: would take over types of the pattern %s, which a Go domain handles", e.Pattern, p)
 		}
-		if _, taken := r.Lookup(e.Pattern); taken && !strings.HasSuffix(e.Pattern, "*") {
+		if slices.Contains(goTypes, e.Pattern) {
 			return fmt.Errorf("--http-handler %s: this type has a Go handler, which keeps it; route another type, or a pattern, to the endpoint", e.Pattern)
 		}
 		h, err := New(e, o, m)

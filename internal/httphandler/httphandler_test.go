@@ -368,6 +368,22 @@ func TestRegisterKeepsGoHandlers(t *testing.T) {
 	}
 }
 
+// TestRoutesInAnyOrder: a type routed beside a pattern that covers it is
+// accepted whichever comes first; the type's own route wins.
+func TestRoutesInAnyOrder(t *testing.T) {
+	wild, _ := ParseEndpoint("inv.*=http://127.0.0.1:1/wild")
+	exact, _ := ParseEndpoint("inv.x=http://127.0.0.1:1/exact")
+	for _, order := range [][]Endpoint{{wild, exact}, {exact, wild}} {
+		r := handlers.NewRouter()
+		if err := Register(r, order, DefaultOptions(), nil); err != nil {
+			t.Fatalf("%s then %s: %v", order[0].Pattern, order[1].Pattern, err)
+		}
+		if h, _ := r.Lookup("inv.x"); h.(*Handler).url != "http://127.0.0.1:1/exact" {
+			t.Errorf("inv.x goes to %s", h.(*Handler).url)
+		}
+	}
+}
+
 // TestOptionsRefused: settings that cannot work fail at start, without
 // repeating the credential.
 func TestOptionsRefused(t *testing.T) {
