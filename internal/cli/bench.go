@@ -39,7 +39,7 @@ type benchCmd struct {
 	Lanes       int      `default:"0" help:"fleet: key-ordered lanes per partition (0: the engine's default)."`
 	BatchSize   int      `default:"0" help:"fleet: events claimed in one round trip (0: the engine's default)."`
 	MaxInFlight int      `default:"0" help:"fleet: in-flight events per partition (0: the engine's default)."`
-	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run)."`
+	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run; http.* and http-latency.* for the runs of --http-handler)."`
 	Brokers     []string `sep:"," help:"Use these brokers instead of an embedded one."`
 	Redis       string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
 	Replicas    int      `name:"redis-replicas" default:"0" help:"Give the private Redis this many replicas, and have fleet wait for them after every completion batch (--redis-min-replicas): the cost of a failover that loses nothing."`
@@ -266,11 +266,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	}
 	args = append(args, extra...)
 	if mode == "fleet" && c.Profile != "" {
-		name := "fleet"
-		if feed != nil {
-			name = "latency"
-		}
-		args = append(args, "--profile", filepath.Join(c.Profile, name))
+		args = append(args, "--profile", filepath.Join(c.Profile, profileName(feed != nil, len(extra) > 0)))
 	}
 	cmd := workerCommand(ctx, exe, args, redisURL)
 	var stdout, stderr bytes.Buffer
@@ -339,6 +335,22 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	}
 	fmt.Fprintf(progress, "  %s: %d events in %.2fs, store calls per event %v\n", mode, wr.Events, wr.Seconds, r.CallsPerEvent)
 	return r, nil
+}
+
+// profileName names a fleet run's profiles: fleet, latency, and http and
+// http-latency for the runs over HTTP.
+func profileName(latency, overHTTP bool) string {
+	name := "fleet"
+	if latency {
+		name = "latency"
+	}
+	if overHTTP {
+		name = "http"
+		if latency {
+			name = "http-latency"
+		}
+	}
+	return name
 }
 
 // onlySuccesses refuses a run in which an event did not succeed: the bench
