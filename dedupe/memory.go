@@ -27,6 +27,8 @@ type Memory struct {
 	mu      sync.Mutex
 	records map[string]*memRecord
 	effects *effects.Space
+	// gates are the gates of ordered retries (order_memory.go).
+	gates map[string]*memGate
 }
 
 type memRecord struct {

@@ -61,6 +61,8 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 		return []handlers.Op{{Kind: handlers.OpIncrBy, Key: "{t}" + key, Delta: n}}
 	}
 
+	runGates(t, newHarness, cfg)
+
 	t.Run("new claim then duplicate with result", func(t *testing.T) {
 		h := newHarness(t, cfg)
 		r := claim(t, h, key("k"), "fp")

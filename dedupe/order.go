@@ -1,0 +1,185 @@
+package dedupe
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Gates keep a key's events in order through retry tiers (docs/ordering.md):
+// a gate names the head of a key, the event that waits in a retry tier or
+// was dead-lettered under hold, and queues the followers parked behind it.
+// A gate lives in the key's slot, beside the key's idempotency records, so
+// that every step is one atomic script. These are the gates' own steps; the
+// claim, completion and release scripts will consult them too.
+type Gates interface {
+	// Hold makes head the head of gate: it creates the gate (held when
+	// held, else parked) or, when the gate names head already, sets its
+	// state. A gate that names another event is ErrNotHead.
+	Hold(ctx context.Context, gate, head string, held bool) error
+	// Park queues f behind the gate's head; record is f's idempotency
+	// record. See ParkAnswer. (A copy of a head that was dead-lettered and
+	// has ended is queued like any follower here: the claim will answer
+	// it first, with the record's dead-lettered state, docs/ordering.md.)
+	Park(ctx context.Context, gate, record string, f Follower, limits GateLimits) (ParkAnswer, error)
+	// End ends head: when the gate names it, the next follower becomes the
+	// head (released) and is returned, or, with none queued, the gate is
+	// deleted (nil). Ended again, the same follower is returned while it
+	// is released and not started. For any other event it does nothing.
+	End(ctx context.Context, gate, head string) (*Follower, error)
+	// Unblock ends the head of a held gate; a gate not held is
+	// ErrNotHeld, unless the unblock is being redone (its follower is
+	// returned again).
+	Unblock(ctx context.Context, gate string) (*Follower, error)
+	// Gate returns the gate, or nil when there is none.
+	Gate(ctx context.Context, gate string) (*GateInfo, error)
+}
+
+var (
+	// ErrNotHead: the gate names another event as its head.
+	ErrNotHead = errors.New("the gate names another event as its head")
+	// ErrNotHeld: the gate is not held.
+	ErrNotHeld = errors.New("the key is not held")
+)
+
+// OrderScope names the gates of one consumer group, source topic and source
+// partition: 22 base64url characters of SHA-256 over the length-prefixed
+// parts, so that no separator in a name makes two scopes one.
+func OrderScope(group, topic string, partition int) string {
+	var b []byte
+	for _, s := range [...]string{orderDomain, group, topic, strconv.Itoa(partition)} {
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+const orderDomain = "fleet order scope v1"
+
+// GateKey is the key of the gate of a message key in a scope:
+//
+//	fleet:order:{<key>}:<scope>
+//
+// and its queue of followers is the same key with ":q" after it.
+func GateKey(key, scope string) string { return gatePrefix + key + "}:" + scope }
+
+const gatePrefix = "fleet:order:{"
+
+// GateState is a head's state.
+type GateState byte
+
+const (
+	// GateParked: the head waits in a retry tier.
+	GateParked GateState = 'p'
+	// GateReleased: the head is a follower handed back, not started.
+	GateReleased GateState = 'r'
+	// GateRunning: the head's claim was acquired.
+	GateRunning GateState = 'a'
+	// GateHeld: the head was dead-lettered under hold.
+	GateHeld GateState = 'x'
+)
+
+// Follower is an event parked behind a head. Item is what the engine needs
+// to run it again (a pointer into its source, or the whole message), opaque
+// to the store.
+type Follower struct {
+	Identity    string
+	Fingerprint string
+	Item        []byte
+}
+
+// check refuses a follower the store could not keep whole.
+func (f Follower) check() error {
+	ok := len(f.Identity) == identityLen && f.Fingerprint != "" && !strings.ContainsAny(f.Fingerprint, "\n")
+	for i := 0; ok && i < len(f.Identity); i++ {
+		ok = isBase64URL(f.Identity[i])
+	}
+	if !ok {
+		return fmt.Errorf("%w: follower identity %q or fingerprint %q", ErrInvalid, f.Identity, f.Fingerprint)
+	}
+	return nil
+}
+
+// encode is f as one queue element: identity, ':', fingerprint, '\n', item.
+func (f Follower) encode() string {
+	return f.Identity + ":" + f.Fingerprint + "\n" + string(f.Item)
+}
+
+func decodeFollower(s string) (*Follower, error) {
+	head, item, ok := strings.Cut(s, "\n")
+	if !ok || len(head) < identityLen+2 || head[identityLen] != ':' {
+		return nil, fmt.Errorf("queued follower %q: not fleet's", truncate(s))
+	}
+	return &Follower{Identity: head[:identityLen], Fingerprint: head[identityLen+1:], Item: []byte(item)}, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// GateLimits bound a gate's queue.
+type GateLimits struct {
+	// MaxFollowers is the most followers a gate queues; 0: no bound.
+	MaxFollowers int
+}
+
+// ParkAnswer is what Park found.
+type ParkAnswer uint8
+
+const (
+	// Parked: the follower is queued (now, or before: queuing is
+	// idempotent); its source offset may be committed.
+	Parked ParkAnswer = iota + 1
+	// ParkFree: there is no gate; run the event.
+	ParkFree
+	// ParkHead: the gate names this event as its head; claim and run it.
+	ParkHead
+	// ParkDuplicate: the event is done; acknowledge it.
+	ParkDuplicate
+	// ParkConflict: the event is queued, or done, with another payload.
+	ParkConflict
+	// ParkOverflow: the gate's queue is full.
+	ParkOverflow
+)
+
+func (a ParkAnswer) String() string {
+	switch a {
+	case Parked:
+		return "parked"
+	case ParkFree:
+		return "free"
+	case ParkHead:
+		return "head"
+	case ParkDuplicate:
+		return "duplicate"
+	case ParkConflict:
+		return "conflict"
+	case ParkOverflow:
+		return "overflow"
+	}
+	return fmt.Sprintf("ParkAnswer(%d)", uint8(a))
+}
+
+// GateInfo is a gate as it stands.
+type GateInfo struct {
+	Head  string
+	State GateState
+	Since time.Time
+	// ReleasedBy is the head whose end released this head, if any.
+	ReleasedBy string
+	// Released is the released head, until it starts.
+	Released *Follower
+	// Queued counts the followers; Bytes their items.
+	Queued int
+	Bytes  int64
+}

@@ -1,0 +1,107 @@
+package dedupe
+
+// The gates' scripts (docs/ordering.md, "The scripts"). KEYS[1] is the gate,
+// KEYS[2] its queue; Park also takes KEYS[3], the follower's record. Each
+// is safe to run twice with the same arguments. Gate fields: h head, s state
+// (p parked, r released, a running, x held), t gated at (ms, Redis clock),
+// b the head whose end released this one, m and mf the released head's
+// queue element and fingerprint, u the held head an unblock released, n
+// followers queued, bytes their elements' length, q:<identity> each queued
+// follower's fingerprint.
+
+// luaOrderEnd is the end of a head, shared by the scripts that end one:
+// end(gate, queue, head) returns the released follower's queue element, or
+// false when nothing was released.
+const luaOrderEnd = `
+local function gateEnd(gate, queue, head)
+  local g = redis.call('HMGET', gate, 'h', 's', 'b', 'm')
+  if not g[1] then return false end
+  if g[1] ~= head then
+    if g[3] == head and g[2] == 'r' then return g[4] end
+    return false
+  end
+  local nxt = redis.call('LPOP', queue)
+  if not nxt then
+    redis.call('DEL', gate, queue)
+    return false
+  end
+  local id = string.sub(nxt, 1, 22)
+  local nl = string.find(nxt, '\n', 1, true)
+  local fp = string.sub(nxt, 24, nl - 1)
+  redis.call('HDEL', gate, 'q:' .. id)
+  redis.call('HINCRBY', gate, 'n', -1)
+  redis.call('HINCRBY', gate, 'bytes', -#nxt)
+  redis.call('HDEL', gate, 'u')
+  redis.call('HSET', gate, 'h', id, 's', 'r', 'b', head, 'm', nxt, 'mf', fp)
+  return nxt
+end
+`
+
+// holdScript: ARGV head, '1' when held. Replies 1, or 0 when the gate names
+// another head.
+const holdScript = `
+local g = redis.call('HMGET', KEYS[1], 'h')
+local state = 'p'
+if ARGV[2] == '1' then state = 'x' end
+if g[1] and g[1] ~= ARGV[1] then return 0 end
+if not g[1] then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 't', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'n', 0, 'bytes', 0)
+end
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 's', state)
+redis.call('HDEL', KEYS[1], 'b', 'm', 'mf', 'u')
+return 1
+`
+
+// Park replies.
+const (
+	replyParked       = 1
+	replyParkFree     = 2
+	replyParkHead     = 3
+	replyParkDup      = 4
+	replyParkConflict = 5
+	replyParkOverflow = 6
+)
+
+// parkScript: ARGV identity, fingerprint, queue element, most followers (0:
+// no bound).
+const parkScript = `
+local rec = redis.call('HMGET', KEYS[3], 's', 'p')
+if rec[1] == 'd' then
+  if rec[2] and rec[2] ~= ARGV[2] then return 5 end
+  return 4
+end
+local g = redis.call('HMGET', KEYS[1], 'h', 'n', 'q:' .. ARGV[1])
+if not g[1] then return 2 end
+if g[1] == ARGV[1] then return 3 end
+if g[3] then
+  if g[3] ~= ARGV[2] then return 5 end
+  return 1
+end
+local most = tonumber(ARGV[4])
+if most > 0 and (tonumber(g[2]) or 0) >= most then return 6 end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'q:' .. ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HINCRBY', KEYS[1], 'bytes', #ARGV[3])
+return 1
+`
+
+// endScript: ARGV head. Replies the released element, or false.
+const endScript = luaOrderEnd + `
+return gateEnd(KEYS[1], KEYS[2], ARGV[1])
+`
+
+// unblockScript replies the released element, false when nothing was
+// queued, or 0 when the gate is not held (nor being unblocked).
+const unblockScript = luaOrderEnd + `
+local g = redis.call('HMGET', KEYS[1], 'h', 's', 'b', 'm')
+if not g[1] then return 0 end
+if g[2] == 'x' then
+  local r = gateEnd(KEYS[1], KEYS[2], g[1])
+  if r then redis.call('HSET', KEYS[1], 'u', g[1]) end
+  return r
+end
+if g[2] == 'r' and g[3] and redis.call('HGET', KEYS[1], 'u') == g[3] then return g[4] end
+return 0
+`
