@@ -19,10 +19,11 @@ import (
 // that every step is one atomic script. These are the gates' own steps; the
 // claim, completion and release scripts will consult them too.
 type Gates interface {
-	// Hold makes head the head of gate: it creates the gate (held when
-	// held, else parked) or, when the gate names head already, sets its
-	// state. A gate that names another event is ErrNotHead.
-	Hold(ctx context.Context, gate, head string, held bool) error
+	// Hold makes head the head of ref's gate: it creates the gate (held
+	// when held, else parked), which records ref for listing, or, when
+	// the gate names head already, sets its state. A gate that names
+	// another event is ErrNotHead.
+	Hold(ctx context.Context, ref GateRef, head string, held bool) error
 	// Park queues f behind the gate's head; record is f's idempotency
 	// record. See ParkAnswer. (A copy of a head that was dead-lettered and
 	// has ended is queued like any follower here: the claim will answer
@@ -62,6 +63,24 @@ func OrderScope(group, topic string, partition int) string {
 }
 
 const orderDomain = "fleet order scope v1"
+
+// GateRef names a gate: the consumer group, source topic and partition,
+// and the message key.
+type GateRef struct {
+	Group, Topic string
+	Partition    int
+	Key          string
+}
+
+// Gateable reports whether events of a message key can be gated: the key
+// is not empty (a keyless event's aggregate is its own id: it has no order
+// to keep), and its gate shares the slot of its records, which a key that
+// starts with '}' would not (its hash tag would be empty, and Redis would
+// hash each whole key).
+func Gateable(key string) bool { return key != "" && key[0] != '}' }
+
+// Gate is the key of ref's gate.
+func (r GateRef) Gate() string { return GateKey(r.Key, OrderScope(r.Group, r.Topic, r.Partition)) }
 
 // GateKey is the key of the gate of a message key in a scope:
 //
@@ -172,6 +191,8 @@ func (a ParkAnswer) String() string {
 
 // GateInfo is a gate as it stands.
 type GateInfo struct {
+	// Ref is what the gate was made for.
+	Ref   GateRef
 	Head  string
 	State GateState
 	Since time.Time

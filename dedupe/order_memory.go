@@ -25,13 +25,14 @@ func (m *Memory) gate(key string) *memGate {
 }
 
 // Hold implements Gates.
-func (m *Memory) Hold(_ context.Context, gate, head string, held bool) error {
+func (m *Memory) Hold(_ context.Context, ref GateRef, head string, held bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	gate := ref.Gate()
 	g := m.gate(gate)
 	switch {
 	case g == nil:
-		g = &memGate{info: GateInfo{Since: m.now()}, queued: map[string]string{}}
+		g = &memGate{info: GateInfo{Ref: ref, Since: m.now()}, queued: map[string]string{}}
 		m.gates[gate] = g
 	case g.info.Head != head:
 		return ErrNotHead

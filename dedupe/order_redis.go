@@ -23,13 +23,14 @@ var _ Gates = (*Redis)(nil)
 func gateKeys(gate string) []string { return []string{gate, gate + ":q"} }
 
 // Hold implements Gates.
-func (s *Redis) Hold(ctx context.Context, gate, head string, held bool) error {
+func (s *Redis) Hold(ctx context.Context, ref GateRef, head string, held bool) error {
 	s.trips.Add(1)
 	flag := "0"
 	if held {
 		flag = "1"
 	}
-	n, err := holdLua.Run(ctx, s.c, gateKeys(gate), head, flag).Int64()
+	gate := ref.Gate()
+	n, err := holdLua.Run(ctx, s.c, gateKeys(gate), head, flag, ref.Group, ref.Topic, ref.Partition, ref.Key).Int64()
 	switch {
 	case err != nil:
 		return fmt.Errorf("hold %s: %w", gate, err)
@@ -106,7 +107,8 @@ func (s *Redis) Gate(ctx context.Context, gate string) (*GateInfo, error) {
 	if h["h"] == "" {
 		return nil, nil
 	}
-	g := &GateInfo{Head: h["h"], ReleasedBy: h["b"]}
+	g := &GateInfo{Head: h["h"], ReleasedBy: h["b"], Ref: GateRef{Group: h["rg"], Topic: h["rt"], Key: h["rk"]}}
+	g.Ref.Partition, _ = strconv.Atoi(h["rp"])
 	if len(h["s"]) == 1 {
 		g.State = GateState(h["s"][0])
 	}

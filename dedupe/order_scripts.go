@@ -4,6 +4,7 @@ package dedupe
 // KEYS[2] its queue; Park also takes KEYS[3], the follower's record. Each
 // is safe to run twice with the same arguments. Gate fields: h head, s state
 // (p parked, r released, a running, x held), t gated at (ms, Redis clock),
+// rg, rt, rp, rk the group, topic, partition and key the gate is for,
 // b the head whose end released this one, m and mf the released head's
 // queue element and fingerprint, u the held head an unblock released, n
 // followers queued, bytes their elements' length, q:<identity> each queued
@@ -37,8 +38,9 @@ local function gateEnd(gate, queue, head)
 end
 `
 
-// holdScript: ARGV head, '1' when held. Replies 1, or 0 when the gate names
-// another head.
+// holdScript: ARGV head, '1' when held, then the group, topic, partition
+// and key the gate is for (kept for listing). Replies 1, or 0 when the gate
+// names another head.
 const holdScript = `
 local g = redis.call('HMGET', KEYS[1], 'h')
 local state = 'p'
@@ -46,7 +48,8 @@ if ARGV[2] == '1' then state = 'x' end
 if g[1] and g[1] ~= ARGV[1] then return 0 end
 if not g[1] then
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 't', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'n', 0, 'bytes', 0)
+  redis.call('HSET', KEYS[1], 't', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'n', 0, 'bytes', 0,
+    'rg', ARGV[3], 'rt', ARGV[4], 'rp', ARGV[5], 'rk', ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'h', ARGV[1], 's', state)
 redis.call('HDEL', KEYS[1], 'b', 'm', 'mf', 'u')

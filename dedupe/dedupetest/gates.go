@@ -14,7 +14,8 @@ import (
 // (docs/ordering.md): every store is also a dedupe.Gates.
 func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness, cfg dedupe.Config) {
 	ctx := context.Background()
-	gate := dedupe.GateKey("t", dedupe.OrderScope("group", "topic", 0))
+	ref := dedupe.GateRef{Group: "group", Topic: "topic", Partition: 3, Key: "t"}
+	gate := ref.Gate()
 	id := func(name string) string { return handlers.IdempotencyKey("group", "source", name) }
 	rec := func(name string) string { return dedupe.RecordKey("t", id(name)) }
 	follower := func(name, fp string) dedupe.Follower {
@@ -62,7 +63,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 		if a := park(t, g, "f1", "fp", none); a != dedupe.ParkFree {
 			t.Fatalf("park without a gate: %v, want free", a)
 		}
-		if err := g.Hold(ctx, gate, id("h"), false); err != nil {
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
 			t.Fatal(err)
 		}
 		for _, name := range []string{"f1", "f2", "f1"} { // f1 again: queued once
@@ -74,7 +75,8 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 			t.Fatalf("park the head: %v, want head", a)
 		}
 		info, err := g.Gate(ctx, gate)
-		if err != nil || info == nil || info.Head != id("h") || info.State != dedupe.GateParked || info.Queued != 2 || info.Bytes <= 0 || info.Since.IsZero() {
+		if err != nil || info == nil || info.Head != id("h") || info.State != dedupe.GateParked || info.Queued != 2 || info.Bytes <= 0 ||
+			info.Since.IsZero() || info.Ref != ref {
 			t.Fatalf("gate %+v, %v", info, err)
 		}
 		if got := end(t, g, "f2"); got != "" {
@@ -114,7 +116,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 	t.Run("gates: a follower's first payload stands, and a done one is a duplicate", func(t *testing.T) {
 		h := newHarness(t, cfg)
 		g := gatesOf(t, h)
-		if err := g.Hold(ctx, gate, id("h"), false); err != nil {
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
 			t.Fatal(err)
 		}
 		if a := park(t, g, "f1", "fp", none); a != dedupe.Parked {
@@ -143,7 +145,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 
 	t.Run("gates: a full queue overflows, and Hold names one head", func(t *testing.T) {
 		g := gatesOf(t, newHarness(t, cfg))
-		if err := g.Hold(ctx, gate, id("h"), false); err != nil {
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
 			t.Fatal(err)
 		}
 		limits := dedupe.GateLimits{MaxFollowers: 2}
@@ -155,10 +157,10 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 		if a := park(t, g, "f1", "fp", limits); a != dedupe.Parked {
 			t.Fatalf("a queued follower parked again on a full queue: %v, want parked", a)
 		}
-		if err := g.Hold(ctx, gate, id("other"), false); !errors.Is(err, dedupe.ErrNotHead) {
+		if err := g.Hold(ctx, ref, id("other"), false); !errors.Is(err, dedupe.ErrNotHead) {
 			t.Fatalf("hold for another head: %v, want ErrNotHead", err)
 		}
-		if err := g.Hold(ctx, gate, id("h"), false); err != nil {
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
 			t.Fatalf("hold for the head again: %v", err)
 		}
 	})
@@ -168,7 +170,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 		if _, err := g.Unblock(ctx, gate); !errors.Is(err, dedupe.ErrNotHeld) {
 			t.Fatalf("unblock without a gate: %v, want ErrNotHeld", err)
 		}
-		if err := g.Hold(ctx, gate, id("h"), false); err != nil {
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := g.Unblock(ctx, gate); !errors.Is(err, dedupe.ErrNotHeld) {
@@ -179,7 +181,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 				t.Fatal(a)
 			}
 		}
-		if err := g.Hold(ctx, gate, id("h"), true); err != nil {
+		if err := g.Hold(ctx, ref, id("h"), true); err != nil {
 			t.Fatal(err)
 		}
 		if info, _ := g.Gate(ctx, gate); info.State != dedupe.GateHeld {
@@ -201,7 +203,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 
 	t.Run("gates: a held head without followers is let go whole", func(t *testing.T) {
 		g := gatesOf(t, newHarness(t, cfg))
-		if err := g.Hold(ctx, gate, id("h"), true); err != nil {
+		if err := g.Hold(ctx, ref, id("h"), true); err != nil {
 			t.Fatal(err)
 		}
 		if f, err := g.Unblock(ctx, gate); err != nil || f != nil {
