@@ -36,7 +36,9 @@ type Gates interface {
 	End(ctx context.Context, gate, head string) (*Follower, error)
 	// Unblock ends the head of a held gate; a gate not held is
 	// ErrNotHeld, unless the unblock is being redone (its follower is
-	// returned again).
+	// returned again). A held head with nothing queued is let go with its
+	// gate, so that an unblock of it redone is ErrNotHeld: nothing is kept
+	// to tell it from a key never held.
 	Unblock(ctx context.Context, gate string) (*Follower, error)
 	// Gate returns the gate, or nil when there is none.
 	Gate(ctx context.Context, gate string) (*GateInfo, error)
@@ -116,12 +118,29 @@ type Follower struct {
 
 // check refuses a follower the store could not keep whole.
 func (f Follower) check() error {
-	ok := len(f.Identity) == identityLen && f.Fingerprint != "" && !strings.ContainsAny(f.Fingerprint, "\n")
-	for i := 0; ok && i < len(f.Identity); i++ {
-		ok = isBase64URL(f.Identity[i])
-	}
-	if !ok {
+	if !isIdentity(f.Identity) || f.Fingerprint == "" || strings.ContainsAny(f.Fingerprint, "\n") {
 		return fmt.Errorf("%w: follower identity %q or fingerprint %q", ErrInvalid, f.Identity, f.Fingerprint)
+	}
+	return nil
+}
+
+// isIdentity reports whether s is an identity (handlers.IdempotencyKey):
+// 22 base64url characters.
+func isIdentity(s string) bool {
+	ok := len(s) == identityLen
+	for i := 0; ok && i < len(s); i++ {
+		ok = isBase64URL(s[i])
+	}
+	return ok
+}
+
+// checkHold refuses a gate or head the store could not keep right.
+func checkHold(ref GateRef, head string) error {
+	switch {
+	case !Gateable(ref.Key):
+		return fmt.Errorf("%w: key %q cannot be gated (empty, or starting with '}')", ErrInvalid, ref.Key)
+	case !isIdentity(head):
+		return fmt.Errorf("%w: head %q is not an identity", ErrInvalid, head)
 	}
 	return nil
 }

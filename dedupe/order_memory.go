@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"fmt"
 	"slices"
 )
 
@@ -26,6 +27,9 @@ func (m *Memory) gate(key string) *memGate {
 
 // Hold implements Gates.
 func (m *Memory) Hold(_ context.Context, ref GateRef, head string, held bool) error {
+	if err := checkHold(ref, head); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	gate := ref.Gate()
@@ -83,6 +87,9 @@ func (m *Memory) Park(_ context.Context, gate, record string, f Follower, limits
 
 // End implements Gates.
 func (m *Memory) End(_ context.Context, gate, head string) (*Follower, error) {
+	if !isIdentity(head) {
+		return nil, fmt.Errorf("%w: head %q is not an identity", ErrInvalid, head)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.end(gate, head), nil

@@ -24,6 +24,9 @@ func gateKeys(gate string) []string { return []string{gate, gate + ":q"} }
 
 // Hold implements Gates.
 func (s *Redis) Hold(ctx context.Context, ref GateRef, head string, held bool) error {
+	if err := checkHold(ref, head); err != nil {
+		return err
+	}
 	s.trips.Add(1)
 	flag := "0"
 	if held {
@@ -69,6 +72,9 @@ func (s *Redis) Park(ctx context.Context, gate, record string, f Follower, limit
 
 // End implements Gates.
 func (s *Redis) End(ctx context.Context, gate, head string) (*Follower, error) {
+	if !isIdentity(head) {
+		return nil, fmt.Errorf("%w: head %q is not an identity", ErrInvalid, head)
+	}
 	s.trips.Add(1)
 	return released(endLua.Run(ctx, s.c, gateKeys(gate), head).Text())
 }

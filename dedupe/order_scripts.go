@@ -21,14 +21,17 @@ local function gateEnd(gate, queue, head)
     if g[3] == head and g[2] == 'r' then return g[4] end
     return false
   end
-  local nxt = redis.call('LPOP', queue)
+  -- Read and parse before popping: a script is not rolled back.
+  local nxt = redis.call('LINDEX', queue, 0)
   if not nxt then
     redis.call('DEL', gate, queue)
     return false
   end
   local id = string.sub(nxt, 1, 22)
   local nl = string.find(nxt, '\n', 1, true)
+  if not nl or nl < 24 then return redis.error_reply('queued follower is not fleet\'s') end
   local fp = string.sub(nxt, 24, nl - 1)
+  redis.call('LPOP', queue)
   redis.call('HDEL', gate, 'q:' .. id)
   redis.call('HINCRBY', gate, 'n', -1)
   redis.call('HINCRBY', gate, 'bytes', -#nxt)

@@ -214,6 +214,28 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 		}
 	})
 
+	t.Run("gates: a key or head the store could not keep right is refused", func(t *testing.T) {
+		g := gatesOf(t, newHarness(t, cfg))
+		for _, key := range []string{"", "}", "}x"} {
+			bad := ref
+			bad.Key = key
+			if err := g.Hold(ctx, bad, id("h"), false); !errors.Is(err, dedupe.ErrInvalid) {
+				t.Errorf("hold for key %q: %v, want ErrInvalid", key, err)
+			}
+		}
+		for _, head := range []string{"", "short", "abcdefghij\nklmnopqrstu"} {
+			if err := g.Hold(ctx, ref, head, true); !errors.Is(err, dedupe.ErrInvalid) {
+				t.Errorf("hold for head %q: %v, want ErrInvalid", head, err)
+			}
+			if _, err := g.End(ctx, gate, head); !errors.Is(err, dedupe.ErrInvalid) {
+				t.Errorf("end of head %q: %v, want ErrInvalid", head, err)
+			}
+		}
+		if info, _ := g.Gate(ctx, gate); info != nil {
+			t.Fatalf("a refused hold made a gate: %+v", info)
+		}
+	})
+
 	t.Run("gates: a follower the store could not keep whole is refused", func(t *testing.T) {
 		g := gatesOf(t, newHarness(t, cfg))
 		for _, f := range []dedupe.Follower{{Identity: "short", Fingerprint: "fp"}, {Identity: id("f"), Fingerprint: "a\nb"}, {Identity: id("f")},

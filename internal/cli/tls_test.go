@@ -148,7 +148,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 }
 
 // redisACL is the minimal rule set of docs/security.md for the ledger.
-var redisACL = []string{"--user", "fleet", "on", ">acl-s3cret", "~fleet:idem:*", "~rate:fleet:*", "~ledger:*",
+var redisACL = []string{"--user", "fleet", "on", ">acl-s3cret", "~fleet:idem:*", "~fleet:order:*", "~rate:fleet:*", "~ledger:*",
 	"+@read", "+@write", "+@scripting", "+@connection", "+time", "+info", "+config|get", "-@dangerous"}
 
 // TestRedisTLSAndACL runs fleet against a Redis that takes only TLS (its
