@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fleetworks/fleet/internal/httphandler"
+
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/handlers/ledger"
 	"github.com/fleetworks/fleet/handlers/orders"
@@ -52,6 +54,35 @@ func TestAppRouterNamesDomain(t *testing.T) {
 	_, err := app.router(nil)
 	if err == nil || !strings.Contains(err.Error(), "domain copy") || !strings.Contains(err.Error(), "already has a handler") {
 		t.Fatalf("router: %v", err)
+	}
+}
+
+// TestExample: dev suggests the demo's event, a Go domain's type, or a type
+// an HTTP route takes.
+func TestExample(t *testing.T) {
+	route := func(p string) []httphandler.Endpoint {
+		e, err := httphandler.ParseEndpoint(p + "=http://127.0.0.1:1/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []httphandler.Endpoint{e}
+	}
+	demo := &Demo{Topic: "t", Example: DemoExample{Type: "inventory.received", Key: "sku-1", Data: `{"sku":"sku-1"}`}}
+	for _, tt := range []struct {
+		app    App
+		routes []httphandler.Endpoint
+		want   string
+	}{
+		{App{Demo: demo}, route("x.*"), "inventory.received"},
+		{fleetApp, route("x.*"), "order.cancelled"},
+		{App{}, route("stock.*"), "stock.example"},
+		{App{}, route("stock.counted"), "stock.counted"},
+		{App{}, route("*"), "example"},
+		{App{}, nil, "your.event"},
+	} {
+		if got := tt.app.example(nil, tt.routes).Type; got != tt.want {
+			t.Errorf("example of %+v with %v: %q, want %q", tt.app, tt.routes, got, tt.want)
+		}
 	}
 }
 

@@ -108,7 +108,7 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 	help := devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}
 	if stream == nil {
 		fmt.Fprintln(out, "this binary has no demo stream: publish events of your own")
-		keepRunningHelp(out, app, help, app.example(rdb))
+		keepRunningHelp(out, app, help, app.example(rdb, httpHandlers.endpoints))
 		return workers.keepRunning(interrupted)
 	}
 	elapsed, err := workers.runStream(ctx, interrupted, stream, brokers, c)
@@ -126,7 +126,7 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 		_ = workers.stopAll()
 		return err
 	}
-	keepRunningHelp(out, app, help, app.example(rdb))
+	keepRunningHelp(out, app, help, app.example(rdb, httpHandlers.endpoints))
 	return workers.keepRunning(interrupted)
 }
 

@@ -3,9 +3,12 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetworks/fleet/internal/httphandler"
 )
 
 // DemoExample is one event the user may publish by hand to a running `dev`,
@@ -39,17 +42,30 @@ func (a *App) demoRun(c *devCmd) (*DemoRun, error) {
 	return run, nil
 }
 
-// example is the event keepRunningHelp suggests: the demo's, or one of the
-// first registered type with an empty JSON object.
-func (a *App) example(rdb redis.UniversalClient) DemoExample {
+// example is the event keepRunningHelp suggests: the demo's; else one of
+// the first type a Go domain registers, or of the first HTTP route (its
+// pattern's prefix), with an empty JSON object as its data.
+func (a *App) example(rdb redis.UniversalClient, routes []httphandler.Endpoint) DemoExample {
 	if a.Demo != nil && a.Demo.Example.Type != "" {
 		return a.Demo.Example
 	}
 	ex := DemoExample{Type: "your.event", Key: "key-1", Data: "{}"}
 	if r, err := a.router(rdb); err == nil && len(r.Types()) > 0 {
 		ex.Type = r.Types()[0]
+	} else if len(routes) > 0 {
+		ex.Type = exampleType(routes[0].Pattern)
 	}
 	return ex
+}
+
+// exampleType is a type a route's pattern matches: the pattern itself, or
+// its prefix with "example" for the "*".
+func exampleType(pattern string) string {
+	prefix, wild := strings.CutSuffix(pattern, "*")
+	if !wild {
+		return pattern
+	}
+	return prefix + "example"
 }
 
 // keepRunningHelp says what runs and how to use it.
