@@ -138,7 +138,7 @@ func (d *effectsDiff) reset(raw bool) {
 	r := handlers.NewRouter()
 	err := r.Register("effects", handlers.HandlerFunc(func(_ context.Context, ev handlers.Event, tx *handlers.Tx) error {
 		for _, op := range d.staged[ev.ID] {
-			stage(tx, op)
+			tx.Stage(op)
 		}
 		return nil
 	}))
@@ -151,32 +151,11 @@ func (d *effectsDiff) reset(raw bool) {
 	d.history = d.history[:0]
 }
 
-// stage stages op on tx through the Tx method of its kind, as a handler
-// does. Only the kinds of package handlers can be staged.
-func stage(tx *handlers.Tx, op handlers.Op) {
-	switch op.Kind {
-	case handlers.OpSet:
-		tx.Set(op.Key, op.Value)
-	case handlers.OpDel:
-		tx.Del(op.Key)
-	case handlers.OpHSet:
-		tx.HSet(op.Key, op.Field, op.Value)
-	case handlers.OpHIncrBy:
-		tx.HIncrBy(op.Key, op.Field, op.Delta)
-	case handlers.OpHDel:
-		tx.HDel(op.Key, op.Field)
-	case handlers.OpExpire:
-		tx.Expire(op.Key, op.TTL)
-	case handlers.OpIncrBy:
-		tx.IncrBy(op.Key, op.Delta)
-	}
-}
-
 // throughTx returns ops as a handler's Tx hands them to the store.
 func throughTx(ops []handlers.Op) []handlers.Op {
 	tx := handlers.NewTx("", 0, 1)
 	for _, op := range ops {
-		stage(tx, op)
+		tx.Stage(op)
 	}
 	return tx.Ops()
 }

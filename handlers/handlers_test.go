@@ -191,3 +191,30 @@ func TestErrorKinds(t *testing.T) {
 		t.Error("RetryAfter(nil) is not nil")
 	}
 }
+
+// TestTxStage: an op staged as data is the op its method stages.
+func TestTxStage(t *testing.T) {
+	ops := []handlers.Op{
+		{Kind: handlers.OpIncrBy, Key: "k", Delta: -3},
+		{Kind: handlers.OpSet, Key: "k", Value: "v"},
+		{Kind: handlers.OpDel, Key: "k"},
+		{Kind: handlers.OpHSet, Key: "h", Field: "f", Value: "v"},
+		{Kind: handlers.OpHIncrBy, Key: "h", Field: "f", Delta: 2},
+		{Kind: handlers.OpHDel, Key: "h", Field: "f"},
+		{Kind: handlers.OpExpire, Key: "k", TTL: time.Minute},
+	}
+	tx := handlers.NewTx("k", 1, 1)
+	for _, op := range ops {
+		tx.Stage(op)
+	}
+	tx.Stage(handlers.Op{Key: "no kind"})
+	tx.Stage(handlers.Op{Kind: handlers.OpExpire, Key: "k"}) // raised to a millisecond, as Expire does
+	if got := tx.Ops(); len(got) != len(ops)+1 || got[len(ops)].TTL != time.Millisecond {
+		t.Fatalf("ops %+v", got)
+	}
+	for i, op := range ops {
+		if tx.Ops()[i] != op {
+			t.Errorf("op %d: %+v, want %+v", i, tx.Ops()[i], op)
+		}
+	}
+}

@@ -129,6 +129,28 @@ func (t *Tx) Expire(key string, ttl time.Duration) {
 	t.ops = append(t.ops, Op{Kind: OpExpire, Key: key, TTL: max(ttl, time.Millisecond)})
 }
 
+// Stage stages op through the method of its kind (IncrBy for OpIncrBy, …),
+// as a handler calling that method would; an op of no kind is dropped.
+// For effects that arrive as data: an HTTP handler's, a test's.
+func (t *Tx) Stage(op Op) {
+	switch op.Kind {
+	case OpIncrBy:
+		t.IncrBy(op.Key, op.Delta)
+	case OpSet:
+		t.Set(op.Key, op.Value)
+	case OpDel:
+		t.Del(op.Key)
+	case OpHSet:
+		t.HSet(op.Key, op.Field, op.Value)
+	case OpHIncrBy:
+		t.HIncrBy(op.Key, op.Field, op.Delta)
+	case OpHDel:
+		t.HDel(op.Key, op.Field)
+	case OpExpire:
+		t.Expire(op.Key, op.TTL)
+	}
+}
+
 // SetResult stores a small result with the completion; duplicates of the event
 // are acknowledged with it. Keep it small: it is kept for the whole dedupe
 // window.

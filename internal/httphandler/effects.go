@@ -81,7 +81,7 @@ func readReply(body []byte, tx *handlers.Tx) error {
 		ops = append(ops, op)
 	}
 	for _, op := range ops {
-		stage(tx, op)
+		tx.Stage(op)
 	}
 	if r.Result != nil {
 		tx.SetResult([]byte(*r.Result))
@@ -178,23 +178,3 @@ func (e effect) op() (handlers.Op, error) {
 // maxTTLMS is the longest time to live an effect may set: what a
 // time.Duration holds, in milliseconds.
 const maxTTLMS = int64(1<<63-1) / int64(time.Millisecond)
-
-// stage puts op on tx as the Tx method of its kind would.
-func stage(tx *handlers.Tx, op handlers.Op) {
-	switch op.Kind {
-	case handlers.OpIncrBy:
-		tx.IncrBy(op.Key, op.Delta)
-	case handlers.OpSet:
-		tx.Set(op.Key, op.Value)
-	case handlers.OpDel:
-		tx.Del(op.Key)
-	case handlers.OpHSet:
-		tx.HSet(op.Key, op.Field, op.Value)
-	case handlers.OpHIncrBy:
-		tx.HIncrBy(op.Key, op.Field, op.Delta)
-	case handlers.OpHDel:
-		tx.HDel(op.Key, op.Field)
-	case handlers.OpExpire:
-		tx.Expire(op.Key, op.TTL)
-	}
-}
