@@ -21,7 +21,7 @@ type Handler struct {
 	label    string
 	client   *http.Client
 	opts     Options
-	metrics  *Metrics
+	metrics  *endpointMetrics
 }
 
 // New returns the handler of endpoint e; m may be shared by every
@@ -34,7 +34,8 @@ func New(e Endpoint, o Options, m *Metrics) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{endpoint: e, url: e.URL.String(), label: e.label(), client: client, opts: o, metrics: m}, nil
+	label := e.label()
+	return &Handler{endpoint: e, url: e.URL.String(), label: label, client: client, opts: o, metrics: m.forEndpoint(label)}, nil
 }
 
 // Register routes every endpoint's pattern to its handler on r. A type that
@@ -145,8 +146,8 @@ func (h *Handler) observe(code string, start time.Time) {
 	if h.metrics == nil {
 		return
 	}
-	h.metrics.requests.WithLabelValues(h.label, code).Inc()
-	h.metrics.duration.WithLabelValues(h.label).Observe(time.Since(start).Seconds())
+	h.metrics.requests[code].Inc()
+	h.metrics.duration.Observe(time.Since(start).Seconds())
 }
 
 // unwrapURLError drops net/http's "Post <url>:" wrapper (the endpoint is

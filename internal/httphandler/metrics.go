@@ -30,9 +30,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// endpointMetrics are one endpoint's series, looked up once rather than
+// per request.
+type endpointMetrics struct {
+	requests map[string]prometheus.Counter // by code class
+	duration prometheus.Observer
+}
+
+// forEndpoint returns the series of the endpoint labelled label; nil
+// without metrics.
+func (m *Metrics) forEndpoint(label string) *endpointMetrics {
+	if m == nil {
+		return nil
+	}
+	e := &endpointMetrics{requests: map[string]prometheus.Counter{}, duration: m.duration.WithLabelValues(label)}
+	for _, code := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
+		e.requests[code] = m.requests.WithLabelValues(label, code)
+	}
+	return e
+}
+
 // codeClass is a status's class label.
 func codeClass(status int) string {
-	if status < 100 || status > 599 {
+	if status < 200 || status > 599 {
 		return "error"
 	}
 	return string(rune('0'+status/100)) + "xx"
