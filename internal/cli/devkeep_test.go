@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -14,20 +13,8 @@ import (
 // stays up and says how to publish; an event published with fleet publish
 // as it says is processed and shows in /metrics; SIGINT ends it with 0.
 func TestDevKeepRunning(t *testing.T) {
-	cmd := exec.Command(binary, "dev", "--keep-running", "--events", "200", "--accounts", "10", "--http-addr", "127.0.0.1:0")
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("output:\n%s", out.String())
-		}
-	})
+	dev := startChild(t, exec.Command(binary, "dev", "--keep-running", "--events", "200", "--accounts", "10", "--http-addr", "127.0.0.1:0"))
+	out := dev.out
 	eventually(t, 60*time.Second, "still running", func() bool { return strings.Contains(out.String(), "still running") })
 	text := out.String()
 	if !strings.Contains(text, "OK: every event applied exactly once") {
@@ -59,15 +46,5 @@ func TestDevKeepRunning(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "the published event processed", func() bool { return count() == before+1 })
 
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGINT: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("still running 20s after SIGINT")
-	}
+	dev.interrupt(t)
 }

@@ -6,15 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/fleetworks/fleet/internal/redistest"
 )
@@ -63,62 +61,25 @@ func TestExampleModule(t *testing.T) {
 	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(out), "inventory (devel) (revision unknown") {
 		t.Fatalf("version: %q, %v", out, err)
 	}
-	cl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "inventory"), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	brokers := strings.Join(cl.ListenAddrs(), ",")
+	addrs := startBroker(t, "inventory", 3)
+	brokers := strings.Join(addrs, ",")
 	r := redistest.Start(t)
 	rdb := r.Client(t)
 	httpAddr := freeAddr(t)
-
-	var logs lockedBuffer
-	worker := exec.Command(bin, "run", "--brokers", brokers, "--topics", "inventory", "--group", "inventory", "--redis", r.URL(),
-		"--http-addr", httpAddr, "--commit-interval", "100ms", "--retry-delays", "none", "--log-format", "text")
-	worker.Stdout, worker.Stderr = &logs, &logs
-	if err := worker.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = worker.Process.Kill()
-		_ = worker.Wait()
-		if t.Failed() {
-			t.Logf("worker log:\n%s", logs.String())
-		}
-	})
+	startChild(t, exec.Command(bin, "run", "--brokers", brokers, "--topics", "inventory", "--group", "inventory", "--redis", r.URL(),
+		"--http-addr", httpAddr, "--commit-interval", "100ms", "--retry-delays", "none", "--log-format", "text"))
 	eventually(t, 30*time.Second, "the worker ready", func() bool { code, _ := get(httpAddr, "/readyz"); return code == 200 })
 
-	inv := func(id, typ, data string) kafka.Message {
-		return kafka.Message{Key: []byte("sku-1"), Value: []byte(data), Headers: []kafka.Header{
-			{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte(id)},
-			{Key: "ce_source", Value: []byte("warehouse")}, {Key: "ce_type", Value: []byte(typ)},
-			{Key: "content-type", Value: []byte("application/json")}}}
-	}
-	msgs := []kafka.Message{
+	inv := func(id, typ, data string) kafka.Message { return warehouseEvent(id, typ, "sku-1", data) }
+	publishTo(t, addrs, "inventory",
 		inv("in-1", "inventory.received", `{"sku":"sku-1","quantity":10}`),
 		inv("res-a", "inventory.reserved", `{"sku":"sku-1","reservation":"a","quantity":4}`),
 		inv("res-a", "inventory.reserved", `{"sku":"sku-1","reservation":"a","quantity":4}`),
 		inv("res-big", "inventory.reserved", `{"sku":"sku-1","reservation":"big","quantity":100}`),
 		inv("ship-a", "inventory.shipped", `{"sku":"sku-1","reservation":"a"}`),
-	}
-	w := &kafka.Writer{Addr: kafka.TCP(cl.ListenAddrs()...), Topic: "inventory", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond}
-	defer w.Close()
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-
+	)
 	finished := func(outcome string) string {
-		_, body := get(httpAddr, "/metrics")
-		m := regexp.MustCompile(`(?m)^fleet_consumer_events_finished_total\{outcome="`+outcome+`"[^}]*\} (\d+)`).FindAllStringSubmatch(body, -1)
-		n := 0
-		for _, x := range m {
-			var v int
-			fmt.Sscan(x[1], &v)
-			n += v
-		}
-		return fmt.Sprint(n)
+		return strconv.Itoa(metricSum(httpAddr, "fleet_consumer_events_finished_total", `outcome="`+outcome+`"`))
 	}
 	eventually(t, 30*time.Second, "every message finished", func() bool {
 		return finished("processed") == "3" && finished("duplicate") == "1" && finished("dead_lettered") == "1"
@@ -141,39 +102,16 @@ func TestExampleModule(t *testing.T) {
 // of its own event types; SIGINT ends it with 0.
 func TestExampleDevWithoutStream(t *testing.T) {
 	bin := buildExample(t)
-	cmd := exec.Command(bin, "dev", "--http-addr", "127.0.0.1:0", "--workers", "1")
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("output:\n%s", out.String())
-		}
-	})
-	eventually(t, 60*time.Second, "still running", func() bool { return strings.Contains(out.String(), "still running") })
-	text := out.String()
+	dev := startChild(t, exec.Command(bin, "dev", "--http-addr", "127.0.0.1:0", "--workers", "1"))
+	eventually(t, 60*time.Second, "still running", func() bool { return strings.Contains(dev.out.String(), "still running") })
+	text := dev.out.String()
 	for _, want := range []string{"topic inventory", "no demo stream", "inventory publish --brokers ", "--type inventory.received",
 		`--data '{"sku":"sku-1","quantity":5}'`, "HGETALL 'inventory:{sku-1}'", "inventory dlq list", "write go run . instead"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGINT: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("still running 20s after SIGINT")
-	}
+	dev.interrupt(t)
 }
 
 func exampleOut(t *testing.T, bin string, args ...string) string {

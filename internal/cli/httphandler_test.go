@@ -8,14 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/internal/redistest"
@@ -47,12 +43,8 @@ func TestHTTPHandlers(t *testing.T) {
 
 func testHTTPHandler(t *testing.T, command []string) {
 	endpoint := startHandlerServer(t, command)
-	cl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "inventory"), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	brokers := strings.Join(cl.ListenAddrs(), ",")
+	addrs := startBroker(t, "inventory", 2)
+	brokers := strings.Join(addrs, ",")
 	r := redistest.Start(t)
 	rdb := r.Client(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
@@ -60,57 +52,24 @@ func testHTTPHandler(t *testing.T, command []string) {
 		t.Fatal(err)
 	}
 	httpAddr := freeAddr(t)
-	var logs lockedBuffer
-	worker := exec.Command(binary, "run", "--brokers", brokers, "--topics", "inventory", "--group", "inv", "--redis", r.URL(),
+	worker := startChild(t, exec.Command(binary, "run", "--brokers", brokers, "--topics", "inventory", "--group", "inv", "--redis", r.URL(),
 		"--http-addr", httpAddr, "--http-handler", "inventory.*="+endpoint+"/events", "--http-handler-token-file", tokenFile,
-		"--lease", "500ms", "--handler-timeout", "2s", "--retry-delays", "none", "--commit-interval", "100ms", "--log-format", "text")
-	worker.Stdout, worker.Stderr = &logs, &logs
-	if err := worker.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = worker.Process.Kill()
-		_ = worker.Wait()
-		if t.Failed() {
-			t.Logf("worker log:\n%s", logs.String())
-		}
-	})
+		"--lease", "500ms", "--handler-timeout", "2s", "--retry-delays", "none", "--commit-interval", "100ms", "--log-format", "text"))
 	eventually(t, 30*time.Second, "the worker ready", func() bool { code, _ := get(httpAddr, "/readyz"); return code == 200 })
 
-	ev := func(id, typ, key, data string) kafka.Message {
-		return kafka.Message{Key: []byte(key), Value: []byte(data), Headers: []kafka.Header{
-			{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte(id)},
-			{Key: "ce_source", Value: []byte("warehouse")}, {Key: "ce_type", Value: []byte(typ)},
-			{Key: "content-type", Value: []byte("application/json")}}}
-	}
+	ev := warehouseEvent
 	received := ev("r1", "inventory.received", "sku-1", `{"quantity":5}`)
-	spaced := ev("r2", "inventory.received", "sku 1 é", `{"quantity":2}`)
-	keyless := ev("nk1", "inventory.received", "", `{"quantity":3}`)
-	keyless.Key = nil
-	w := &kafka.Writer{Addr: kafka.TCP(cl.ListenAddrs()...), Topic: "inventory", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond}
-	defer w.Close()
-	if err := w.WriteMessages(context.Background(), received, received, spaced, keyless,
+	publishTo(t, addrs, "inventory", received, received,
+		ev("r2", "inventory.received", "sku 1 é", `{"quantity":2}`),
+		ev("nk1", "inventory.received", "", `{"quantity":3}`),
 		ev("x1", "inventory.rejected", "sku-2", `{}`),
 		ev("f1", "inventory.flaky", "sku-3", `{}`),
 		ev("s1", "inventory.slow", "sku-4", `{}`),
 		ev("t1", "inventory.stuck", "sku-5", `{}`),
 		ev("b1", "inventory.broken", "sku-6", `{}`),
-	); err != nil {
-		t.Fatal(err)
-	}
+	)
 
-	metric := func(name, labels string) int {
-		_, body := get(httpAddr, "/metrics")
-		n := 0
-		for _, m := range regexp.MustCompile(`(?m)^`+name+`\{([^}]*)\} (\S+)`).FindAllStringSubmatch(body, -1) {
-			if strings.Contains(m[1], labels) {
-				v, _ := strconv.ParseFloat(m[2], 64)
-				n += int(v)
-			}
-		}
-		return n
-	}
+	metric := func(name, labels string) int { return metricSum(httpAddr, name, labels) }
 	finished := func(outcome string) int {
 		return metric("fleet_consumer_events_finished_total", `outcome="`+outcome+`"`)
 	}
@@ -173,7 +132,7 @@ func testHTTPHandler(t *testing.T, command []string) {
 			t.Errorf("fleet_http_handler_requests_total{code=%q} = %d, want at least %d", code, n, least)
 		}
 	}
-	if strings.Contains(logs.String(), "s3cret") {
+	if strings.Contains(worker.out.String(), "s3cret") {
 		t.Errorf("the credential is in the log")
 	}
 	// The endpoint metrics are lint-clean, as Prometheus reads them.

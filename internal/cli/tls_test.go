@@ -92,19 +92,7 @@ func runFleet(t *testing.T, env []string, args ...string) *lockedBuffer {
 	cmd := exec.Command(binary, append([]string{"run", "--http-addr", "127.0.0.1:0", "--log-format", "text",
 		"--session-timeout", "6s", "--heartbeat-interval", "500ms", "--drain-timeout", "3s"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	logs := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs.String())
-		}
-	})
-	return logs
+	return startChild(t, cmd).out
 }
 
 // waitBalances waits until every balance in Redis is exact.
