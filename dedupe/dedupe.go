@@ -24,6 +24,11 @@ var (
 	// ErrInvalid means a request is malformed (an empty key, an effect the
 	// store cannot apply). Retrying it cannot help.
 	ErrInvalid = errors.New("invalid request")
+	// ErrParked means a completion was refused because its key's gate
+	// names another event as its head (docs/ordering.md): the run raced a
+	// gate, nothing was applied, and the lease is still held. The caller
+	// gives the claim back and parks the event.
+	ErrParked = errors.New("parked: the key's gate names another event as its head")
 	// ErrNotReplicated means completions were applied on the master but did
 	// not reach Config.MinReplicas replicas in time: a failover now could
 	// lose them, so they must not count as finished yet. Repeating the call
@@ -66,6 +71,10 @@ const (
 	// ClaimResult.Reason says why. Nothing was written. The other claims of
 	// the batch are answered.
 	Invalid
+	// Parked: the claim's gate (Claim.Gate) names another event as the
+	// key's head: this event must wait behind it. Nothing was written;
+	// park it with [Gates.Park] at its turn.
+	Parked
 )
 
 func (o Outcome) String() string {
@@ -80,6 +89,8 @@ func (o Outcome) String() string {
 		return "busy"
 	case Invalid:
 		return "invalid"
+	case Parked:
+		return "parked"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
@@ -107,6 +118,31 @@ type Claim struct {
 	Event *handlers.Event
 	// PreviousKey and PreviousFingerprint: see Group and Event.
 	PreviousKey, PreviousFingerprint string
+	// Gate is the key of the event's gate ([GateRef.Gate]), or empty for an
+	// event that is not gated. A claim that would acquire while the gate
+	// names another event answers Parked.
+	Gate string
+}
+
+// check refuses a claim the store cannot send: an empty key, or a gate
+// outside the record's Redis Cluster slot.
+func (c *Claim) check() error {
+	if c.Key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalid)
+	}
+	return checkGate(c.Key, c.Gate)
+}
+
+// checkGate refuses a gate that does not share record's hash tag.
+func checkGate(record, gate string) error {
+	if gate == "" {
+		return nil
+	}
+	agg, ok := aggregateOf(record)
+	if !ok || !strings.HasPrefix(gate, gatePrefix+agg+"}:") || len(gate) != len(gatePrefix)+len(agg)+2+scopeLen {
+		return fmt.Errorf("%w: gate %q is not the gate of record %q", ErrInvalid, gate, record)
+	}
+	return nil
 }
 
 // previous returns the key and fingerprint of the claim's record of the
@@ -148,6 +184,9 @@ type Lease struct {
 	Fence int64
 }
 
+// identity is the identity part of the lease's record key.
+func (l Lease) identity() string { return Claim{Key: l.Key}.Identity() }
+
 // ClaimResult is the answer to one Claim.
 type ClaimResult struct {
 	Outcome Outcome
@@ -165,6 +204,11 @@ type ClaimResult struct {
 	RetryAfter time.Duration
 	// Reason is, for Invalid, why.
 	Reason string
+	// Head is true when the claim's gate names this event as the key's
+	// head (for a Duplicate: or as the head whose end released the
+	// current one). The caller must end the head ([Gates.End]) once the
+	// event is done, a duplicate, or dead-lettered.
+	Head bool
 }
 
 // Completion marks a leased event done and applies its effects atomically.
@@ -173,6 +217,9 @@ type Completion struct {
 	Effects []handlers.Op
 	// Result is stored with the record and returned to duplicates.
 	Result []byte
+	// Gate is the claim's gate ([Claim.Gate]): a completion is refused
+	// with ErrParked while the gate names another event.
+	Gate string
 }
 
 // Config holds the store's settings.
@@ -339,7 +386,7 @@ func checkBound(c *Completion) error {
 	if err := effects.CheckBound(aggregate, c.Effects); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return nil
+	return checkGate(c.Lease.Key, c.Gate)
 }
 
 // Owners makes owner tokens: a random prefix (8 bytes from crypto/rand, hex)

@@ -74,8 +74,8 @@ func (m *Memory) record(key string, now time.Time) *memRecord {
 // Claim.PreviousKey is not consulted.
 func (m *Memory) ClaimBatch(_ context.Context, claims []Claim) ([]ClaimResult, error) {
 	for i, c := range claims {
-		if c.Key == "" {
-			return nil, fmt.Errorf("claim batch: item %d: %w: empty key", i, ErrInvalid)
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("claim batch: item %d: %w", i, err)
 		}
 	}
 	m.mu.Lock()
@@ -98,21 +98,29 @@ func (m *Memory) claim(c Claim, owner string, now time.Time) ClaimResult {
 	var res ClaimResult
 	switch {
 	case r == nil:
+		if stop, ok := m.admit(c, &res); !ok {
+			return stop
+		}
 		r = &memRecord{state: 'p', fence: 1, attempts: 1, fp: c.Fingerprint}
 		m.records[c.Key] = r
 	case r.fp != c.Fingerprint:
 		return ClaimResult{Outcome: Conflict}
 	case r.state == 'd':
-		return ClaimResult{Outcome: Duplicate, Result: r.result}
+		return ClaimResult{Outcome: Duplicate, Result: r.result, Head: m.endsHere(c)}
 	case r.state == 'p' && r.owner == owner:
 		// The same claim, sent again.
-		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: c.Key, Owner: owner, Fence: r.fence}, Attempts: r.attempts}
+		g := m.gate(c.Gate)
+		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: c.Key, Owner: owner, Fence: r.fence}, Attempts: r.attempts,
+			Head: g != nil && c.Gate != "" && g.info.Head == c.Identity()}
 	case r.lastOwner == owner:
 		// A late copy of a claim whose owner has let go.
 		return ClaimResult{Outcome: Busy}
 	case r.state == 'p' && r.deadline.After(now):
 		return ClaimResult{Outcome: Busy, RetryAfter: r.deadline.Sub(now)}
 	default:
+		if stop, ok := m.admit(c, &res); !ok {
+			return stop
+		}
 		res.TakenOver = r.state == 'p'
 		if res.TakenOver {
 			r.lastOwner = r.owner
@@ -173,6 +181,10 @@ func (m *Memory) CompleteBatch(_ context.Context, completions []Completion) ([]e
 			out[i] = ErrLeaseLost
 			continue
 		}
+		if g := m.gate(c.Gate); c.Gate != "" && g != nil && g.info.Head != c.Lease.identity() {
+			out[i] = ErrParked
+			continue
+		}
 		// checkBound refused every fleet: key, the records among them:
 		// the effects and the records cannot meet.
 		if err := m.effects.Apply(c.Effects); err != nil {
@@ -200,6 +212,11 @@ func (m *Memory) Unclaim(_ context.Context, l Lease) error {
 func (m *Memory) release(l Lease, unrun bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.releaseLocked(l, unrun)
+}
+
+// releaseLocked is release with m.mu held.
+func (m *Memory) releaseLocked(l Lease, unrun bool) error {
 	now := m.now()
 	if r := m.record(l.Key, now); r != nil && r.state == 'r' && r.fence == l.Fence {
 		return nil

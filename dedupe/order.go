@@ -42,6 +42,40 @@ type Gates interface {
 	Unblock(ctx context.Context, gate string) (*Follower, error)
 	// Gate returns the gate, or nil when there is none.
 	Gate(ctx context.Context, gate string) (*GateInfo, error)
+	// ReleaseGate is Release (a run that failed) followed, only when the
+	// release succeeds, by step on ref's gate for the lease's event, in one
+	// atomic step. For GateEndHead it returns the follower the end
+	// released, if any. A hold whose gate names another event holds
+	// nothing.
+	ReleaseGate(ctx context.Context, lease Lease, ref GateRef, step GateStep) (*Follower, error)
+}
+
+// GateStep is what ReleaseGate does to the gate once the release succeeds.
+type GateStep uint8
+
+const (
+	// GateHoldParked: the event moves to a retry tier; it becomes (or
+	// stays) its key's head, parked.
+	GateHoldParked GateStep = iota + 1
+	// GateHoldHeld: the event was dead-lettered under hold; it becomes (or
+	// stays) its key's head, held.
+	GateHoldHeld
+	// GateEndHead: the event was dead-lettered under continue; if it is
+	// its key's head, its end releases the next follower.
+	GateEndHead
+)
+
+// code is the step as releaseGateScript takes it.
+func (s GateStep) code() string {
+	switch s {
+	case GateHoldParked:
+		return "p"
+	case GateHoldHeld:
+		return "x"
+	case GateEndHead:
+		return "e"
+	}
+	return "?"
 }
 
 var (
@@ -65,6 +99,9 @@ func OrderScope(group, topic string, partition int) string {
 }
 
 const orderDomain = "fleet order scope v1"
+
+// scopeLen is the length of an OrderScope.
+const scopeLen = 22
 
 // GateRef names a gate: the consumer group, source topic and partition,
 // and the message key.
@@ -175,12 +212,14 @@ type GateLimits struct {
 type ParkAnswer uint8
 
 const (
-	// Parked: the follower is queued (now, or before: queuing is
+	// ParkQueued: the follower is queued (now, or before: queuing is
 	// idempotent); its source offset may be committed.
-	Parked ParkAnswer = iota + 1
+	ParkQueued ParkAnswer = iota + 1
 	// ParkFree: there is no gate; run the event.
 	ParkFree
-	// ParkHead: the gate names this event as its head; claim and run it.
+	// ParkHead: the gate names this event as its head (parked, running or
+	// held: this is a copy of it); claim it. A head released and not
+	// started answers ParkQueued: its released copy holds its place.
 	ParkHead
 	// ParkDuplicate: the event is done; acknowledge it.
 	ParkDuplicate
@@ -192,7 +231,7 @@ const (
 
 func (a ParkAnswer) String() string {
 	switch a {
-	case Parked:
+	case ParkQueued:
 		return "parked"
 	case ParkFree:
 		return "free"

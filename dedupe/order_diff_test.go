@@ -83,7 +83,7 @@ func TestGatesMatchRedis(t *testing.T) {
 			ra, rerr := red.Park(ctx, gate, record, f, limits)
 			ma, merr := mem.Park(ctx, gate, record, f, limits)
 			rAns, mAns = fmt.Sprint(ra, errKind(rerr)), fmt.Sprint(ma, errKind(merr))
-			if ra == dedupe.Parked {
+			if ra == dedupe.ParkQueued {
 				parked++
 			}
 		case op < 8:

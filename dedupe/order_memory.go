@@ -32,6 +32,14 @@ func (m *Memory) Hold(_ context.Context, ref GateRef, head string, held bool) er
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.hold(ref, head, held) {
+		return ErrNotHead
+	}
+	return nil
+}
+
+// hold is gateHold of the Redis scripts.
+func (m *Memory) hold(ref GateRef, head string, held bool) bool {
 	gate := ref.Gate()
 	g := m.gate(gate)
 	switch {
@@ -39,13 +47,69 @@ func (m *Memory) Hold(_ context.Context, ref GateRef, head string, held bool) er
 		g = &memGate{info: GateInfo{Ref: ref, Since: m.now()}, queued: map[string]string{}}
 		m.gates[gate] = g
 	case g.info.Head != head:
-		return ErrNotHead
+		return false
 	}
 	g.info.Head, g.info.State, g.info.ReleasedBy, g.info.Released, g.unblocked = head, GateParked, "", nil, ""
 	if held {
 		g.info.State = GateHeld
 	}
-	return nil
+	return true
+}
+
+// ReleaseGate implements Gates.
+func (m *Memory) ReleaseGate(_ context.Context, l Lease, ref GateRef, step GateStep) (*Follower, error) {
+	gate := ref.Gate()
+	if err := checkGate(l.Key, gate); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.releaseLocked(l, false); err != nil {
+		return nil, err
+	}
+	switch step {
+	case GateEndHead:
+		return m.end(gate, l.identity()), nil
+	case GateHoldParked, GateHoldHeld:
+		m.hold(ref, l.identity(), step == GateHoldHeld)
+	}
+	return nil, nil
+}
+
+// admit decides a claim that would acquire by its gate, as the claim
+// script's admit does: false with the answer when the gate parks it or its
+// payload is not the one released; else it notes in res whether the gate
+// names it, and marks a released head running.
+func (m *Memory) admit(c Claim, res *ClaimResult) (ClaimResult, bool) {
+	if c.Gate == "" {
+		return ClaimResult{}, true
+	}
+	g := m.gate(c.Gate)
+	switch {
+	case g == nil:
+		return ClaimResult{}, true
+	case g.info.Head != c.Identity():
+		return ClaimResult{Outcome: Parked}, false
+	case g.info.State == GateReleased:
+		if g.info.Released.Fingerprint != c.Fingerprint {
+			return ClaimResult{Outcome: Conflict}, false
+		}
+		g.info.State, g.info.Released = GateRunning, nil
+	}
+	res.Head = true
+	return ClaimResult{}, true
+}
+
+// endsHere reports whether a duplicate claim's event is its gate's head,
+// or the head whose end released the current one: its end is to be run
+// (again).
+func (m *Memory) endsHere(c Claim) bool {
+	g := m.gate(c.Gate)
+	if c.Gate == "" || g == nil {
+		return false
+	}
+	id := c.Identity()
+	return g.info.Head == id || g.info.ReleasedBy == id && g.info.State == GateReleased
 }
 
 // Park implements Gates.
@@ -65,6 +129,8 @@ func (m *Memory) Park(_ context.Context, gate, record string, f Follower, limits
 	switch {
 	case g == nil:
 		return ParkFree, nil
+	case g.info.Head == f.Identity && g.info.State == GateReleased:
+		return ParkQueued, nil
 	case g.info.Head == f.Identity:
 		return ParkHead, nil
 	}
@@ -72,7 +138,7 @@ func (m *Memory) Park(_ context.Context, gate, record string, f Follower, limits
 		if fp != f.Fingerprint {
 			return ParkConflict, nil
 		}
-		return Parked, nil
+		return ParkQueued, nil
 	}
 	if limits.MaxFollowers > 0 && len(g.queue) >= limits.MaxFollowers {
 		return ParkOverflow, nil
@@ -82,7 +148,7 @@ func (m *Memory) Park(_ context.Context, gate, record string, f Follower, limits
 	g.queued[f.Identity] = f.Fingerprint
 	g.info.Queued++
 	g.info.Bytes += int64(len(f.encode()))
-	return Parked, nil
+	return ParkQueued, nil
 }
 
 // End implements Gates.

@@ -16,6 +16,7 @@ var (
 	parkLua    = redis.NewScript(parkScript)
 	endLua     = redis.NewScript(endScript)
 	unblockLua = redis.NewScript(unblockScript)
+	releaseLua = redis.NewScript(releaseGateScript)
 )
 
 var _ Gates = (*Redis)(nil)
@@ -54,8 +55,8 @@ func (s *Redis) Park(ctx context.Context, gate, record string, f Follower, limit
 		return 0, fmt.Errorf("park in %s: %w", gate, err)
 	}
 	switch n {
-	case replyParked:
-		return Parked, nil
+	case replyParkParked:
+		return ParkQueued, nil
 	case replyParkFree:
 		return ParkFree, nil
 	case replyParkHead:
@@ -129,4 +130,32 @@ func (s *Redis) Gate(ctx context.Context, gate string) (*GateInfo, error) {
 		}
 	}
 	return g, nil
+}
+
+// ReleaseGate implements Gates.
+func (s *Redis) ReleaseGate(ctx context.Context, l Lease, ref GateRef, step GateStep) (*Follower, error) {
+	gate := ref.Gate()
+	if err := checkGate(l.Key, gate); err != nil {
+		return nil, err
+	}
+	s.trips.Add(1)
+	v, err := releaseLua.Run(ctx, s.c, append([]string{l.Key}, gateKeys(gate)...), l.Owner, l.Fence, s.retentionMS, step.code(),
+		ref.Group, ref.Topic, ref.Partition, ref.Key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", l.Key, err)
+	}
+	switch v := v.(type) {
+	case int64:
+		switch v {
+		case replyOK:
+			return nil, nil
+		case replyLost:
+			return nil, ErrLeaseLost
+		}
+	case []any:
+		if elem, ok := v[1].(string); len(v) == 2 && ok {
+			return decodeFollower(elem)
+		}
+	}
+	return nil, fmt.Errorf("release %s: %w: unexpected reply %v", l.Key, ErrInvalid, v)
 }

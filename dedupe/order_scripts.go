@@ -41,27 +41,69 @@ local function gateEnd(gate, queue, head)
 end
 `
 
+// luaOrderHold is the hold of a head, shared by the scripts that hold one:
+// hold(gate, head, state, group, topic, partition, key) makes head the
+// head of the gate in state (p or x), creating the gate with what it is
+// for; it returns false, and changes nothing, when the gate names another
+// head.
+const luaOrderHold = `
+local function gateHold(gate, head, state, group, topic, partition, key)
+  local h = redis.call('HGET', gate, 'h')
+  if h and h ~= head then return false end
+  if not h then
+    local t = redis.call('TIME')
+    redis.call('HSET', gate, 't', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'n', 0, 'bytes', 0,
+      'rg', group, 'rt', topic, 'rp', partition, 'rk', key)
+  end
+  redis.call('HSET', gate, 'h', head, 's', state)
+  redis.call('HDEL', gate, 'b', 'm', 'mf', 'u')
+  return true
+end
+`
+
 // holdScript: ARGV head, '1' when held, then the group, topic, partition
 // and key the gate is for (kept for listing). Replies 1, or 0 when the gate
 // names another head.
-const holdScript = `
-local g = redis.call('HMGET', KEYS[1], 'h')
+const holdScript = luaOrderHold + `
 local state = 'p'
 if ARGV[2] == '1' then state = 'x' end
-if g[1] and g[1] ~= ARGV[1] then return 0 end
-if not g[1] then
-  local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 't', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'n', 0, 'bytes', 0,
-    'rg', ARGV[3], 'rt', ARGV[4], 'rp', ARGV[5], 'rk', ARGV[6])
+if gateHold(KEYS[1], ARGV[1], state, ARGV[3], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
+return 0
+`
+
+// releaseGateScript is the release script (a run that failed; KEYS[1] the
+// record, ARGV owner, fence, retention ms) followed, only when the release
+// succeeds, by a step on the gate (KEYS[2], its queue KEYS[3]): ARGV[4] 'p'
+// hold the event as the parked head, 'x' as the held head (then ARGV[5..8]
+// group, topic, partition, key), 'e' end it if it is the head. Replies 1
+// released | 0 lost | -1 invalid | {1, element} released, and the end
+// released that follower.
+//
+// Safe to repeat: a record released at this fence is released again
+// without a write, and the step is redone; nothing claimed the record
+// since (a claim moves the fence), so its tier copy has not run.
+const releaseGateScript = luaMS + luaOrderEnd + luaOrderHold + `
+if not ms(ARGV[3]) then return -1 end
+local r = redis.call('HMGET', KEYS[1], 's', 'o', 'f')
+if not (r[1] == 'r' and r[3] == ARGV[2]) then
+  if r[1] ~= 'p' or r[2] ~= ARGV[1] or r[3] ~= ARGV[2] then return 0 end
+  redis.call('HSET', KEYS[1], 's', 'r', 'lo', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'o', 'l')
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-redis.call('HSET', KEYS[1], 'h', ARGV[1], 's', state)
-redis.call('HDEL', KEYS[1], 'b', 'm', 'mf', 'u')
+local id = string.sub(KEYS[1], -22)
+if ARGV[4] == 'e' then
+  local f = gateEnd(KEYS[2], KEYS[3], id)
+  if f then return {1, f} end
+elseif ARGV[4] == 'p' or ARGV[4] == 'x' then
+  gateHold(KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+end
 return 1
 `
 
 // Park replies.
 const (
-	replyParked       = 1
+	replyParkParked   = 1
 	replyParkFree     = 2
 	replyParkHead     = 3
 	replyParkDup      = 4
@@ -79,7 +121,11 @@ if rec[1] == 'd' then
 end
 local g = redis.call('HMGET', KEYS[1], 'h', 'n', 'q:' .. ARGV[1])
 if not g[1] then return 2 end
-if g[1] == ARGV[1] then return 3 end
+if g[1] == ARGV[1] then
+  -- Released and not started: the released copy holds its place.
+  if redis.call('HGET', KEYS[1], 's') == 'r' then return 1 end
+  return 3
+end
 if g[3] then
   if g[3] ~= ARGV[2] then return 5 end
   return 1

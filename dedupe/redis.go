@@ -313,8 +313,8 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 	}
 	owners := make([]string, len(claims))
 	for i, c := range claims {
-		if c.Key == "" {
-			return nil, fmt.Errorf("claim batch: item %d: %w: empty key", i, ErrInvalid)
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("claim batch: item %d: %w", i, err)
 		}
 		owners[i] = c.Owner
 		if owners[i] == "" {
@@ -330,16 +330,19 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 	previous := s.readsPrevious()
 	call := func(p redis.Pipeliner, items []int) *redis.Cmd {
 		n := len(items)
-		cmd := evalshaN(s.claim, 2*n, 3+3*n)
-		keys, args := cmd[3:3+2*n], cmd[3+2*n:]
+		cmd := evalshaN(s.claim, 3*n, 3+3*n)
+		keys, args := cmd[3:3+3*n], cmd[3+3*n:]
 		args[0], args[1], args[2] = s.leaseMS, s.retentionMS, touch
 		for j, i := range items {
 			c := &claims[i]
-			keys[2*j], keys[2*j+1] = c.Key, c.Key
+			keys[3*j], keys[3*j+1], keys[3*j+2] = c.Key, c.Key, c.Key
+			if c.Gate != "" {
+				keys[3*j+2] = c.Gate
+			}
 			args[3+3*j], args[4+3*j], args[5+3*j] = owners[i], c.Fingerprint, ""
 			if previous {
 				if key, fp := c.previous(); key != "" {
-					keys[2*j+1], args[5+3*j] = key, fp
+					keys[3*j+1], args[5+3*j] = key, fp
 				}
 			}
 		}
@@ -386,6 +389,7 @@ func claimResult(item any, key, owner string) (ClaimResult, error) {
 		fence, ok1 := replyInt(v, 1)
 		attempts, ok2 := replyInt(v, 2)
 		took, ok3 := replyInt(v, 3)
+		head, _ := replyInt(v, 4)
 		if !ok1 || !ok2 || !ok3 {
 			break
 		}
@@ -394,6 +398,7 @@ func claimResult(item any, key, owner string) (ClaimResult, error) {
 			Lease:     Lease{Key: key, Owner: owner, Fence: fence},
 			Attempts:  int(attempts),
 			TakenOver: took == 1,
+			Head:      head == 1,
 		}, nil
 	case replyDup:
 		r := ClaimResult{Outcome: Duplicate}
@@ -402,7 +407,11 @@ func claimResult(item any, key, owner string) (ClaimResult, error) {
 				r.Result = []byte(b)
 			}
 		}
+		head, _ := replyInt(v, 2)
+		r.Head = head == 1
 		return r, nil
+	case replyParked:
+		return ClaimResult{Outcome: Parked}, nil
 	case replyConflict:
 		return ClaimResult{Outcome: Conflict}, nil
 	case replyBusy:
@@ -494,6 +503,8 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 			case replyOK:
 			case replyLost:
 				out[i] = ErrLeaseLost
+			case replyCompleteParked:
+				out[i] = ErrParked
 			case replyInvalid, replyError:
 				out[i] = fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
 			default:
@@ -559,7 +570,10 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 	nk, na := 0, 2
 	for _, i := range items {
 		nk += 1 + len(all[i].Effects)
-		na += 5 + 4*len(all[i].Effects)
+		if all[i].Gate != "" {
+			nk++
+		}
+		na += 6 + 4*len(all[i].Effects)
 	}
 	cmd := evalshaN(s.complete, nk, na)
 	// Keys and arguments are appended side by side into their own parts of
@@ -569,7 +583,11 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 	for _, i := range items {
 		c := &all[i]
 		keys = append(keys, c.Lease.Key)
-		args = append(args, 1+len(c.Effects), c.Lease.Owner, c.Lease.Fence, c.Result, len(c.Effects))
+		nkeys, gated := 1+len(c.Effects), "0"
+		if c.Gate != "" {
+			nkeys, gated = nkeys+1, "1"
+		}
+		args = append(args, nkeys, c.Lease.Owner, c.Lease.Fence, c.Result, len(c.Effects), gated)
 		for j, op := range c.Effects {
 			keys = append(keys, op.Key)
 			idx := j + 2 // key 1 is the record
@@ -593,6 +611,9 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 			default: // OpDel, unknown
 				args = append(args, name, idx, "", "")
 			}
+		}
+		if c.Gate != "" {
+			keys = append(keys, c.Gate)
 		}
 	}
 	return cmd

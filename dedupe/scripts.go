@@ -39,6 +39,9 @@ const (
 	replyDup      = 2
 	replyConflict = 3
 	replyBusy     = 4
+	replyParked   = 5
+	// replyCompleteParked: a completion refused by its gate.
+	replyCompleteParked = 2
 	replyError    = -2
 )
 
@@ -48,16 +51,27 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 `
 
 // claimScript claims a batch: one script call for many records, so that the
-// per-call cost of a script is paid once per batch. KEYS[2i-1] record i,
-// KEYS[2i] its record in the previous layout (the record key again when
-// there is none to consult); ARGV[1] lease ms, ARGV[2] retention ms, ARGV[3]
-// '1' when a duplicate must write (see below), then owner, fingerprint and
-// previous fingerprint of each record (ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]).
+// per-call cost of a script is paid once per batch. KEYS[3i-2] record i,
+// KEYS[3i-1] its record in the previous layout (the record key again when
+// there is none to consult), KEYS[3i] its key's gate (docs/ordering.md; the
+// record key again when the event cannot be gated); ARGV[1] lease ms,
+// ARGV[2] retention ms, ARGV[3] '1' when a duplicate must write (see
+// below), then owner, fingerprint and previous fingerprint of each record
+// (ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]).
 // Claims of one key in one batch run in order.
-// Reply: one item per record, {1, fence, attempts, takenover} acquired, or
-// the bare integer 1 for a new record (fence 1, first attempt) | {2, result}
-// duplicate | {3} conflict | {4, ms left} busy | {-1, reason}
-// invalid | {-2, error} the key holds something other than a record.
+// Reply: one item per record, {1, fence, attempts, takenover, head}
+// acquired, or the bare integer 1 for a new record (fence 1, first attempt,
+// no gate) | {2, result, head} duplicate | {3} conflict | {4, ms left} busy
+// | {5} parked | {-1, reason} invalid | {-2, error} the key holds something
+// other than a record. head is 1 when the gate names this event as its head
+// (or, for a duplicate, as the head whose end released the current one):
+// its end is the caller's to run.
+//
+// A claim that would acquire first looks at the gate: a gate that names
+// another event answers parked, and nothing is written; one that names this
+// event, released and not started, is marked running (a), after checking
+// the payload is the one queued. When nothing is parked this costs one
+// HMGET of a missing key.
 //
 // The fingerprint of the first claim stands for the life of the record: a
 // claim with another one is a conflict, whatever the state.
@@ -80,14 +94,39 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // owner that released it or was taken over, lo) answers busy and takes
 // nothing.
 const claimScript = luaMS + `
-local n = #KEYS / 2
-if not ms(ARGV[1]) or not ms(ARGV[2]) or #KEYS % 2 ~= 0 or #ARGV ~= 3 + 3 * n then
+local n = #KEYS / 3
+if not ms(ARGV[1]) or not ms(ARGV[2]) or #KEYS % 3 ~= 0 or #ARGV ~= 3 + 3 * n then
   return redis.error_reply('ERR fleet claim: malformed batch')
 end
 local lease, retention, touch = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
-local function duplicate(key, result)
+-- gateOf reads the gate's head, state, releasing head and queued
+-- fingerprint; nil when the event cannot be gated (gate is its record).
+local function gateOf(gate, key)
+  if gate == key then return nil end
+  return redis.call('HMGET', gate, 'h', 's', 'b', 'mf')
+end
+local function duplicate(key, result, gate)
   if touch then redis.call('HSET', key, 's', 'd') end
-  return {2, result or ''}
+  local head = 0
+  local g = gateOf(gate, key)
+  if g and g[1] then
+    local id = string.sub(key, -22)
+    if g[1] == id or (g[3] == id and g[2] == 'r') then head = 1 end
+  end
+  return {2, result or '', head}
+end
+-- admit decides a claim that would acquire by the gate: a reply that
+-- decides it (parked, conflict), else nil and whether the gate names it.
+local function admit(gate, key, fp)
+  local g = gateOf(gate, key)
+  if not g or not g[1] then return nil, 0 end
+  if g[1] ~= string.sub(key, -22) then return {5} end
+  if g[2] == 'r' then
+    if g[4] ~= fp then return {3} end
+    redis.call('HSET', gate, 's', 'a')
+    redis.call('HDEL', gate, 'm', 'mf')
+  end
+  return nil, 1
 end
 local now
 local function clock()
@@ -109,7 +148,7 @@ local function previous(prev, fp)
   if type(state) ~= 'string' then return nil, false end
   local r = redis.call('HMGET', prev, 'f', 'l', 'a', 'p', 'r')
   if r[4] ~= fp then return {3} end
-  if state == 'd' then return duplicate(prev, r[5]) end
+  if state == 'd' then return duplicate(prev, r[5], prev) end
   local took = 0
   if state == 'p' then
     local left = (tonumber(r[2]) or 0) - clock()
@@ -120,27 +159,37 @@ local function previous(prev, fp)
   end
   return nil, true, math.floor(tonumber(r[1]) or 0), math.floor(tonumber(r[3]) or 0), took
 end
-local function claim(key, prev, owner, fp, prevfp)
+local function claim(key, prev, gate, owner, fp, prevfp)
   -- Most claims are of new events: one field tells (every record has s).
   local state = redis.pcall('HGET', key, 's')
   if type(state) == 'table' then return {-2, state.err} end
   if not state then
+    local found, f, a, took = false, 0, 0, 0
     if prev ~= key then
-      local reply, found, f, a, took = previous(prev, prevfp)
+      local reply
+      reply, found, f, a, took = previous(prev, prevfp)
       if reply then return reply end
-      if found then
-        create(key, owner, fp, f + 1, a + 1)
-        redis.call('DEL', prev)
-        return {1, f + 1, a + 1, took}
-      end
+    end
+    local stop, head = admit(gate, key, fp)
+    if stop then return stop end
+    if found then
+      create(key, owner, fp, f + 1, a + 1)
+      redis.call('DEL', prev)
+      return {1, f + 1, a + 1, took, head}
     end
     create(key, owner, fp, 1, 1)
+    if head == 1 then return {1, 1, 1, 0, 1} end
     return 1
   end
   local r = redis.call('HMGET', key, 'f', 'o', 'l', 'a', 'p', 'r', 'lo')
   if r[5] ~= fp then return {3} end
-  if state == 'd' then return duplicate(key, r[6]) end
-  if state == 'p' and r[2] == owner then return {1, tonumber(r[1]), tonumber(r[4]), 0} end
+  if state == 'd' then return duplicate(key, r[6], gate) end
+  if state == 'p' and r[2] == owner then
+    local head = 0
+    local g = gateOf(gate, key)
+    if g and g[1] == string.sub(key, -22) then head = 1 end
+    return {1, tonumber(r[1]), tonumber(r[4]), 0, head}
+  end
   -- A late copy of a claim whose owner has since let go (released, or was
   -- taken over): nobody waits for its answer, and it must take nothing.
   if r[7] == owner then return {4, 0} end
@@ -155,16 +204,18 @@ local function claim(key, prev, owner, fp, prevfp)
   if not string.match(r[1] or '', '^%d+$') or not string.match(r[4] or '', '^%d+$') then
     return {-1, 'record has a corrupt fence or attempt count'}
   end
+  local stop, head = admit(gate, key, fp)
+  if stop then return stop end
   local fence = redis.call('HINCRBY', key, 'f', 1)
   local attempts = redis.call('HINCRBY', key, 'a', 1)
   if state == 'p' then redis.call('HSET', key, 'lo', r[2] or '') end
   redis.call('HSET', key, 's', 'p', 'o', owner, 'l', clock() + lease)
   redis.call('PEXPIRE', key, retention)
-  return {1, fence, attempts, took}
+  return {1, fence, attempts, took, head}
 end
 local out = {}
 for i = 1, n do
-  out[i] = claim(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3])
+  out[i] = claim(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3])
 end
 return out
 `
@@ -186,8 +237,9 @@ return 1
 
 // completeScript completes a batch, each completion atomically with its
 // effects, in one script call. ARGV[1] retention ms, ARGV[2] the number of
-// completions; then per completion a header of five (key count, owner,
-// fence, result, op count) and four slots per op:
+// completions; then per completion a header of six (key count, owner,
+// fence, result, op count, '1' when its last key is its gate) and four
+// slots per op:
 //
 //	INCRBY  key  delta  ''
 //	SET     key  value  ''
@@ -198,10 +250,13 @@ return 1
 //	PEXPIRE key  ms     ''
 //
 // where key indexes the completion's own keys: KEYS holds, per completion,
-// its record and then its effect keys, so key 1 is the record and 2.. the
-// effect keys.
+// its record, then its effect keys, then its gate if it has one, so key 1
+// is the record and 2.. the effect keys.
 //
-// Reply: one item per completion, 1 done | 0 lost | {-1, reason}
+// A completion whose gate names another event as its head is refused (2):
+// the run raced a gate (docs/ordering.md), and nothing is applied.
+//
+// Reply: one item per completion, 1 done | 0 lost | 2 parked | {-1, reason}
 // invalid (nothing of it written) | {-2, error} the record key holds
 // something other than a record.
 // Safe to repeat: a record done at this fence answers 1 and applies
@@ -228,7 +283,7 @@ do
     if not nk or not nops or nk < 1 or nk % 1 ~= 0 or nops < 0 or nops % 1 ~= 0 then
       return redis.error_reply('ERR fleet complete: malformed batch')
     end
-    kb, a = kb + nk, a + 5 + 4 * nops
+    kb, a = kb + nk, a + 6 + 4 * nops
   end
   if kb ~= #KEYS + 1 or a ~= #ARGV + 1 then
     return redis.error_reply('ERR fleet complete: malformed batch')
@@ -321,6 +376,9 @@ end
 local function complete1(kb, nk, a)
   local rec = KEYS[kb]
   local owner, fence, result, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local gated = ARGV[a + 4] == '1'
+  local ne = nk
+  if gated then ne = nk - 1 end
   -- Owner and fence both: a token sent again after its claim was released
   -- must not complete the run its copy acquired.
   local r = redis.pcall('HMGET', rec, 's', 'o', 'f')
@@ -334,13 +392,17 @@ local function complete1(kb, nk, a)
     end
     return 0
   end
+  if gated then
+    local h = redis.call('HGET', KEYS[kb + nk - 1], 'h')
+    if h and h ~= string.sub(rec, -22) then return 2 end
+  end
   -- The common effect, a single INCRBY, needs no shadow: a command that
   -- fails writes nothing, so it is simply tried. A wrong type, a value that
   -- is no integer or an overflow make the completion invalid; any other
   -- refusal (OOM, READONLY, NOPERM) goes on to the general path, which
   -- meets it again and fails the call.
-  if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and KEYS[kb + 1] ~= rec then
-    local r = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
+  if n == 1 and ne == 2 and ARGV[a + 5] == 'INCRBY' and ARGV[a + 6] == '2' and KEYS[kb + 1] ~= rec then
+    local r = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 7])
     if type(r) ~= 'table' then return done(rec, result) end
     local e = tostring(r.err)
     if string.sub(e, 1, 10) == 'WRONGTYPE ' or string.sub(e, 1, 4) == 'ERR ' then
@@ -349,13 +411,13 @@ local function complete1(kb, nk, a)
   end
   local function key(j)
     j = tonumber(j)
-    if not j or j < 2 or j > nk or j % 1 ~= 0 then return nil end
+    if not j or j < 2 or j > ne or j % 1 ~= 0 then return nil end
     return KEYS[kb + j - 1]
   end
 
   sim = {}
   for i = 0, n - 1 do
-    local b = a + 4 + 4 * i
+    local b = a + 5 + 4 * i
     local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
     if not k then return bad(i, 'no key') end
     if k == rec then return bad(i, op .. ' on the idempotency record') end
@@ -419,7 +481,7 @@ local function complete1(kb, nk, a)
   end
 
   for i = 0, n - 1 do
-    local b = a + 4 + 4 * i
+    local b = a + 5 + 4 * i
     local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
     if op == 'INCRBY' then redis.call('INCRBY', k, x)
     elseif op == 'SET' then redis.call('SET', k, x)
@@ -438,7 +500,7 @@ local kb, a = 1, 3
 for i = 1, n do
   local nk, nops = tonumber(ARGV[a]), tonumber(ARGV[a + 4])
   out[i] = complete1(kb, nk, a + 1)
-  kb, a = kb + nk, a + 5 + 4 * nops
+  kb, a = kb + nk, a + 6 + 4 * nops
 end
 return out
 `

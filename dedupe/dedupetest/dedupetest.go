@@ -62,6 +62,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Harness)
 	}
 
 	runGates(t, newHarness, cfg)
+	runGatedClaims(t, newHarness, cfg)
 
 	t.Run("new claim then duplicate with result", func(t *testing.T) {
 		h := newHarness(t, cfg)

@@ -67,7 +67,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 			t.Fatal(err)
 		}
 		for _, name := range []string{"f1", "f2", "f1"} { // f1 again: queued once
-			if a := park(t, g, name, "fp", none); a != dedupe.Parked {
+			if a := park(t, g, name, "fp", none); a != dedupe.ParkQueued {
 				t.Fatalf("park %s: %v", name, a)
 			}
 		}
@@ -93,7 +93,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 			info.Released.Identity != id("f1") || info.Queued != 1 {
 			t.Fatalf("gate after the head's end %+v", info)
 		}
-		if a := park(t, g, "f3", "fp", none); a != dedupe.Parked {
+		if a := park(t, g, "f3", "fp", none); a != dedupe.ParkQueued {
 			t.Fatalf("park f3 while draining: %v", a)
 		}
 		if got := end(t, g, "f1"); got != "f2" {
@@ -119,7 +119,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
 			t.Fatal(err)
 		}
-		if a := park(t, g, "f1", "fp", none); a != dedupe.Parked {
+		if a := park(t, g, "f1", "fp", none); a != dedupe.ParkQueued {
 			t.Fatal(a)
 		}
 		if a := park(t, g, "f1", "other", none); a != dedupe.ParkConflict {
@@ -149,12 +149,12 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 			t.Fatal(err)
 		}
 		limits := dedupe.GateLimits{MaxFollowers: 2}
-		for i, want := range []dedupe.ParkAnswer{dedupe.Parked, dedupe.Parked, dedupe.ParkOverflow} {
+		for i, want := range []dedupe.ParkAnswer{dedupe.ParkQueued, dedupe.ParkQueued, dedupe.ParkOverflow} {
 			if a := park(t, g, fmt.Sprint("f", i+1), "fp", limits); a != want {
 				t.Fatalf("park f%d: %v, want %v", i+1, a, want)
 			}
 		}
-		if a := park(t, g, "f1", "fp", limits); a != dedupe.Parked {
+		if a := park(t, g, "f1", "fp", limits); a != dedupe.ParkQueued {
 			t.Fatalf("a queued follower parked again on a full queue: %v, want parked", a)
 		}
 		if err := g.Hold(ctx, ref, id("other"), false); !errors.Is(err, dedupe.ErrNotHead) {
@@ -177,7 +177,7 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 			t.Fatalf("unblock a parked key: %v, want ErrNotHeld", err)
 		}
 		for _, name := range []string{"f1", "f2"} {
-			if a := park(t, g, name, "fp", none); a != dedupe.Parked {
+			if a := park(t, g, name, "fp", none); a != dedupe.ParkQueued {
 				t.Fatal(a)
 			}
 		}
