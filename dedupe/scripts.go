@@ -42,7 +42,7 @@ const (
 	replyParked   = 5
 	// replyCompleteParked: a completion refused by its gate.
 	replyCompleteParked = 2
-	replyError    = -2
+	replyError          = -2
 )
 
 // luaMS accepts a positive integer number of milliseconds as Go formats it.
