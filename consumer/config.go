@@ -97,6 +97,20 @@ type Config struct {
 	// handler runs only once it grants the run (see [RateLimiter]).
 	RateLimiter RateLimiter
 
+	// RetryOrder is how a key's events keep their order through the retry
+	// tiers (docs/ordering.md): [OrderKey], the default, parks the events
+	// behind a key's event that waits in a tier or is held, and releases
+	// them in order through <topic>.parked; [OrderNone] lets them run
+	// (they then overtake it). Gates made under key are served either way.
+	RetryOrder string
+	// OnDeadLetter is what a dead-lettered head does to the events parked
+	// behind it: [DeadLetterContinue] (the default) releases the next one;
+	// [DeadLetterHold] holds the key until an operator unblocks it (fleet
+	// keys unblock) or the head is replayed and succeeds.
+	OnDeadLetter string
+	// MaxParkedPerKey bounds the events parked behind one head; past it,
+	// an event is dead-lettered (reason parked_overflow). 0: no bound.
+	MaxParkedPerKey int
 	// OnFinish, when set, is called for every finished event (processed,
 	// duplicate or dead-lettered) with its message and outcome, on the
 	// engine's goroutine: it must return quickly, and msg is valid only
@@ -130,6 +144,9 @@ func DefaultConfig() Config {
 		CommitInterval:    time.Second,
 		MaxWait:           250 * time.Millisecond,
 		StartOffset:       kafka.FirstOffset,
+		RetryOrder:        OrderKey,
+		OnDeadLetter:      DeadLetterContinue,
+		MaxParkedPerKey:   10000,
 	}
 }
 
@@ -175,8 +192,8 @@ func (c Config) checkSubscription(p *problems) {
 		p.add("group: required")
 	}
 	for _, t := range c.Topics {
-		if _, _, ok := parseRetryTopic(t); ok || strings.HasSuffix(t, ".dlq") {
-			p.add("topics: %q is a retry or dead-letter topic; list its source topic instead", t)
+		if _, _, ok := parseRetryTopic(t); ok || strings.HasSuffix(t, ".dlq") || strings.HasSuffix(t, parkedSuffix) {
+			p.add("topics: %q is a retry, parked or dead-letter topic; list its source topic instead", t)
 		}
 	}
 }
@@ -225,6 +242,15 @@ func (c Config) checkRetries(p *problems) {
 	if err := dedupe.CheckLease(c.Lease); err != nil {
 		*p = append(*p, err)
 	}
+	if c.RetryOrder != OrderKey && c.RetryOrder != OrderNone {
+		p.add("retry order %q: must be %q or %q", c.RetryOrder, OrderKey, OrderNone)
+	}
+	if c.OnDeadLetter != DeadLetterContinue && c.OnDeadLetter != DeadLetterHold {
+		p.add("on dead letter %q: must be %q or %q", c.OnDeadLetter, DeadLetterContinue, DeadLetterHold)
+	}
+	if c.MaxParkedPerKey < 0 {
+		p.add("max parked per key %d: must not be negative (0: no bound)", c.MaxParkedPerKey)
+	}
 }
 
 // checkGroupTiming checks the consumer group's timing and the commits.
@@ -255,6 +281,13 @@ func (c Config) checkGroupTiming(p *problems) {
 // DeadLetterTopic is the dead-letter topic of a source topic.
 func DeadLetterTopic(topic string) string { return topic + ".dlq" }
 
+// ParkedTopic is the topic through which a source topic's parked events
+// are released, in order, when the event they waited behind ends
+// (docs/ordering.md).
+func ParkedTopic(topic string) string { return topic + parkedSuffix }
+
+const parkedSuffix = ".parked"
+
 // RetryTopic is retry tier n (1-based) of a source topic.
 func RetryTopic(topic string, n int) string { return topic + ".retry." + strconv.Itoa(n) }
 
@@ -272,8 +305,15 @@ func parseRetryTopic(t string) (source string, tier int, ok bool) {
 }
 
 // route is what the engine knows of a topic it consumes: the source topic
-// whose events it carries, and its retry tier (0 for the source itself).
+// whose events it carries, and its retry tier (0 for the source itself and
+// for its parked topic, whose events run as if read from the source).
 type route struct {
 	source string
 	tier   int
+	parked bool
 }
+
+// fleets reports whether the route's messages were written by fleet (a
+// retry tier or the parked topic): they carry fleet's headers and a
+// consumer group.
+func (r route) fleets() bool { return r.tier > 0 || r.parked }

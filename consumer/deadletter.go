@@ -75,7 +75,7 @@ type origin struct {
 // engine wrote on a retry topic.
 func originOf(m *kafka.Message, r route) origin {
 	o := origin{topic: r.source, partition: m.Partition, offset: m.Offset, tier: r.tier}
-	if r.tier == 0 {
+	if !r.fleets() {
 		return o
 	}
 	for _, h := range m.Headers {

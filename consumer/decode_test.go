@@ -8,7 +8,7 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-func binary(hs ...string) kafka.Message {
+func binaryMsg(hs ...string) kafka.Message {
 	m := kafka.Message{Key: []byte("acct-1"), Value: []byte(`{"a":1}`)}
 	for i := 0; i+1 < len(hs); i += 2 {
 		m.Headers = append(m.Headers, kafka.Header{Key: hs[i], Value: []byte(hs[i+1])})
@@ -35,7 +35,7 @@ func TestDecode(t *testing.T) {
 	}{
 		{
 			name: "binary",
-			msg: binary("ce_specversion", "1.0", "ce_id", "e1", "ce_source", "s", "ce_type", "t",
+			msg: binaryMsg("ce_specversion", "1.0", "ce_id", "e1", "ce_source", "s", "ce_type", "t",
 				"ce_time", "2026-11-24T10:00:00Z", "ce_subject", "sub", "content-type", "application/json", "ce_traceparent", "00-x"),
 			id: "e1", typ: "t", data: `{"a":1}`, ctype: "application/json", time: when,
 			extension: [2]string{"traceparent", "00-x"},
@@ -57,11 +57,11 @@ func TestDecode(t *testing.T) {
 			id:   "e4", typ: "t", data: "hello", ctype: "text/plain",
 		},
 		{name: "no headers", msg: kafka.Message{Value: []byte("junk")}, wantErr: true},
-		{name: "missing id", msg: binary("ce_specversion", "1.0", "ce_source", "s", "ce_type", "t"), wantErr: true},
-		{name: "missing source", msg: binary("ce_specversion", "1.0", "ce_id", "e", "ce_type", "t"), wantErr: true},
-		{name: "missing type", msg: binary("ce_specversion", "1.0", "ce_id", "e", "ce_source", "s"), wantErr: true},
-		{name: "wrong specversion", msg: binary("ce_specversion", "0.3", "ce_id", "e", "ce_source", "s", "ce_type", "t"), wantErr: true},
-		{name: "bad time", msg: binary("ce_specversion", "1.0", "ce_id", "e", "ce_source", "s", "ce_type", "t", "ce_time", "yesterday"), wantErr: true},
+		{name: "missing id", msg: binaryMsg("ce_specversion", "1.0", "ce_source", "s", "ce_type", "t"), wantErr: true},
+		{name: "missing source", msg: binaryMsg("ce_specversion", "1.0", "ce_id", "e", "ce_type", "t"), wantErr: true},
+		{name: "missing type", msg: binaryMsg("ce_specversion", "1.0", "ce_id", "e", "ce_source", "s"), wantErr: true},
+		{name: "wrong specversion", msg: binaryMsg("ce_specversion", "0.3", "ce_id", "e", "ce_source", "s", "ce_type", "t"), wantErr: true},
+		{name: "bad time", msg: binaryMsg("ce_specversion", "1.0", "ce_id", "e", "ce_source", "s", "ce_type", "t", "ce_time", "yesterday"), wantErr: true},
 		{name: "structured not json", msg: structuredMsg(`{nope`, "application/cloudevents+json"), wantErr: true},
 		{name: "structured missing id", msg: structuredMsg(`{"specversion":"1.0","source":"s","type":"t"}`, "application/cloudevents+json"), wantErr: true},
 		{name: "structured both data forms", msg: structuredMsg(`{"specversion":"1.0","id":"e","source":"s","type":"t","data":1,"data_base64":"AA=="}`, "application/cloudevents+json"), wantErr: true},
@@ -94,7 +94,7 @@ func TestDecode(t *testing.T) {
 }
 
 func BenchmarkDecodeBinary(b *testing.B) {
-	m := binary("ce_specversion", "1.0", "ce_id", "4f6c1d2e-8a9b-4c3d-9e0f-112233445566", "ce_source", "payments-api",
+	m := binaryMsg("ce_specversion", "1.0", "ce_id", "4f6c1d2e-8a9b-4c3d-9e0f-112233445566", "ce_source", "payments-api",
 		"ce_type", "payment.captured", "ce_time", "2026-11-24T10:00:00Z", "content-type", "application/json")
 	b.ReportAllocs()
 	for b.Loop() {

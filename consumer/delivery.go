@@ -30,6 +30,10 @@ type delivery struct {
 	// next is the following delivery of the same key, queued behind this
 	// one (see keyQueue).
 	next *delivery
+	// seq is the sequence of the batch the delivery was claimed in; a
+	// delivery whose claim is to be trusted whatever the marks (it was
+	// parked and found its gate gone, or named as head) has the largest.
+	seq uint64
 	// completed answers a completion; it is the lane's, which runs one
 	// delivery at a time.
 	completed chan error

@@ -25,6 +25,10 @@ func (p *partition) dispatch(batch []*delivery) {
 		}
 	}
 	p.received(batch)
+	seq := p.batches.Add(1)
+	for _, d := range batch {
+		d.seq = seq
+	}
 	if len(claims) > 0 {
 		results, ok := p.claimBatch(claims)
 		if !ok {
@@ -74,7 +78,7 @@ func (p *partition) received(batch []*delivery) {
 func (p *partition) admit(d *delivery) bool {
 	e := p.e
 	d.typeLabel = "unknown"
-	if p.route.tier > 0 && !p.ours(&d.msg) {
+	if p.route.fleets() && !p.ours(&d.msg) {
 		d.verdict = verdictOtherGroup
 		return false
 	}
@@ -104,6 +108,7 @@ func (p *partition) admit(d *delivery) bool {
 	d.typeLabel = ev.Type
 	d.attempt.claim = dedupe.NewClaim(e.cfg.Group, &d.ev)
 	d.attempt.claim.Owner = e.owners.Next()
+	d.attempt.claim.Gate = p.gateKey(d)
 	return true
 }
 
@@ -121,7 +126,7 @@ func (p *partition) ours(m *kafka.Message) bool {
 // source topic, and what fleet added must not push it over them.
 func (p *partition) view(d *delivery) *messageView {
 	v := &messageView{size: d.size, key: len(d.msg.Key), headers: len(d.msg.Headers), value: d.msg.Value}
-	if p.route.tier > 0 {
+	if p.route.fleets() {
 		for _, h := range d.msg.Headers {
 			if isFleetHeader(h.Key) {
 				v.headers--

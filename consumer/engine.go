@@ -14,9 +14,13 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Store is the idempotency store the engine drives: [dedupe.Store], which
+// Store is the idempotency store the engine drives: the protocol
+// ([dedupe.Store]) and the gates of ordered retries ([dedupe.Gates]), which
 // dedupe.Redis and dedupe.Memory implement.
-type Store = dedupe.Store
+type Store interface {
+	dedupe.Store
+	dedupe.Gates
+}
 
 // RateLimiter grants handler runs under fleet-wide limits per event type
 // (implemented by dedupe.RateLimits). Limited tells, without I/O, whether a
@@ -45,7 +49,7 @@ type Publisher interface {
 type Engine struct {
 	cfg     Config
 	routes  map[string]route
-	store   dedupe.Store
+	store   Store
 	router  *handlers.Router
 	handler handlers.Handler
 	dlq     Publisher

@@ -90,7 +90,7 @@ func stillWanted(batch []*delivery, reqs []dedupe.Completion) ([]*delivery, []de
 		}
 		live = append(live, d)
 		a := &d.attempt
-		reqs = append(reqs, dedupe.Completion{Lease: a.lease, Effects: a.tx.Ops(), Result: a.tx.Result()})
+		reqs = append(reqs, dedupe.Completion{Lease: a.lease, Effects: a.tx.Ops(), Result: a.tx.Result(), Gate: a.claim.Gate})
 	}
 	return live, reqs
 }

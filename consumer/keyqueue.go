@@ -14,10 +14,43 @@ type keyQueue struct {
 	// last holds, for every key in flight, its last delivery: the one to
 	// queue the next behind.
 	last map[string]*delivery
+	// marks holds, for a key in flight whose gate was made while it was,
+	// the batch sequence then (see Mark).
+	marks map[string]uint64
 }
 
 func newKeyQueue() *keyQueue {
-	return &keyQueue{last: make(map[string]*delivery)}
+	return &keyQueue{last: make(map[string]*delivery), marks: make(map[string]uint64)}
+}
+
+// Mark notes that a gate was made for d's key (docs/ordering.md, "The
+// engine's part") when seq was the latest batch sequence sent: the claims
+// of the key's deliveries from batches up to seq may predate the gate, so
+// their answers are not trusted (Marked). The mark goes when the key
+// leaves the queue.
+func (q *keyQueue) Mark(d *delivery, seq uint64) {
+	k := orderKey(d)
+	if k == "" {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.last[k]; ok {
+		q.marks[k] = max(q.marks[k], seq)
+	}
+}
+
+// Marked reports whether d's claim may predate its key's gate: d's batch
+// was sent no later than the key's mark.
+func (q *keyQueue) Marked(d *delivery) bool {
+	k := orderKey(d)
+	if k == "" {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m, ok := q.marks[k]
+	return ok && d.seq <= m
 }
 
 // orderKey is what orders d among the partition's deliveries ("" for none).
@@ -63,6 +96,7 @@ func (q *keyQueue) Next(done *delivery) *delivery {
 	next := done.next
 	if next == nil {
 		delete(q.last, k) // done was the last of its key
+		delete(q.marks, k)
 	}
 	return next
 }

@@ -48,6 +48,9 @@ type state struct {
 	// tries counts the handler runs of this delivery; tier is the retry
 	// tier the delivery was read from (0: its source topic).
 	tries, tier int
+	// marked: the claim may predate a gate made for the key since
+	// (keyQueue.Marked); its answer is not trusted.
+	marked bool
 }
 
 // rules are the settings the lifecycle decides by.
@@ -74,6 +77,7 @@ const (
 	stepReclaim                  // claim again, to learn what became of the event
 	stepLeaseLost                // record the lost lease, then claim again
 	stepAbandon                  // give up: release, leave the offset uncommitted
+	stepPark                     // give the claim back, park behind the key's head
 )
 
 // action is a decision: a step and what it needs.
@@ -94,6 +98,11 @@ type action struct {
 	// handlerFailed: the handler's failure is to be recorded (for /status,
 	// the logs and the failure headers) before the step.
 	handlerFailed bool
+	// endHead: the event is its key's head, and its end is to be run
+	// before the finish (stepFinish).
+	endHead bool
+	// violation: a run raced a gate (stepPark).
+	violation bool
 }
 
 var (
@@ -126,7 +135,9 @@ func afterClaim(s state, r rules) action {
 	}
 	switch s.res.Outcome {
 	case dedupe.Duplicate:
-		return action{step: stepFinish, outcome: OutcomeDuplicate}
+		return action{step: stepFinish, outcome: OutcomeDuplicate, endHead: s.res.Head}
+	case dedupe.Parked:
+		return action{step: stepPark}
 	case dedupe.Invalid:
 		return action{step: stepDeadLetter, reason: ReasonInvalidRecord, cause: errors.New(s.res.Reason)}
 	case dedupe.Conflict:
@@ -138,6 +149,8 @@ func afterClaim(s state, r rules) action {
 		return action{step: stepAbandon, cause: fmt.Errorf("%w: the store answered claim outcome %d", errUnknownOutcome, s.res.Outcome)}
 	}
 	switch {
+	case s.marked && !s.res.Head:
+		return action{step: stepPark}
 	case s.lost: // lost while it waited in its lane (a pause, a stalled store)
 		return action{step: stepReclaim}
 	case s.res.Attempts > r.maxAttempts:
@@ -193,7 +206,9 @@ func nextTier(current int, after time.Duration, delays []time.Duration) int {
 func afterCompletion(s state) action {
 	switch {
 	case s.err == nil:
-		return action{step: stepFinish, outcome: OutcomeProcessed}
+		return action{step: stepFinish, outcome: OutcomeProcessed, endHead: s.res.Head}
+	case errors.Is(s.err, dedupe.ErrParked):
+		return action{step: stepPark, violation: true}
 	case s.lost, errors.Is(s.err, dedupe.ErrLeaseLost):
 		return action{step: stepLeaseLost}
 	case errors.Is(s.err, dedupe.ErrInvalid):

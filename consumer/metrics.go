@@ -45,6 +45,7 @@ type Metrics struct {
 	storeUp      prometheus.Gauge
 	groupJoined  prometheus.Gauge
 	publishError *prometheus.CounterVec
+	order        orderMetrics
 
 	// reg takes the engine's scrape-time metrics.
 	reg prometheus.Registerer
@@ -58,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		received: counterVec(r, "fleet_consumer_events_received_total",
 			"Kafka messages fetched, by topic and event type (unknown when undecodable or unregistered).", "topic", "type"),
 		finished: counterVec(r, "fleet_consumer_events_finished_total",
-			"Events finished, by outcome: processed, duplicate, conflict (dead-lettered), retried (to a retry topic), dead_lettered or other_group (another group's retry).", "topic", "type", "outcome"),
+			"Events finished, by outcome: processed, duplicate, conflict (dead-lettered), retried (to a retry topic), dead_lettered, parked (behind an earlier event of its key) or other_group (another group's retry).", "topic", "type", "outcome"),
 		retries: counterVec(r, "fleet_consumer_retries_total",
 			"In-place retries of events whose handler failed with a retryable error, by reason: error, or timeout (the handler timeout passed).", "topic", "type", "reason"),
 		deadLetters: counterVec(r, "fleet_consumer_dead_letters_total",
@@ -101,6 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"1 while this worker is a member of a consumer group generation."),
 		publishError: counterVec(r, "fleet_consumer_publish_errors_total",
 			"Failed writes to dead-letter topics (they are retried).", "topic"),
+		order: newOrderMetrics(r),
 	}
 }
 

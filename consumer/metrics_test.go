@@ -39,7 +39,7 @@ func TestMetricValues(t *testing.T) {
 	waitFor(t, 20*time.Second, "every event finished", func() bool { return en.finished("") == 6 })
 
 	const expected = `
-# HELP fleet_consumer_events_finished_total Events finished, by outcome: processed, duplicate, conflict (dead-lettered), retried (to a retry topic), dead_lettered or other_group (another group's retry).
+# HELP fleet_consumer_events_finished_total Events finished, by outcome: processed, duplicate, conflict (dead-lettered), retried (to a retry topic), dead_lettered, parked (behind an earlier event of its key) or other_group (another group's retry).
 # TYPE fleet_consumer_events_finished_total counter
 fleet_consumer_events_finished_total{outcome="conflict",topic="payments",type="payment.captured"} 1
 fleet_consumer_events_finished_total{outcome="dead_lettered",topic="payments",type="unknown"} 1

@@ -54,7 +54,10 @@ func (p *partition) deadLetter(d *delivery, reason string, cause error, attempts
 	p.failed(d, "dead-lettered ("+reason+")", cause)
 	p.e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
 		"id", d.ev.ID, "type", d.ev.Type, "reason", reason, "attempt", attempts, "err", cause)
-	p.release(d)
+	if !p.settleDeadLetter(d) {
+		p.abandon(d)
+		return
+	}
 	if reason == ReasonConflict {
 		p.finish(d, OutcomeConflict)
 		return
@@ -84,7 +87,12 @@ func (p *partition) retryLater(d *delivery, cause error, n int) {
 	e.m.retryTopics.WithLabelValues(p.route.source, strconv.Itoa(n)).Inc()
 	e.log.Info("sent to retry topic", "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
 		"id", d.ev.ID, "type", d.ev.Type, "retry_topic", msg.Topic, "attempt", d.attempt.res.Attempts, "not_before", notBefore, "err", cause)
-	p.release(d)
+	if d.attempt.claim.Gate == "" || e.cfg.RetryOrder != OrderKey {
+		p.release(d)
+	} else if !p.releaseGated(d, dedupe.GateHoldParked) {
+		p.abandon(d)
+		return
+	}
 	p.finish(d, OutcomeRetried)
 }
 

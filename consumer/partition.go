@@ -24,6 +24,11 @@ type partition struct {
 	route route
 	id    int
 	start int64
+	// scope names the gates of the partition's source partition
+	// (dedupe.OrderScope); batches counts the batches claimed, for the
+	// key queue's marks.
+	scope   string
+	batches atomic.Uint64
 	wm    *watermark
 	// drain is the generation's stop signal.
 	drain *drain
@@ -58,6 +63,7 @@ func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, drain *
 	p := &partition{
 		e: e, topic: topic, route: e.routes[topic], id: a.ID, start: a.Offset,
 		wm:    newWatermark(a.Offset),
+		scope: dedupe.OrderScope(e.cfg.Group, e.routes[topic].source, a.ID),
 		drain: drain,
 		rules: rules{maxAttempts: e.cfg.MaxAttempts, inPlaceAttempts: e.cfg.InPlaceAttempts, tierDelays: e.cfg.RetryDelays,
 			maxInPlaceWait: e.cfg.MaxRetryBackoff},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
 )
 
@@ -27,8 +28,20 @@ func (p *partition) process(d *delivery) {
 		case stepComplete:
 			s = p.completeStep(d)
 		case stepFinish:
+			if a.endHead && !p.endHead(d) {
+				p.abandon(d)
+				return
+			}
 			p.finish(d, a.outcome)
 			return
+		case stepPark:
+			if a.violation {
+				p.raced(d)
+			}
+			var more bool
+			if s, more = p.parkStep(d); !more {
+				return
+			}
 		case stepDeadLetter:
 			p.deadLetter(d, a.reason, a.cause, a.attempts)
 			return
@@ -55,7 +68,18 @@ func (p *partition) process(d *delivery) {
 
 // claimState is what is known once the store answered d's claim.
 func (p *partition) claimState(d *delivery) state {
-	return state{phase: claimed, res: d.attempt.res, lost: d.attempt.lost.Load(), tries: d.tries, tier: p.route.tier}
+	return state{phase: claimed, res: d.attempt.res, lost: d.attempt.lost.Load(), tries: d.tries, tier: p.route.tier,
+		marked: d.attempt.res.Outcome == dedupe.Acquired && p.keys.Marked(d)}
+}
+
+// raced records a run whose completion was refused because its key's gate
+// names another event: it started before the gate was made, on a claim it
+// no longer held (a paused worker, say), and nothing of it was applied.
+func (p *partition) raced(d *delivery) {
+	p.e.m.order.violations.Inc()
+	p.failed(d, "raced a gate", dedupe.ErrParked)
+	p.e.log.Warn("a run raced its key's gate: its completion was refused and it is parked", "topic", p.topic,
+		"partition", p.id, "offset", d.msg.Offset, "id", d.ev.ID, "type", d.ev.Type, "attempt", d.attempt.res.Attempts)
 }
 
 // runStep runs d's handler once the store is up; it is the handled state,

@@ -39,7 +39,8 @@ var errDownstream = errors.New("downstream unavailable")
 // TestRetryTiersThenDeadLetter fails one event's handler every time: it
 // runs its in-place attempts on the source topic, then on each retry topic
 // no earlier than that tier's delay, and lands in the dead-letter topic with
-// every header. The event behind it on the same key does not wait for it.
+// every header. With --retry-order none, the event behind it on the same
+// key does not wait for it (TestOrderedRetries has it wait).
 func TestRetryTiersThenDeadLetter(t *testing.T) {
 	e := newEnv(t, 2)
 	var c calls
@@ -55,6 +56,7 @@ func TestRetryTiersThenDeadLetter(t *testing.T) {
 		cfg.InPlaceAttempts = 2
 		cfg.RetryDelays = delays
 		cfg.MaxAttempts = 100
+		cfg.RetryOrder = consumer.OrderNone
 	}})
 	e.publish(payment("doomed", "acct-1", ledger.TypeCaptured, 5), payment("behind", "acct-1", ledger.TypeCaptured, 7))
 

@@ -75,7 +75,7 @@ func (e *Engine) createMissing(ctx context.Context, client *kafka.Client) ([]str
 	e.routes = routesOf(e.cfg.Topics, len(e.cfg.RetryDelays), slices.Collect(maps.Keys(exists)))
 	var subscribe []string
 	for _, t := range slices.Sorted(maps.Keys(e.routes)) {
-		if _, ok := exists[t]; ok || e.routes[t].tier == 0 {
+		if _, ok := exists[t]; ok || !e.routes[t].fleets() {
 			subscribe = append(subscribe, t)
 		}
 	}
@@ -93,7 +93,7 @@ func (e *Engine) missingTopics(exists map[string]kafka.Topic, limits map[string]
 			e.log.Warn("source topic does not exist (yet): its retry and dead-letter topics are not created", "topic", s)
 			continue
 		}
-		for _, d := range derivedTopics(s, len(e.cfg.RetryDelays)) {
+		for _, d := range derivedTopics(s, len(e.cfg.RetryDelays), e.cfg.RetryOrder == OrderKey) {
 			if _, ok := exists[d]; ok {
 				continue
 			}
@@ -138,10 +138,13 @@ func (e *Engine) createTopics(ctx context.Context, client *kafka.Client, create 
 
 // derivedTopics are the topics fleet writes a source topic's events to: its
 // dead-letter topic and its configured retry tiers.
-func derivedTopics(source string, tiers int) []string {
+func derivedTopics(source string, tiers int, ordered bool) []string {
 	out := []string{DeadLetterTopic(source)}
 	for n := 1; n <= tiers; n++ {
 		out = append(out, RetryTopic(source, n))
+	}
+	if ordered {
+		out = append(out, ParkedTopic(source))
 	}
 	return out
 }
@@ -152,6 +155,7 @@ func routesOf(sources []string, tiers int, existing []string) map[string]route {
 	r := make(map[string]route, len(sources)*(1+tiers))
 	for _, t := range sources {
 		r[t] = route{source: t}
+		r[ParkedTopic(t)] = route{source: t, parked: true}
 		for n := 1; n <= tiers; n++ {
 			r[RetryTopic(t, n)] = route{source: t, tier: n}
 		}

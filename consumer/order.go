@@ -1,0 +1,235 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/fleetworks/fleet/dedupe"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Ordered retries (docs/ordering.md): while an event of a key waits in a
+// retry tier, or is held after its dead letter, the key's later events are
+// parked behind it in its gate, and released one at a time, through
+// <topic>.parked, as each one before them ends. The store's scripts decide
+// (package dedupe, order*.go); this file is the engine's part: park, hold,
+// end and release.
+
+// The values of Config.RetryOrder and Config.OnDeadLetter.
+const (
+	// OrderKey keeps a key's events in order through the retry tiers.
+	OrderKey = "key"
+	// OrderNone lets a key's later events overtake one in a retry tier.
+	OrderNone = "none"
+	// DeadLetterContinue releases the events parked behind a dead-lettered
+	// event.
+	DeadLetterContinue = "continue"
+	// DeadLetterHold holds them until an operator unblocks the key.
+	DeadLetterHold = "hold"
+)
+
+// OutcomeParked: the event waits behind an earlier event of its key; its
+// offset is done here, and it runs when released through <topic>.parked.
+const OutcomeParked = "parked"
+
+// Dead-letter reasons of ordered retries.
+const (
+	// ReasonParkedOverflow: the key's gate already queues
+	// Config.MaxParkedPerKey events.
+	ReasonParkedOverflow = "parked_overflow"
+	// ReasonParkedTooLarge: a released event did not fit <topic>.parked
+	// with fleet's headers.
+	ReasonParkedTooLarge = "parked_too_large"
+)
+
+var errParkedOverflow = errors.New("too many events parked behind this key's head (max parked per key)")
+
+// orderMetrics count what ordered retries do.
+type orderMetrics struct {
+	parked, released, overflow *prometheus.CounterVec
+	violations                 prometheus.Counter
+}
+
+func newOrderMetrics(r *registering) orderMetrics {
+	return orderMetrics{
+		parked: counterVec(r, "fleet_order_parked_events_total",
+			"Events parked behind an earlier event of their key that waits in a retry tier or is held, by source topic.", "topic"),
+		released: counterVec(r, "fleet_order_released_events_total",
+			"Parked events released, in order, to <topic>.parked, by source topic.", "topic"),
+		overflow: counterVec(r, "fleet_order_overflow_total",
+			"Events dead-lettered because their key already had the most parked events (reason parked_overflow), by source topic.", "topic"),
+		violations: counter(r, "fleet_order_violations_total",
+			"Runs that raced a gate made meanwhile: their completion was refused, nothing applied, and the event parked. Should stay 0 but for paused workers."),
+	}
+}
+
+// gateRef names the gate of d's key: the group, d's source topic and
+// partition (a retry tier and the parked topic keep the source's partition
+// numbers), and the message key.
+func (p *partition) gateRef(d *delivery) dedupe.GateRef {
+	return dedupe.GateRef{Group: p.e.cfg.Group, Topic: p.route.source, Partition: p.id, Key: d.ev.Key}
+}
+
+// gateKey is the key of d's gate, or "" when d's key cannot be gated.
+func (p *partition) gateKey(d *delivery) string {
+	if !dedupe.Gateable(d.ev.Key) {
+		return ""
+	}
+	return dedupe.GateKey(d.ev.Key, p.scope)
+}
+
+// parkStep parks d behind its key's head: it gives back the claim d holds
+// (no attempt spent), queues d in the gate and finishes it as parked. When
+// the gate is gone or names d, d is claimed again and its lifecycle goes on
+// with the state returned (true); otherwise d is finished or abandoned
+// here (false).
+func (p *partition) parkStep(d *delivery) (state, bool) {
+	d.attempt.ran = false // parked: the attempt is given back even if a run raced the gate
+	p.release(d)
+	answer, err := storeCall(p, "park", func(ctx context.Context) (dedupe.ParkAnswer, error) {
+		return p.e.store.Park(ctx, d.attempt.claim.Gate, d.attempt.claim.Key, p.follower(d),
+			dedupe.GateLimits{MaxFollowers: p.e.cfg.MaxParkedPerKey})
+	})
+	switch {
+	case err != nil:
+		p.abandon(d)
+		return state{}, false
+	case answer == dedupe.ParkQueued:
+		p.e.m.order.parked.WithLabelValues(p.route.source).Inc()
+		p.finish(d, OutcomeParked)
+		return state{}, false
+	case answer == dedupe.ParkDuplicate:
+		p.finish(d, OutcomeDuplicate)
+		return state{}, false
+	case answer == dedupe.ParkConflict:
+		p.deadLetter(d, ReasonConflict, errConflict, 0)
+		return state{}, false
+	case answer == dedupe.ParkOverflow:
+		p.e.m.order.overflow.WithLabelValues(p.route.source).Inc()
+		p.deadLetter(d, ReasonParkedOverflow, errParkedOverflow, 0)
+		return state{}, false
+	}
+	// Free, or the head: the claim decides again, and is trusted whatever
+	// the key's marks.
+	d.seq = math.MaxUint64
+	if !p.reclaim(d) {
+		p.abandon(d)
+		return state{}, false
+	}
+	return p.claimState(d), true
+}
+
+// follower is d as its gate queues it: the message to write to
+// <topic>.parked when its turn comes.
+func (p *partition) follower(d *delivery) dedupe.Follower {
+	msg := parkedMessage(&d.msg, p.route, p.failure(d, OutcomeParked, nil, d.attempt.res.Attempts))
+	return dedupe.Follower{Identity: d.attempt.claim.Identity(), Fingerprint: d.attempt.claim.Fingerprint, Item: encodeParked(&msg)}
+}
+
+// endHead ends d, its key's head, once d is done or a duplicate: the next
+// follower is released. It reports false if the partition drains first.
+func (p *partition) endHead(d *delivery) bool {
+	gate, head := d.attempt.claim.Gate, d.attempt.claim.Identity()
+	f, err := storeCall(p, "end", func(ctx context.Context) (*dedupe.Follower, error) {
+		return p.e.store.End(ctx, gate, head)
+	})
+	return err == nil && p.sendReleased(d, gate, f)
+}
+
+// releaseGated gives d's claim back with a step on its gate (see
+// dedupe.Gates.ReleaseGate) and writes the follower an end released. A
+// hold marks d's key: the claims of its later deliveries in flight may
+// predate the gate. It reports false if the partition drains first.
+func (p *partition) releaseGated(d *delivery, step dedupe.GateStep) bool {
+	lease := d.attempt.lease
+	p.leases.drop(d)
+	f, err := storeCall(p, "release", func(ctx context.Context) (*dedupe.Follower, error) {
+		f, err := p.e.store.ReleaseGate(ctx, lease, p.gateRef(d), step)
+		if errors.Is(err, dedupe.ErrLeaseLost) {
+			return nil, nil // no longer ours: its new owner decides
+		}
+		return f, err
+	})
+	if err != nil {
+		return false
+	}
+	d.attempt.lease = dedupe.Lease{}
+	if step != dedupe.GateEndHead {
+		p.keys.Mark(d, p.batches.Load())
+	}
+	return p.sendReleased(d, d.attempt.claim.Gate, f)
+}
+
+// gateStep is what d's release after its dead letter does to its gate:
+// under hold, a dead letter holds the key (when keys are ordered);
+// otherwise it ends the head.
+func (p *partition) deadLetterStep() dedupe.GateStep {
+	if p.e.cfg.OnDeadLetter == DeadLetterHold && p.e.cfg.RetryOrder == OrderKey {
+		return dedupe.GateHoldHeld
+	}
+	return dedupe.GateEndHead
+}
+
+// sendReleased writes f, released by an end, to <topic>.parked. A follower
+// too large for it with fleet's headers is dead-lettered instead, and its
+// own end releases the next. It reports false if the partition drains
+// first (the end is redone when the finished head is read again).
+func (p *partition) sendReleased(d *delivery, gate string, f *dedupe.Follower) bool {
+	for f != nil {
+		msg, err := decodeParked(f.Item)
+		if err != nil {
+			// Not a message fleet queued: nothing to run. Log it and go on
+			// with the next, rather than hold the key for ever.
+			p.e.log.Error("released follower is not fleet's: skipped", "topic", p.topic, "partition", p.id,
+				"identity", f.Identity, "err", err)
+		} else {
+			switch p.publish(d, msg, false) {
+			case written:
+				p.e.m.order.released.WithLabelValues(p.route.source).Inc()
+				return true
+			case tooLargeToWrite:
+				dl := deadLetterMessage(&msg, route{source: p.route.source, parked: true},
+					failure{group: p.e.cfg.Group, identity: f.Identity, reason: ReasonParkedTooLarge, first: time.Now(), last: time.Now()})
+				if p.publish(d, dl, true) != written {
+					return false
+				}
+				p.e.m.deadLetters.WithLabelValues(p.route.source, ReasonParkedTooLarge).Inc()
+			default:
+				return false
+			}
+		}
+		head := f.Identity
+		if f, err = storeCall(p, "end", func(ctx context.Context) (*dedupe.Follower, error) {
+			return p.e.store.End(ctx, gate, head)
+		}); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// storeCall calls the store until it answers, failing closed like claims
+// do; it fails only when the partition drains first.
+func storeCall[T any](p *partition, op string, call func(ctx context.Context) (T, error)) (T, error) {
+	ctx := p.drain.work
+	start := time.Now()
+	v, err := retry(ctx, storeRetry, func() (T, error) { return call(ctx) }, func(err error) { p.e.storeFailed(op, err) })
+	p.e.m.storeTime.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err == nil {
+		p.e.storeOK()
+	}
+	return v, err
+}
+
+// settleDeadLetter gives d's claim back once its dead letter is written:
+// for a gated event, with the gate's step (deadLetterStep). It reports
+// false if the partition drains first.
+func (p *partition) settleDeadLetter(d *delivery) bool {
+	if d.attempt.claim.Gate == "" || d.attempt.lease.Owner == "" {
+		p.release(d)
+		return true
+	}
+	return p.releaseGated(d, p.deadLetterStep())
+}
