@@ -104,7 +104,7 @@ func (r *parkedReader) bytes() []byte {
 	if n == 0 || r.err != nil {
 		return nil
 	}
-	v := r.b[:n-1 : n-1]
+	v := r.b[: n-1 : n-1]
 	r.b = r.b[n-1:]
 	return v
 }

@@ -29,7 +29,7 @@ type partition struct {
 	// key queue's marks.
 	scope   string
 	batches atomic.Uint64
-	wm    *watermark
+	wm      *watermark
 	// drain is the generation's stop signal.
 	drain *drain
 	// rules are the lifecycle's settings.
