@@ -111,6 +111,9 @@ type Config struct {
 	// MaxParkedPerKey bounds the events parked behind one head; past it,
 	// an event is dead-lettered (reason parked_overflow). 0: no bound.
 	MaxParkedPerKey int
+	// GateScanInterval is how often a worker reads its group's gates for
+	// /status and the fleet_order_* gauges.
+	GateScanInterval time.Duration
 	// OnFinish, when set, is called for every finished event (processed,
 	// duplicate or dead-lettered) with its message and outcome, on the
 	// engine's goroutine: it must return quickly, and msg is valid only
@@ -147,6 +150,7 @@ func DefaultConfig() Config {
 		RetryOrder:        OrderKey,
 		OnDeadLetter:      DeadLetterContinue,
 		MaxParkedPerKey:   10000,
+		GateScanInterval:  15 * time.Second,
 	}
 }
 
@@ -247,6 +251,9 @@ func (c Config) checkRetries(p *problems) {
 	}
 	if c.OnDeadLetter != DeadLetterContinue && c.OnDeadLetter != DeadLetterHold {
 		p.add("on dead letter %q: must be %q or %q", c.OnDeadLetter, DeadLetterContinue, DeadLetterHold)
+	}
+	if c.GateScanInterval <= 0 {
+		p.add("gate scan interval %v: must be positive", c.GateScanInterval)
 	}
 	if c.MaxParkedPerKey < 0 {
 		p.add("max parked per key %d: must not be negative (0: no bound)", c.MaxParkedPerKey)

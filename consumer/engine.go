@@ -75,6 +75,9 @@ type Engine struct {
 	alive    atomic.Int64
 	draining atomic.Int64
 
+	// gateStatus is what watchGates last read.
+	gateStatus atomic.Pointer[GateStatus]
+
 	completions chan *delivery
 	claims      chan *claimRequest
 }
@@ -220,6 +223,7 @@ func (e *Engine) startBackground(ctx context.Context) (stop func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.completeLoop(bg) })
 	wg.Go(func() { e.claimLoop(bg) })
+	wg.Go(func() { e.watchGates(bg) })
 	if p, ok := e.store.(Pinger); ok {
 		wg.Go(func() { e.probeStore(bg, p) })
 	}

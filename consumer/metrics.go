@@ -46,6 +46,7 @@ type Metrics struct {
 	groupJoined  prometheus.Gauge
 	publishError *prometheus.CounterVec
 	order        orderMetrics
+	gates        gateGauges
 
 	// reg takes the engine's scrape-time metrics.
 	reg prometheus.Registerer
@@ -103,6 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		publishError: counterVec(r, "fleet_consumer_publish_errors_total",
 			"Failed writes to dead-letter topics (they are retried).", "topic"),
 		order: newOrderMetrics(r),
+		gates: newGateGauges(r),
 	}
 }
 

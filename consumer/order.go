@@ -3,9 +3,11 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -93,6 +95,9 @@ func (p *partition) parkStep(d *delivery) (state, bool) {
 			dedupe.GateLimits{MaxFollowers: p.e.cfg.MaxParkedPerKey})
 	})
 	switch {
+	case errors.Is(err, dedupe.ErrInvalid):
+		p.deadLetter(d, ReasonInvalidRecord, err, 0)
+		return state{}, false
 	case err != nil:
 		p.abandon(d)
 		return state{}, false
@@ -211,11 +216,18 @@ func (p *partition) sendReleased(d *delivery, gate string, f *dedupe.Follower) b
 }
 
 // storeCall calls the store until it answers, failing closed like claims
-// do; it fails only when the partition drains first.
+// do; it fails only when the partition drains first, or when the store
+// refuses the request as invalid (dedupe.ErrInvalid).
 func storeCall[T any](p *partition, op string, call func(ctx context.Context) (T, error)) (T, error) {
 	ctx := p.drain.work
 	start := time.Now()
-	v, err := retry(ctx, storeRetry, func() (T, error) { return call(ctx) }, func(err error) { p.e.storeFailed(op, err) })
+	v, err := retry(ctx, storeRetry, func() (T, error) {
+		v, err := call(ctx)
+		if errors.Is(err, dedupe.ErrInvalid) {
+			return v, backoff.Permanent(err) // asking again cannot help
+		}
+		return v, err
+	}, func(err error) { p.e.storeFailed(op, err) })
 	p.e.m.storeTime.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if err == nil {
 		p.e.storeOK()
@@ -227,9 +239,63 @@ func storeCall[T any](p *partition, op string, call func(ctx context.Context) (T
 // for a gated event, with the gate's step (deadLetterStep). It reports
 // false if the partition drains first.
 func (p *partition) settleDeadLetter(d *delivery) bool {
-	if d.attempt.claim.Gate == "" || d.attempt.lease.Owner == "" {
+	switch {
+	case d.attempt.claim.Key == "":
+		return p.settleUnclaimed(d)
+	case d.attempt.claim.Gate == "" || d.attempt.lease.Owner == "":
 		p.release(d)
 		return true
 	}
 	return p.releaseGated(d, p.deadLetterStep())
+}
+
+// settleUnclaimed runs the gate's step for a message of a retry tier or
+// the parked topic dead-lettered before any claim (it no longer decodes,
+// or is over a limit changed since): it may be its key's head, named by
+// the identity fleet's headers carry, and its key must not stay gated.
+func (p *partition) settleUnclaimed(d *delivery) bool {
+	id, key := fleetHeader(d.msg.Headers, HeaderIdentity), string(d.msg.Key)
+	if !p.route.fleets() || id == "" || !dedupe.Gateable(key) {
+		return true
+	}
+	ref := dedupe.GateRef{Group: p.e.cfg.Group, Topic: p.route.source, Partition: p.id, Key: key}
+	if p.deadLetterStep() == dedupe.GateHoldHeld {
+		_, err := storeCall(p, "hold", func(ctx context.Context) (struct{}, error) {
+			err := p.e.store.Hold(ctx, ref, id, true)
+			if errors.Is(err, dedupe.ErrNotHead) {
+				err = nil // another event is the key's head: nothing to hold
+			}
+			return struct{}{}, err
+		})
+		return err == nil || errors.Is(err, dedupe.ErrInvalid)
+	}
+	gate := ref.Gate()
+	f, err := storeCall(p, "end", func(ctx context.Context) (*dedupe.Follower, error) {
+		return p.e.store.End(ctx, gate, id)
+	})
+	if errors.Is(err, dedupe.ErrInvalid) {
+		return true // no identity of fleet's: nothing to end
+	}
+	return err == nil && p.sendReleased(d, gate, f)
+}
+
+// Unblock lets a held key go (fleet keys unblock): it ends the held head of
+// ref's gate and writes the follower that releases to <topic>.parked, where
+// the group's workers run it. Redone after a crash, it writes the same
+// follower again (a copy written twice runs once). It returns the follower
+// written, nil when nothing was parked behind the head (the gate is gone),
+// or an error wrapping dedupe.ErrNotHeld when the key is not held.
+func Unblock(ctx context.Context, gates dedupe.Gates, pub Publisher, ref dedupe.GateRef) (*dedupe.Follower, error) {
+	f, err := gates.Unblock(ctx, ref.Gate())
+	if err != nil || f == nil {
+		return nil, err
+	}
+	msg, err := decodeParked(f.Item)
+	if err != nil {
+		return nil, err
+	}
+	if err := pub.WriteMessages(ctx, msg); err != nil {
+		return nil, fmt.Errorf("write the released event to %s: %w", msg.Topic, err)
+	}
+	return f, nil
 }

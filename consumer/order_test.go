@@ -2,10 +2,12 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/fleetworks/fleet/consumer"
+	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
 	"github.com/fleetworks/fleet/handlers/ledger"
 )
@@ -94,4 +96,55 @@ func TestOrderedRetriesAfterDeadLetter(t *testing.T) {
 	if got := en.finished(consumer.OutcomeDeadLettered); got != 1 {
 		t.Errorf("dead-lettered %d, want 1", got)
 	}
+}
+
+// TestOrderedRetriesHold dead-letters a key's head under hold: the event
+// behind it stays parked, the key shows as held on /status and in the
+// gauges, and runs once the key is unblocked.
+func TestOrderedRetriesHold(t *testing.T) {
+	e := newEnv(t, 1)
+	var c calls
+	router, _ := newCountingRouter(t, func(_ context.Context, ev handlers.Event) error {
+		c.add(ev.ID)
+		if ev.ID == "doomed" {
+			return handlers.Permanent(errDownstream)
+		}
+		return nil
+	})
+	en := e.start(options{router: router, configure: func(cfg *consumer.Config) {
+		cfg.OnDeadLetter = consumer.DeadLetterHold
+		cfg.GateScanInterval = 20 * time.Millisecond
+	}})
+	e.publish(payment("doomed", "acct-1", ledger.TypeCaptured, 5), payment("behind", "acct-1", ledger.TypeCaptured, 7),
+		payment("elsewhere", "acct-2", ledger.TypeCaptured, 1))
+
+	waitFor(t, 30*time.Second, "the key held", func() bool {
+		s := en.Status().Gates
+		return s != nil && s.Held == 1 && en.value("fleet_order_held_keys") == 1 && en.finished(consumer.OutcomeParked) == 1
+	})
+	if got := en.finished(consumer.OutcomeProcessed); got != 1 {
+		t.Errorf("processed %d before the unblock, want 1 (elsewhere)", got)
+	}
+	keys := en.Status().Gates.Keys
+	if len(keys) != 1 || keys[0].Key != "acct-1" || keys[0].State != "held" || keys[0].Parked != 1 || keys[0].Topic != topic {
+		t.Fatalf("held keys on /status: %+v", keys)
+	}
+	ref := dedupe.GateRef{Group: "ledger", Topic: topic, Partition: 0, Key: "acct-1"}
+	pub := consumer.NewPublisher(e.brokers, nil)
+	defer pub.Close()
+	f, err := consumer.Unblock(context.Background(), en.store, pub, ref)
+	if err != nil || f == nil {
+		t.Fatalf("unblock: %+v, %v", f, err)
+	}
+	waitFor(t, 30*time.Second, "behind done", func() bool { return en.finished(consumer.OutcomeProcessed) == 2 })
+	if behind := c.of("behind"); len(behind) != 1 {
+		t.Errorf("behind ran %d times, want once", len(behind))
+	}
+	if _, err := consumer.Unblock(context.Background(), en.store, pub, ref); !errors.Is(err, dedupe.ErrNotHeld) {
+		t.Errorf("unblock once the key moved on: %v, want ErrNotHeld", err)
+	}
+	waitFor(t, 30*time.Second, "no gate left", func() bool {
+		s := en.Status().Gates
+		return s != nil && s.Gated == 0 && en.value("fleet_order_gated_keys") == 0
+	})
 }

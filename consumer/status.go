@@ -25,6 +25,9 @@ type Status struct {
 	Partitions []PartitionStatus `json:"partitions"`
 	// LastErrors are the most recent failures, newest first.
 	LastErrors []ErrorEntry `json:"last_errors"`
+	// Gates are the group's gated keys as last read (absent until the
+	// first read).
+	Gates *GateStatus `json:"gates,omitempty"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -114,7 +117,8 @@ func (p *partition) failed(d *delivery, what string, err error) {
 
 // Status returns a snapshot of the engine.
 func (e *Engine) Status() Status {
-	s := Status{Group: e.cfg.Group, Joined: e.joined.Load(), Partitions: []PartitionStatus{}, LastErrors: e.errors.newestFirst()}
+	s := Status{Group: e.cfg.Group, Joined: e.joined.Load(), Partitions: []PartitionStatus{}, LastErrors: e.errors.newestFirst(),
+		Gates: e.gateStatus.Load()}
 	if g := e.gen.Load(); g != nil {
 		s.Member, s.Generation = g.member, g.id
 	}

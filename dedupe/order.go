@@ -48,6 +48,18 @@ type Gates interface {
 	// released, if any. A hold whose gate names another event holds
 	// nothing.
 	ReleaseGate(ctx context.Context, lease Lease, ref GateRef, step GateStep) (*Follower, error)
+	// ListGates returns how many gates there are and the oldest of them,
+	// up to limit, oldest first.
+	ListGates(ctx context.Context, limit int) (GateList, error)
+}
+
+// GateList is what ListGates found.
+type GateList struct {
+	// Total counts the gates (on Redis: the entries of the index, which a
+	// gate deleted by a crashed worker may outlive for a minute).
+	Total int
+	// Gates are the oldest, oldest first.
+	Gates []GateInfo
 }
 
 // GateStep is what ReleaseGate does to the gate once the release succeeds.
@@ -249,6 +261,8 @@ func (a ParkAnswer) String() string {
 
 // GateInfo is a gate as it stands.
 type GateInfo struct {
+	// Key is the gate's key.
+	Key string
 	// Ref is what the gate was made for.
 	Ref   GateRef
 	Head  string

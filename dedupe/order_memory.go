@@ -207,20 +207,39 @@ func (m *Memory) Unblock(_ context.Context, gate string) (*Follower, error) {
 	return nil, ErrNotHeld
 }
 
+// ListGates implements Gates.
+func (m *Memory) ListGates(_ context.Context, limit int) (GateList, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	list := GateList{Total: len(m.gates)}
+	for key := range m.gates {
+		list.Gates = append(list.Gates, m.info(key))
+	}
+	slices.SortFunc(list.Gates, func(a, b GateInfo) int { return a.Since.Compare(b.Since) })
+	list.Gates = list.Gates[:min(len(list.Gates), max(limit, 1))]
+	return list, nil
+}
+
 // Gate implements Gates.
 func (m *Memory) Gate(_ context.Context, gate string) (*GateInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g := m.gate(gate)
-	if g == nil {
+	if m.gate(gate) == nil {
 		return nil, nil
 	}
-	info := g.info
+	info := m.info(gate)
+	return &info, nil
+}
+
+// info is the gate at key as Gate returns it.
+func (m *Memory) info(key string) GateInfo {
+	info := m.gates[key].info
+	info.Key = key
 	if info.State != GateReleased {
 		info.Released = nil
 	}
 	info.Released = copyFollower(info.Released)
-	return &info, nil
+	return info
 }
 
 func copyFollower(f *Follower) *Follower {

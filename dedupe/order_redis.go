@@ -34,6 +34,9 @@ func (s *Redis) Hold(ctx context.Context, ref GateRef, head string, held bool) e
 		flag = "1"
 	}
 	gate := ref.Gate()
+	if err := s.index(ctx, gate); err != nil {
+		return err
+	}
 	n, err := holdLua.Run(ctx, s.c, gateKeys(gate), head, flag, ref.Group, ref.Topic, ref.Partition, ref.Key).Int64()
 	switch {
 	case err != nil:
@@ -77,15 +80,27 @@ func (s *Redis) End(ctx context.Context, gate, head string) (*Follower, error) {
 		return nil, fmt.Errorf("%w: head %q is not an identity", ErrInvalid, head)
 	}
 	s.trips.Add(1)
-	return released(endLua.Run(ctx, s.c, gateKeys(gate), head).Text())
+	v, err := endLua.Run(ctx, s.c, gateKeys(gate), head).Result()
+	if n, ok := v.(int64); err == nil && ok && n == 0 {
+		s.unindex(ctx, gate)
+		return nil, nil
+	}
+	if err != nil {
+		return released("", err)
+	}
+	return released(fmt.Sprint(v), nil)
 }
 
 // Unblock implements Gates.
 func (s *Redis) Unblock(ctx context.Context, gate string) (*Follower, error) {
 	s.trips.Add(1)
 	v, err := unblockLua.Run(ctx, s.c, gateKeys(gate)).Result()
-	if n, ok := v.(int64); err == nil && ok && n == 0 {
-		return nil, ErrNotHeld
+	if n, ok := v.(int64); err == nil && ok {
+		if n == 0 {
+			return nil, ErrNotHeld
+		}
+		s.unindex(ctx, gate)
+		return nil, nil
 	}
 	if err != nil {
 		return released("", err)
@@ -111,10 +126,15 @@ func (s *Redis) Gate(ctx context.Context, gate string) (*GateInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gate %s: %w", gate, err)
 	}
+	return gateInfo(gate, h)
+}
+
+// gateInfo reads a gate's fields; nil when there is no gate.
+func gateInfo(gate string, h map[string]string) (*GateInfo, error) {
 	if h["h"] == "" {
 		return nil, nil
 	}
-	g := &GateInfo{Head: h["h"], ReleasedBy: h["b"], Ref: GateRef{Group: h["rg"], Topic: h["rt"], Key: h["rk"]}}
+	g := &GateInfo{Key: gate, Head: h["h"], ReleasedBy: h["b"], Ref: GateRef{Group: h["rg"], Topic: h["rt"], Key: h["rk"]}}
 	g.Ref.Partition, _ = strconv.Atoi(h["rp"])
 	if len(h["s"]) == 1 {
 		g.State = GateState(h["s"][0])
@@ -125,9 +145,11 @@ func (s *Redis) Gate(ctx context.Context, gate string) (*GateInfo, error) {
 	g.Queued, _ = strconv.Atoi(h["n"])
 	g.Bytes, _ = strconv.ParseInt(h["bytes"], 10, 64)
 	if m := h["m"]; m != "" && g.State == GateReleased {
-		if g.Released, err = decodeFollower(m); err != nil {
+		f, err := decodeFollower(m)
+		if err != nil {
 			return nil, err
 		}
+		g.Released = f
 	}
 	return g, nil
 }
@@ -137,6 +159,11 @@ func (s *Redis) ReleaseGate(ctx context.Context, l Lease, ref GateRef, step Gate
 	gate := ref.Gate()
 	if err := checkGate(l.Key, gate); err != nil {
 		return nil, err
+	}
+	if step != GateEndHead {
+		if err := s.index(ctx, gate); err != nil {
+			return nil, err
+		}
 	}
 	s.trips.Add(1)
 	v, err := releaseLua.Run(ctx, s.c, append([]string{l.Key}, gateKeys(gate)...), l.Owner, l.Fence, s.retentionMS, step.code(),
@@ -151,6 +178,9 @@ func (s *Redis) ReleaseGate(ctx context.Context, l Lease, ref GateRef, step Gate
 			return nil, nil
 		case replyLost:
 			return nil, ErrLeaseLost
+		case replyGateGone:
+			s.unindex(ctx, gate)
+			return nil, nil
 		}
 	case []any:
 		if elem, ok := v[1].(string); len(v) == 2 && ok {
@@ -158,4 +188,75 @@ func (s *Redis) ReleaseGate(ctx context.Context, l Lease, ref GateRef, step Gate
 		}
 	}
 	return nil, fmt.Errorf("release %s: %w: unexpected reply %v", l.Key, ErrInvalid, v)
+}
+
+// replyGateGone: a release ended its head and deleted the gate.
+const replyGateGone = 2
+
+// GateIndex is the index of gates: a sorted set of gate keys by the time
+// they were indexed (ms), in a slot of its own. An entry is added before
+// its gate can be made, and removed after its gate is deleted, so that a
+// crash between leaves an entry without a gate (ListGates drops it), never
+// a gate without an entry.
+const GateIndex = "fleet:order:index"
+
+// index enters gate in the index of gates, if it is not there yet.
+func (s *Redis) index(ctx context.Context, gate string) error {
+	s.trips.Add(1)
+	now := float64(time.Now().UnixMilli())
+	if err := s.c.ZAddNX(ctx, GateIndex, redis.Z{Score: now, Member: gate}).Err(); err != nil {
+		return fmt.Errorf("index gate %s: %w", gate, err)
+	}
+	return nil
+}
+
+// unindex removes a deleted gate from the index. A failure leaves an entry
+// without a gate, which ListGates drops.
+func (s *Redis) unindex(ctx context.Context, gate string) {
+	s.trips.Add(1)
+	s.c.ZRem(ctx, GateIndex, gate)
+}
+
+// ListGates implements Gates: the oldest entries of the index, read in one
+// pipeline. An entry whose gate is gone and that is older than a minute (a
+// gate being made is indexed first) is dropped.
+func (s *Redis) ListGates(ctx context.Context, limit int) (GateList, error) {
+	s.trips.Add(2)
+	total, err := s.c.ZCard(ctx, GateIndex).Result()
+	if err != nil {
+		return GateList{}, fmt.Errorf("list gates: %w", err)
+	}
+	entries, err := s.c.ZRangeWithScores(ctx, GateIndex, 0, int64(max(limit, 1)-1)).Result()
+	if err != nil {
+		return GateList{}, fmt.Errorf("list gates: %w", err)
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(entries))
+	for i, z := range entries {
+		key, _ := z.Member.(string)
+		cmds[i] = pipe.HGetAll(ctx, key)
+	}
+	if len(entries) > 0 {
+		s.trips.Add(1)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return GateList{}, fmt.Errorf("list gates: %w", err)
+		}
+	}
+	list := GateList{Total: int(total)}
+	for i, z := range entries {
+		key, _ := z.Member.(string)
+		g, err := gateInfo(key, cmds[i].Val())
+		if err != nil {
+			return GateList{}, err
+		}
+		if g == nil {
+			if time.Since(time.UnixMilli(int64(z.Score))) > time.Minute {
+				s.unindex(ctx, key)
+				list.Total--
+			}
+			continue
+		}
+		list.Gates = append(list.Gates, *g)
+	}
+	return list, nil
 }

@@ -12,7 +12,8 @@ package dedupe
 
 // luaOrderEnd is the end of a head, shared by the scripts that end one:
 // end(gate, queue, head) returns the released follower's queue element, or
-// false when nothing was released.
+// false when nothing was released, and then true when the gate was deleted
+// (its entry in the index of gates is the caller's to remove).
 const luaOrderEnd = `
 local function gateEnd(gate, queue, head)
   local g = redis.call('HMGET', gate, 'h', 's', 'b', 'm')
@@ -25,7 +26,7 @@ local function gateEnd(gate, queue, head)
   local nxt = redis.call('LINDEX', queue, 0)
   if not nxt then
     redis.call('DEL', gate, queue)
-    return false
+    return false, true
   end
   local id = string.sub(nxt, 1, 22)
   local nl = string.find(nxt, '\n', 1, true)
@@ -77,7 +78,7 @@ return 0
 // hold the event as the parked head, 'x' as the held head (then ARGV[5..8]
 // group, topic, partition, key), 'e' end it if it is the head. Replies 1
 // released | 0 lost | -1 invalid | {1, element} released, and the end
-// released that follower.
+// released that follower | 2 released, and the end deleted the gate.
 //
 // Safe to repeat: a record released at this fence is released again
 // without a write, and the step is redone; nothing claimed the record
@@ -93,8 +94,9 @@ if not (r[1] == 'r' and r[3] == ARGV[2]) then
 end
 local id = string.sub(KEYS[1], -22)
 if ARGV[4] == 'e' then
-  local f = gateEnd(KEYS[2], KEYS[3], id)
+  local f, gone = gateEnd(KEYS[2], KEYS[3], id)
   if f then return {1, f} end
+  if gone then return 2 end
 elseif ARGV[4] == 'p' or ARGV[4] == 'x' then
   gateHold(KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 end
@@ -139,19 +141,25 @@ redis.call('HINCRBY', KEYS[1], 'bytes', #ARGV[3])
 return 1
 `
 
-// endScript: ARGV head. Replies the released element, or false.
+// endScript: ARGV head. Replies the released element, 0 when the gate was
+// deleted, or false.
 const endScript = luaOrderEnd + `
-return gateEnd(KEYS[1], KEYS[2], ARGV[1])
+local f, gone = gateEnd(KEYS[1], KEYS[2], ARGV[1])
+if f then return f end
+if gone then return 0 end
+return false
 `
 
-// unblockScript replies the released element, false when nothing was
-// queued, or 0 when the gate is not held (nor being unblocked).
+// unblockScript replies the released element, 2 when nothing was queued
+// (the gate was deleted), or 0 when the gate is not held (nor being
+// unblocked).
 const unblockScript = luaOrderEnd + `
 local g = redis.call('HMGET', KEYS[1], 'h', 's', 'b', 'm')
 if not g[1] then return 0 end
 if g[2] == 'x' then
-  local r = gateEnd(KEYS[1], KEYS[2], g[1])
+  local r, gone = gateEnd(KEYS[1], KEYS[2], g[1])
   if r then redis.call('HSET', KEYS[1], 'u', g[1]) end
+  if gone then return 2 end
   return r
 end
 if g[2] == 'r' and g[3] and redis.call('HGET', KEYS[1], 'u') == g[3] then return g[4] end

@@ -204,6 +204,41 @@ func runGatedClaims(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Confi
 		}
 	})
 
+	t.Run("gated claims: gates are listed until they drain", func(t *testing.T) {
+		_, s, g := stores(t)
+		other := dedupe.GateRef{Group: "group", Topic: "topic", Partition: 3, Key: "u"}
+		r := claim(t, s, "h", "fp")
+		if _, err := g.ReleaseGate(ctx, r.Lease, ref, dedupe.GateHoldParked); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Hold(ctx, other, id("h2"), true); err != nil {
+			t.Fatal(err)
+		}
+		list, err := g.ListGates(ctx, 10)
+		if err != nil || list.Total != 2 || len(list.Gates) != 2 {
+			t.Fatalf("list: %+v, %v; want both gates", list, err)
+		}
+		found := map[string]dedupe.GateInfo{}
+		for _, info := range list.Gates {
+			found[info.Key] = info
+		}
+		if found[gate].Ref != ref || found[gate].State != dedupe.GateParked || found[other.Gate()].State != dedupe.GateHeld {
+			t.Fatalf("listed: %+v", list.Gates)
+		}
+		if one, err := g.ListGates(ctx, 1); err != nil || one.Total != 2 || len(one.Gates) != 1 {
+			t.Fatalf("list of one: %+v, %v", one, err)
+		}
+		if f, err := g.End(ctx, gate, id("h")); err != nil || f != nil {
+			t.Fatalf("end: %+v, %v", f, err)
+		}
+		if f, err := g.Unblock(ctx, other.Gate()); err != nil || f != nil {
+			t.Fatalf("unblock: %+v, %v", f, err)
+		}
+		if list, err := g.ListGates(ctx, 10); err != nil || list.Total != 0 || len(list.Gates) != 0 {
+			t.Fatalf("list once drained: %+v, %v", list, err)
+		}
+	})
+
 	t.Run("gated claims: a gate outside the record's slot is refused", func(t *testing.T) {
 		_, s, _ := stores(t)
 		other := dedupe.GateRef{Group: "group", Topic: "topic", Partition: 3, Key: "u"}.Gate()

@@ -40,7 +40,7 @@ type dlqFilter struct {
 	Source        string   `help:"Only events from this source."`
 	ID            string   `name:"id" help:"Only the event with this id."`
 	Group         string   `env:"FLEET_GROUP" help:"Only the dead letters of this consumer group (dead letters of several groups share one topic)."`
-	Reason        string   `enum:",decode,unknown_type,permanent,conflict,attempts_exhausted,invalid_effect,invalid_record,retry_too_large,too_large,too_many_headers,too_deep,too_long" default:"" help:"Only dead letters with this reason: decode, unknown_type, permanent, conflict, attempts_exhausted, invalid_effect, invalid_record, retry_too_large, too_large, too_many_headers, too_deep or too_long."`
+	Reason        string   `enum:",decode,unknown_type,permanent,conflict,attempts_exhausted,invalid_effect,invalid_record,retry_too_large,parked_overflow,parked_too_large,too_large,too_many_headers,too_deep,too_long" default:"" help:"Only dead letters with this reason: decode, unknown_type, permanent, conflict, attempts_exhausted, invalid_effect, invalid_record, retry_too_large, parked_overflow, parked_too_large, too_large, too_many_headers, too_deep or too_long."`
 	Since         string   `help:"Only dead letters written at or after this time: RFC 3339, or a duration ago (90m)."`
 	Until         string   `help:"Only dead letters written before this time: RFC 3339, or a duration ago."`
 	kafkaSecurity `embed:""`

@@ -89,7 +89,7 @@ func TestObservability(t *testing.T) {
 		"fleet_store_up 1",
 		"fleet_ready 1",
 		"fleet_consumer_group_joined 1",
-		"fleet_consumer_partitions_assigned 12", // 3 of payments, 3 of each of its 3 retry topics
+		"fleet_consumer_partitions_assigned 15", // 3 of payments, 3 of each of its 3 retry topics, 3 of payments.parked
 		"fleet_lease_lost_total 0",
 		`fleet_build_info{goversion=`,
 		"go_goroutines",
@@ -108,7 +108,7 @@ func TestObservability(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
 		t.Fatalf("/status = %d, %v: %s", code, err, body)
 	}
-	if st.Group != "ledger-e2e" || !st.Joined || st.NotReady != "" || len(st.Partitions) != 12 {
+	if st.Group != "ledger-e2e" || !st.Joined || st.NotReady != "" || len(st.Partitions) != 15 {
 		t.Fatalf("/status: %+v", st)
 	}
 	var committed int64

@@ -39,6 +39,9 @@ type runCmd struct {
 	Attempts          int           `env:"FLEET_ATTEMPTS" default:"12" help:"Attempt budget of one event, kept in its idempotency record across restarts and retry tiers; past it the event is dead-lettered."`
 	InPlaceAttempts   int           `env:"FLEET_IN_PLACE_ATTEMPTS" default:"3" help:"Attempts of one delivery, with backoff, before the event moves to the next retry topic."`
 	RetryDelays       string        `env:"FLEET_RETRY_DELAYS" default:"1s,10s,1m" help:"Delays of the retry topics <topic>.retry.1, .2, …, comma-separated; after the last, <topic>.dlq. \"none\": no retry topics."`
+	RetryOrder        string        `env:"FLEET_RETRY_ORDER" default:"key" enum:"key,none" help:"key: a key's later events wait (parked in Redis) behind one of its events that waits in a retry tier or is held, and run after it, in order (docs/ordering.md); none: they run meanwhile and overtake it."`
+	OnDeadLetter      string        `env:"FLEET_ON_DEAD_LETTER" default:"continue" enum:"continue,hold" help:"When a key's waiting event is dead-lettered: continue runs the events parked behind it; hold keeps them parked until fleet keys unblock, or until the dead letter is replayed and succeeds."`
+	MaxParkedPerKey   int           `env:"FLEET_MAX_PARKED_PER_KEY" default:"10000" help:"Most events parked behind one key's waiting event; more are dead-lettered as parked_overflow (0: no bound)."`
 	Concurrency       int           `env:"FLEET_CONCURRENCY" default:"64" help:"Key-ordered lanes per partition."`
 	SessionTimeout    time.Duration `env:"FLEET_SESSION_TIMEOUT" default:"30s" help:"Kafka consumer group session timeout."`
 	HeartbeatInterval time.Duration `env:"FLEET_HEARTBEAT_INTERVAL" default:"3s" help:"Kafka consumer group heartbeat interval."`
@@ -71,6 +74,7 @@ func (c *runCmd) consumerConfig() consumer.Config {
 	cfg.MaxAttempts = c.Attempts
 	cfg.InPlaceAttempts = c.InPlaceAttempts
 	cfg.RetryDelays, _ = parseDelays(c.RetryDelays)
+	cfg.RetryOrder, cfg.OnDeadLetter, cfg.MaxParkedPerKey = c.RetryOrder, c.OnDeadLetter, c.MaxParkedPerKey
 	cfg.Lanes = c.Concurrency
 	cfg.SessionTimeout = c.SessionTimeout
 	cfg.RebalanceTimeout = c.SessionTimeout
