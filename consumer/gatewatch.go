@@ -106,7 +106,7 @@ func summarizeGates(group string, gates []dedupe.GateInfo, now time.Time) GateSt
 			s.OldestHeldSeconds = max(s.OldestHeldSeconds, age)
 		}
 		s.Keys = append(s.Keys, GatedKey{Key: g.Ref.Key, Topic: g.Ref.Topic, Partition: g.Ref.Partition,
-			State: gateStateName(g.State), Head: g.Head, Parked: g.Queued, AgeSeconds: age})
+			State: g.State.String(), Head: g.Head, Parked: g.Queued, AgeSeconds: age})
 	}
 	slices.SortStableFunc(s.Keys, func(a, b GatedKey) int {
 		return cmp.Or(-cmp.Compare(boolInt(a.State == "held"), boolInt(b.State == "held")), -cmp.Compare(a.AgeSeconds, b.AgeSeconds))
@@ -120,19 +120,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// gateStateName names a gate's state for people.
-func gateStateName(s dedupe.GateState) string {
-	switch s {
-	case dedupe.GateParked:
-		return "parked"
-	case dedupe.GateReleased:
-		return "released"
-	case dedupe.GateRunning:
-		return "running"
-	case dedupe.GateHeld:
-		return "held"
-	}
-	return string(rune(s))
 }

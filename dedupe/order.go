@@ -156,6 +156,21 @@ const (
 	GateHeld GateState = 'x'
 )
 
+// String names the state for people: parked, released, running or held.
+func (s GateState) String() string {
+	switch s {
+	case GateParked:
+		return "parked"
+	case GateReleased:
+		return "released"
+	case GateRunning:
+		return "running"
+	case GateHeld:
+		return "held"
+	}
+	return fmt.Sprintf("GateState(%q)", rune(s))
+}
+
 // Follower is an event parked behind a head. Item is what the engine needs
 // to run it again (a pointer into its source, or the whole message), opaque
 // to the store.

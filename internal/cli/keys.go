@@ -13,10 +13,13 @@ import (
 	"github.com/fleetworks/fleet/dedupe"
 )
 
-// keysCmd is `fleet keys`: an operator's view of idempotency records.
+// keysCmd is `fleet keys`: an operator's view of idempotency records and
+// of keys held up by ordered retries.
 type keysCmd struct {
-	Get    keysGetCmd    `cmd:"" help:"Show an event's idempotency record."`
-	Forget keysForgetCmd `cmd:"" help:"Delete an event's idempotency record, so that the event runs again the next time it arrives (even if it was done)."`
+	Get     keysGetCmd     `cmd:"" help:"Show an event's idempotency record."`
+	Forget  keysForgetCmd  `cmd:"" help:"Delete an event's idempotency record, so that the event runs again the next time it arrives (even if it was done)."`
+	Blocked keysBlockedCmd `cmd:"" help:"List the keys held after a dead letter (--on-dead-letter hold), with their head event and age; --all adds the keys whose events wait behind one in a retry tier."`
+	Unblock keysUnblockCmd `cmd:"" help:"Let a held key go: the events parked behind its dead-lettered head run, in order."`
 }
 
 // recordRef names one idempotency record: by its Redis key, or by the
