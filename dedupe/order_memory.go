@@ -88,6 +88,8 @@ func (m *Memory) admit(c Claim, res *ClaimResult) (ClaimResult, bool) {
 	switch {
 	case g == nil:
 		return ClaimResult{}, true
+	case g.info.Head != c.Identity() && g.info.ReleasedBy == c.Identity() && g.info.State == GateReleased:
+		return ClaimResult{Outcome: Duplicate, Head: true}, false // its end is redone
 	case g.info.Head != c.Identity():
 		return ClaimResult{Outcome: Parked}, false
 	case g.info.State == GateReleased:

@@ -68,7 +68,10 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // its end is the caller's to run.
 //
 // A claim that would acquire first looks at the gate: a gate that names
-// another event answers parked, and nothing is written; one that names this
+// another event answers parked, and nothing is written, unless this event's
+// end (its dead letter) released that head and it has not started: then
+// the answer is a duplicate with head 1, so that the end is redone (a crash
+// may have lost the released follower's write). A gate that names this
 // event, released and not started, is marked running (a), after checking
 // the payload is the one queued. When nothing is parked this costs one
 // HMGET of a missing key.
@@ -120,7 +123,13 @@ end
 local function admit(gate, key, fp)
   local g = gateOf(gate, key)
   if not g or not g[1] then return nil, 0 end
-  if g[1] ~= string.sub(key, -22) then return {5} end
+  local id = string.sub(key, -22)
+  if g[1] ~= id then
+    -- A copy of the head whose end (its dead letter) released the current
+    -- head, not started yet: the end is being redone.
+    if g[3] == id and g[2] == 'r' then return {2, '', 1} end
+    return {5}
+  end
   if g[2] == 'r' then
     if g[4] ~= fp then return {3} end
     redis.call('HSET', gate, 's', 'a')

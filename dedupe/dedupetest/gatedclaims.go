@@ -202,6 +202,14 @@ func runGatedClaims(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Confi
 		if info := state(t, g); info.Head != id("f1") || info.State != dedupe.GateReleased {
 			t.Fatalf("gate: %+v", info)
 		}
+		// A copy of the dead-lettered head (its offset was not committed
+		// when its worker crashed) redoes the end, and does not run.
+		if d := claim(t, s, "h", "fp"); d.Outcome != dedupe.Duplicate || !d.Head {
+			t.Fatalf("a copy of the dead-lettered head while f1 is released: %+v", d)
+		}
+		if f, err := g.End(ctx, gate, id("h")); err != nil || f == nil || f.Identity != id("f1") {
+			t.Fatalf("its end again: %+v, %v; want f1", f, err)
+		}
 	})
 
 	t.Run("gated claims: gates are listed until they drain", func(t *testing.T) {
