@@ -14,9 +14,11 @@ type keyQueue struct {
 	// last holds, for every key in flight, its last delivery: the one to
 	// queue the next behind.
 	last map[string]*delivery
-	// marks holds, for a key in flight whose gate was made while it was,
-	// the batch sequence then (see Mark).
-	marks map[string]uint64
+	// marks holds, for a key whose gate was made while it was in flight,
+	// the batch sequence then (see Mark); queued is the sequence of the
+	// last batch queued.
+	marks  map[string]uint64
+	queued uint64
 }
 
 func newKeyQueue() *keyQueue {
@@ -24,10 +26,11 @@ func newKeyQueue() *keyQueue {
 }
 
 // Mark notes that a gate was made for d's key (docs/ordering.md, "The
-// engine's part") when seq was the latest batch sequence sent: the claims
-// of the key's deliveries from batches up to seq may predate the gate, so
-// their answers are not trusted (Marked). The mark goes when the key
-// leaves the queue.
+// engine's part") when seq was the latest batch sequence claimed: the
+// claims of the key's deliveries from batches up to seq may predate the
+// gate, so their answers are not trusted (Marked). The mark goes once the
+// key has left the queue and every batch up to seq has been queued (a
+// batch claimed before the gate may still await its claims' answers).
 func (q *keyQueue) Mark(d *delivery, seq uint64) {
 	k := orderKey(d)
 	if k == "" {
@@ -35,9 +38,7 @@ func (q *keyQueue) Mark(d *delivery, seq uint64) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, ok := q.last[k]; ok {
-		q.marks[k] = max(q.marks[k], seq)
-	}
+	q.marks[k] = max(q.marks[k], seq)
 }
 
 // Marked reports whether d's claim may predate its key's gate: d's batch
@@ -68,6 +69,10 @@ func (q *keyQueue) Enqueue(batch []*delivery) []*delivery {
 	ready := batch[:0]
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(batch) > 0 {
+		q.queued = max(q.queued, batch[0].seq)
+		q.dropMarks()
+	}
 	for _, d := range batch {
 		k := orderKey(d)
 		if k == "" {
@@ -96,9 +101,22 @@ func (q *keyQueue) Next(done *delivery) *delivery {
 	next := done.next
 	if next == nil {
 		delete(q.last, k) // done was the last of its key
-		delete(q.marks, k)
+		if q.marks[k] <= q.queued {
+			delete(q.marks, k)
+		}
 	}
 	return next
+}
+
+// dropMarks forgets the marks no delivery can need: of keys not in flight,
+// up to the last batch queued. Marks are few (keys whose event moved to a
+// tier lately), so a pass over them is cheap.
+func (q *keyQueue) dropMarks() {
+	for k, m := range q.marks {
+		if _, inFlight := q.last[k]; !inFlight && m < q.queued {
+			delete(q.marks, k)
+		}
+	}
 }
 
 // Len is the number of keys in flight.

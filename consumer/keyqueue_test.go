@@ -118,3 +118,49 @@ func TestKeyQueueDoneOutOfOrderKeepsTheChain(t *testing.T) {
 		t.Fatalf("the chain k/2, k/3 broke")
 	}
 }
+
+// batch gives deliveries a batch sequence.
+func batch(seq uint64, ds ...*delivery) []*delivery {
+	for _, d := range ds {
+		d.seq = seq
+	}
+	return ds
+}
+
+// TestKeyQueueMarks: a key's mark covers the deliveries of every batch
+// claimed up to it, even one queued after the key left the queue (its
+// claims' answers came late), and no later batch.
+func TestKeyQueueMarks(t *testing.T) {
+	q := newKeyQueue()
+	ds := deliveries("a/1", "a/2", "a/3", "a/4", "b/5")
+	first, late, later, other := ds[0], ds[1], ds[3], ds[4]
+	q.Enqueue(batch(1, first))
+	// Batch 2 is claimed (its answers not back yet) when first moves to a
+	// tier and marks its key with the latest batch claimed, 2.
+	q.Mark(first, 2)
+	if q.Marked(first) != true {
+		t.Error("a delivery of the batch that made the mark is marked")
+	}
+	if next := q.Next(first); next != nil {
+		t.Fatalf("next %v", next)
+	}
+	// Batch 2 comes back after first left the queue: still marked.
+	q.Enqueue(batch(2, late, other))
+	if !q.Marked(late) {
+		t.Error("a delivery of a batch claimed before the gate is not marked once it is queued late")
+	}
+	if q.Marked(other) {
+		t.Error("another key is marked")
+	}
+	q.Enqueue(batch(3, later))
+	if q.Marked(later) {
+		t.Error("a delivery claimed after the mark is marked")
+	}
+	q.Next(late)
+	q.Next(later)
+	q.Next(other)
+	q.Enqueue(batch(4, ds[2]))
+	if len(q.marks) != 0 {
+		t.Errorf("marks kept once no delivery can need them: %v", q.marks)
+	}
+}

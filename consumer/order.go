@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 )
 
 // Ordered retries (docs/ordering.md): while an event of a key waits in a
@@ -68,18 +70,34 @@ func newOrderMetrics(r *registering) orderMetrics {
 }
 
 // gateRef names the gate of d's key: the group, d's source topic and
-// partition (a retry tier and the parked topic keep the source's partition
-// numbers), and the message key.
+// source partition, and the message key.
 func (p *partition) gateRef(d *delivery) dedupe.GateRef {
-	return dedupe.GateRef{Group: p.e.cfg.Group, Topic: p.route.source, Partition: p.id, Key: d.ev.Key}
+	return dedupe.GateRef{Group: p.e.cfg.Group, Topic: p.route.source, Partition: p.sourcePartition(&d.msg), Key: d.ev.Key}
 }
 
 // gateKey is the key of d's gate, or "" when d's key cannot be gated.
 func (p *partition) gateKey(d *delivery) string {
-	if !dedupe.Gateable(d.ev.Key) {
+	switch {
+	case !dedupe.Gateable(d.ev.Key):
 		return ""
+	case !p.route.fleets():
+		return dedupe.GateKey(d.ev.Key, p.scope)
 	}
-	return dedupe.GateKey(d.ev.Key, p.scope)
+	return p.gateRef(d).Gate()
+}
+
+// sourcePartition is the source partition of a message: the partition's
+// own, or for a retry tier or the parked topic the one fleet's headers
+// name (usually the same number, but a tier made with fewer partitions, or
+// a source that grew, puts it elsewhere).
+func (p *partition) sourcePartition(m *kafka.Message) int {
+	if !p.route.fleets() {
+		return p.id
+	}
+	if n, err := strconv.Atoi(fleetHeader(m.Headers, HeaderOriginalPartition)); err == nil && n >= 0 {
+		return n
+	}
+	return p.id
 }
 
 // parkStep parks d behind its key's head: it gives back the claim d holds
@@ -140,31 +158,57 @@ func (p *partition) endHead(d *delivery) bool {
 	f, err := storeCall(p, "end", func(ctx context.Context) (*dedupe.Follower, error) {
 		return p.e.store.End(ctx, gate, head)
 	})
-	return err == nil && p.sendReleased(d, gate, f)
+	return err == nil && p.sendReleased(d, gate, head, f)
 }
 
 // releaseGated gives d's claim back with a step on its gate (see
 // dedupe.Gates.ReleaseGate) and writes the follower an end released. A
 // hold marks d's key: the claims of its later deliveries in flight may
-// predate the gate. It reports false if the partition drains first.
-func (p *partition) releaseGated(d *delivery, step dedupe.GateStep) bool {
+// predate the gate. It reports whether a hold was refused (the gate names
+// another event), and false if the partition drains first.
+func (p *partition) releaseGated(d *delivery, step dedupe.GateStep) (refused, ok bool) {
 	lease := d.attempt.lease
 	p.leases.drop(d)
 	f, err := storeCall(p, "release", func(ctx context.Context) (*dedupe.Follower, error) {
 		f, err := p.e.store.ReleaseGate(ctx, lease, p.gateRef(d), step)
-		if errors.Is(err, dedupe.ErrLeaseLost) {
+		switch {
+		case errors.Is(err, dedupe.ErrLeaseLost):
 			return nil, nil // no longer ours: its new owner decides
+		case errors.Is(err, dedupe.ErrNotHead):
+			refused = true // released; the gate names another event
+			return nil, nil
 		}
 		return f, err
 	})
 	if err != nil {
-		return false
+		return false, false
 	}
 	d.attempt.lease = dedupe.Lease{}
 	if step != dedupe.GateEndHead {
 		p.keys.Mark(d, p.batches.Load())
 	}
-	return p.sendReleased(d, d.attempt.claim.Gate, f)
+	return refused, p.sendReleased(d, d.attempt.claim.Gate, d.attempt.claim.Identity(), f)
+}
+
+// parkRefused parks d, which failed and was to hold its key, when another
+// event of the key holds it (a dead-lettered event read again after a
+// crash ran again, and failed): d waits behind it in its place now, its
+// lane being the key's in its partition; its retry message, already
+// written, then finds it parked (or running, or done). It finishes d.
+func (p *partition) parkRefused(d *delivery) {
+	answer, err := storeCall(p, "park", func(ctx context.Context) (dedupe.ParkAnswer, error) {
+		return p.e.store.Park(ctx, d.attempt.claim.Gate, d.attempt.claim.Key, p.follower(d),
+			dedupe.GateLimits{MaxFollowers: p.e.cfg.MaxParkedPerKey})
+	})
+	switch {
+	case err != nil:
+		p.abandon(d)
+	case answer == dedupe.ParkQueued:
+		p.e.m.order.parked.WithLabelValues(p.route.source).Inc()
+		p.finish(d, OutcomeParked)
+	default: // its retry message decides
+		p.finish(d, OutcomeRetried)
+	}
 }
 
 // gateStep is what d's release after its dead letter does to its gate:
@@ -177,11 +221,12 @@ func (p *partition) deadLetterStep() dedupe.GateStep {
 	return dedupe.GateEndHead
 }
 
-// sendReleased writes f, released by an end, to <topic>.parked. A follower
-// too large for it with fleet's headers is dead-lettered instead, and its
-// own end releases the next. It reports false if the partition drains
+// sendReleased writes f, released by the end of by, to <topic>.parked. A
+// follower too large for it with fleet's headers is dead-lettered instead,
+// and skipped: the next is released, as by's (so that a copy of by read
+// again after a crash redoes the chain). It reports false if the partition drains
 // first (the end is redone when the finished head is read again).
-func (p *partition) sendReleased(d *delivery, gate string, f *dedupe.Follower) bool {
+func (p *partition) sendReleased(d *delivery, gate, by string, f *dedupe.Follower) bool {
 	for f != nil {
 		msg, err := decodeParked(f.Item)
 		if err != nil {
@@ -205,9 +250,9 @@ func (p *partition) sendReleased(d *delivery, gate string, f *dedupe.Follower) b
 				return false
 			}
 		}
-		head := f.Identity
+		skipped := f.Identity
 		if f, err = storeCall(p, "end", func(ctx context.Context) (*dedupe.Follower, error) {
-			return p.e.store.End(ctx, gate, head)
+			return p.e.store.Skip(ctx, gate, skipped, by)
 		}); err != nil {
 			return false
 		}
@@ -246,7 +291,8 @@ func (p *partition) settleDeadLetter(d *delivery) bool {
 		p.release(d)
 		return true
 	}
-	return p.releaseGated(d, p.deadLetterStep())
+	_, ok := p.releaseGated(d, p.deadLetterStep())
+	return ok
 }
 
 // settleUnclaimed runs the gate's step for a message of a retry tier or
@@ -258,7 +304,7 @@ func (p *partition) settleUnclaimed(d *delivery) bool {
 	if !p.route.fleets() || id == "" || !dedupe.Gateable(key) {
 		return true
 	}
-	ref := dedupe.GateRef{Group: p.e.cfg.Group, Topic: p.route.source, Partition: p.id, Key: key}
+	ref := dedupe.GateRef{Group: p.e.cfg.Group, Topic: p.route.source, Partition: p.sourcePartition(&d.msg), Key: key}
 	if p.deadLetterStep() == dedupe.GateHoldHeld {
 		_, err := storeCall(p, "hold", func(ctx context.Context) (struct{}, error) {
 			err := p.e.store.Hold(ctx, ref, id, true)
@@ -276,7 +322,7 @@ func (p *partition) settleUnclaimed(d *delivery) bool {
 	if errors.Is(err, dedupe.ErrInvalid) {
 		return true // no identity of fleet's: nothing to end
 	}
-	return err == nil && p.sendReleased(d, gate, f)
+	return err == nil && p.sendReleased(d, gate, id, f)
 }
 
 // Unblock lets a held key go (fleet keys unblock): it ends the held head of

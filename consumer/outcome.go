@@ -89,11 +89,17 @@ func (p *partition) retryLater(d *delivery, cause error, n int) {
 		"id", d.ev.ID, "type", d.ev.Type, "retry_topic", msg.Topic, "attempt", d.attempt.res.Attempts, "not_before", notBefore, "err", cause)
 	if d.attempt.claim.Gate == "" || e.cfg.RetryOrder != OrderKey {
 		p.release(d)
-	} else if !p.releaseGated(d, dedupe.GateHoldParked) {
-		p.abandon(d)
+		p.finish(d, OutcomeRetried)
 		return
 	}
-	p.finish(d, OutcomeRetried)
+	switch refused, ok := p.releaseGated(d, dedupe.GateHoldParked); {
+	case !ok:
+		p.abandon(d)
+	case refused:
+		p.parkRefused(d)
+	default:
+		p.finish(d, OutcomeRetried)
+	}
 }
 
 func (p *partition) failure(d *delivery, reason string, cause error, attempts int) failure {

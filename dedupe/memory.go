@@ -110,8 +110,13 @@ func (m *Memory) claim(c Claim, owner string, now time.Time) ClaimResult {
 	case r.state == 'p' && r.owner == owner:
 		// The same claim, sent again.
 		g := m.gate(c.Gate)
+		if c.Gate != "" && g != nil && g.info.Head != c.Identity() {
+			// It acquired before the gate was made: give it back, and park.
+			_ = m.releaseLocked(Lease{Key: c.Key, Owner: owner, Fence: r.fence}, true)
+			return ClaimResult{Outcome: Parked}
+		}
 		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: c.Key, Owner: owner, Fence: r.fence}, Attempts: r.attempts,
-			Head: g != nil && c.Gate != "" && g.info.Head == c.Identity()}
+			Head: g != nil && c.Gate != ""}
 	case r.lastOwner == owner:
 		// A late copy of a claim whose owner has let go.
 		return ClaimResult{Outcome: Busy}

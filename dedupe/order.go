@@ -34,6 +34,11 @@ type Gates interface {
 	// deleted (nil). Ended again, the same follower is returned while it
 	// is released and not started. For any other event it does nothing.
 	End(ctx context.Context, gate, head string) (*Follower, error)
+	// Skip ends head, released and never to run (dead-lettered before its
+	// start), as End does, except that the next head remembers by (the
+	// head whose end released the skipped one) as the head whose end
+	// released it: a copy of by read again redoes the whole chain.
+	Skip(ctx context.Context, gate, head, by string) (*Follower, error)
 	// Unblock ends the head of a held gate; a gate not held is
 	// ErrNotHeld, unless the unblock is being redone (its follower is
 	// returned again). A held head with nothing queued is let go with its
@@ -46,7 +51,7 @@ type Gates interface {
 	// release succeeds, by step on ref's gate for the lease's event, in one
 	// atomic step. For GateEndHead it returns the follower the end
 	// released, if any. A hold whose gate names another event holds
-	// nothing.
+	// nothing: the release is done, and the error is ErrNotHead.
 	ReleaseGate(ctx context.Context, lease Lease, ref GateRef, step GateStep) (*Follower, error)
 	// ListGates returns how many gates there are and the oldest of them,
 	// up to limit, oldest first.

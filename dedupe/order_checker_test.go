@@ -388,9 +388,17 @@ func (c *ocChecker) run(ev *ocEvent, cp ocCopy, from string, res dedupe.ClaimRes
 		ev.tiers++
 		c.tier = append(c.tier, cp) // the retry message is written first
 		c.stats["to tier"]++
-		f := c.releaseGate(ev, res.Lease, dedupe.GateHoldParked)
+		f, err := c.releaseGate(ev, res.Lease, dedupe.GateHoldParked)
 		if f != nil {
 			c.failf("a hold released %s", followerName(c, f))
+		}
+		if errors.Is(err, dedupe.ErrNotHead) {
+			// Another event holds the key (a dead-lettered event that ran
+			// again made it): park this one in its place now; its tier
+			// copy then finds it parked.
+			c.stats["hold refused"]++
+			_, ok := c.park(ev, cp, dedupe.Lease{})
+			return ok
 		}
 		return !c.crashes()
 	}
@@ -400,7 +408,7 @@ func (c *ocChecker) run(ev *ocEvent, cp ocCopy, from string, res dedupe.ClaimRes
 	if c.hold {
 		step = dedupe.GateHoldHeld
 	}
-	f := c.releaseGate(ev, res.Lease, step)
+	f, _ := c.releaseGate(ev, res.Lease, step)
 	if c.crashes() {
 		return false
 	}
@@ -460,15 +468,16 @@ func (c *ocChecker) end(ev *ocEvent) bool {
 }
 
 // releaseGate releases a lease with a step on its gate, on both stores.
-func (c *ocChecker) releaseGate(ev *ocEvent, l dedupe.Lease, step dedupe.GateStep) *dedupe.Follower {
+// A hold refused (ErrNotHead) is returned; any other error fails.
+func (c *ocChecker) releaseGate(ev *ocEvent, l dedupe.Lease, step dedupe.GateStep) (*dedupe.Follower, error) {
 	red, rerr := c.red.ReleaseGate(c.ctx, l, c.ref(ev), step)
 	mem, merr := c.mem.ReleaseGate(c.ctx, l, c.ref(ev), step)
 	c.same("release "+ev.name, rerr, merr, red, mem)
 	c.logf("  release (step %d): %s %v", step, followerName(c, red), rerr)
-	if rerr != nil {
+	if rerr != nil && !errors.Is(rerr, dedupe.ErrNotHead) {
 		c.failf("release %s: %v", ev.name, rerr)
 	}
-	return red
+	return red, rerr
 }
 
 // release writes a released follower to the parked topic.

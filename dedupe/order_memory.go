@@ -69,9 +69,11 @@ func (m *Memory) ReleaseGate(_ context.Context, l Lease, ref GateRef, step GateS
 	}
 	switch step {
 	case GateEndHead:
-		return m.end(gate, l.identity()), nil
+		return m.end(gate, l.identity(), l.identity()), nil
 	case GateHoldParked, GateHoldHeld:
-		m.hold(ref, l.identity(), step == GateHoldHeld)
+		if !m.hold(ref, l.identity(), step == GateHoldHeld) {
+			return nil, ErrNotHead
+		}
 	}
 	return nil, nil
 }
@@ -160,11 +162,22 @@ func (m *Memory) End(_ context.Context, gate, head string) (*Follower, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.end(gate, head), nil
+	return m.end(gate, head, head), nil
 }
 
-// end is gateEnd of the Redis scripts.
-func (m *Memory) end(gate, head string) *Follower {
+// Skip implements Gates.
+func (m *Memory) Skip(_ context.Context, gate, head, by string) (*Follower, error) {
+	if !isIdentity(head) || !isIdentity(by) {
+		return nil, fmt.Errorf("%w: head %q or %q is not an identity", ErrInvalid, head, by)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.end(gate, head, by), nil
+}
+
+// end is gateEnd of the Redis scripts: by is remembered as the head whose
+// end released the next.
+func (m *Memory) end(gate, head, by string) *Follower {
 	g := m.gate(gate)
 	switch {
 	case g == nil:
@@ -184,7 +197,7 @@ func (m *Memory) end(gate, head string) *Follower {
 	g.info.Queued--
 	g.info.Bytes -= int64(len(next.encode()))
 	g.unblocked = ""
-	g.info.Head, g.info.State, g.info.ReleasedBy, g.info.Released = next.Identity, GateReleased, head, &next
+	g.info.Head, g.info.State, g.info.ReleasedBy, g.info.Released = next.Identity, GateReleased, by, &next
 	return copyFollower(&next)
 }
 
@@ -198,7 +211,7 @@ func (m *Memory) Unblock(_ context.Context, gate string) (*Follower, error) {
 		return nil, ErrNotHeld
 	case g.info.State == GateHeld:
 		held := g.info.Head
-		f := m.end(gate, held)
+		f := m.end(gate, held, held)
 		if f != nil {
 			g.unblocked = held
 		}

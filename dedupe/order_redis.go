@@ -44,7 +44,7 @@ func (s *Redis) Hold(ctx context.Context, ref GateRef, head string, held bool) e
 	case n == 0:
 		return ErrNotHead
 	}
-	return nil
+	return s.index(ctx, gate)
 }
 
 // Park implements Gates.
@@ -79,8 +79,21 @@ func (s *Redis) End(ctx context.Context, gate, head string) (*Follower, error) {
 	if !isIdentity(head) {
 		return nil, fmt.Errorf("%w: head %q is not an identity", ErrInvalid, head)
 	}
+	return s.end(ctx, gate, head)
+}
+
+// Skip implements Gates.
+func (s *Redis) Skip(ctx context.Context, gate, head, by string) (*Follower, error) {
+	if !isIdentity(head) || !isIdentity(by) {
+		return nil, fmt.Errorf("%w: head %q or %q is not an identity", ErrInvalid, head, by)
+	}
+	return s.end(ctx, gate, head, by)
+}
+
+// end runs endScript.
+func (s *Redis) end(ctx context.Context, gate string, args ...any) (*Follower, error) {
 	s.trips.Add(1)
-	v, err := endLua.Run(ctx, s.c, gateKeys(gate), head).Result()
+	v, err := endLua.Run(ctx, s.c, gateKeys(gate), args...).Result()
 	if n, ok := v.(int64); err == nil && ok && n == 0 {
 		s.unindex(ctx, gate)
 		return nil, nil
@@ -171,6 +184,11 @@ func (s *Redis) ReleaseGate(ctx context.Context, l Lease, ref GateRef, step Gate
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", l.Key, err)
 	}
+	if step != GateEndHead {
+		if err := s.index(ctx, gate); err != nil {
+			return nil, err
+		}
+	}
 	switch v := v.(type) {
 	case int64:
 		switch v {
@@ -181,6 +199,8 @@ func (s *Redis) ReleaseGate(ctx context.Context, l Lease, ref GateRef, step Gate
 		case replyGateGone:
 			s.unindex(ctx, gate)
 			return nil, nil
+		case replyHoldRefused:
+			return nil, ErrNotHead
 		}
 	case []any:
 		if elem, ok := v[1].(string); len(v) == 2 && ok {
@@ -190,14 +210,22 @@ func (s *Redis) ReleaseGate(ctx context.Context, l Lease, ref GateRef, step Gate
 	return nil, fmt.Errorf("release %s: %w: unexpected reply %v", l.Key, ErrInvalid, v)
 }
 
-// replyGateGone: a release ended its head and deleted the gate.
-const replyGateGone = 2
+// Replies of releaseGateScript beside released and lost: the end deleted
+// the gate; the hold was refused (the gate names another head).
+const (
+	replyGateGone    = 2
+	replyHoldRefused = 3
+)
 
 // GateIndex is the index of gates: a sorted set of gate keys by the time
 // they were indexed (ms), in a slot of its own. An entry is added before
 // its gate can be made, and removed after its gate is deleted, so that a
 // crash between leaves an entry without a gate (ListGates drops it), never
-// a gate without an entry.
+// a gate without an entry. The index is in another slot than the gates, so
+// both sides look again: a hold adds the entry again after making its gate
+// (another worker may have removed it for the gate deleted before), and a
+// removal puts it back when the gate exists again (another worker may have
+// made it since).
 const GateIndex = "fleet:order:index"
 
 // index enters gate in the index of gates, if it is not there yet.
@@ -213,8 +241,11 @@ func (s *Redis) index(ctx context.Context, gate string) error {
 // unindex removes a deleted gate from the index. A failure leaves an entry
 // without a gate, which ListGates drops.
 func (s *Redis) unindex(ctx context.Context, gate string) {
-	s.trips.Add(1)
+	s.trips.Add(2)
 	s.c.ZRem(ctx, GateIndex, gate)
+	if n, err := s.c.Exists(ctx, gate).Result(); err == nil && n > 0 {
+		_ = s.index(ctx, gate)
+	}
 }
 
 // ListGates implements Gates: the oldest entries of the index, read in one

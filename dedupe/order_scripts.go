@@ -15,7 +15,7 @@ package dedupe
 // false when nothing was released, and then true when the gate was deleted
 // (its entry in the index of gates is the caller's to remove).
 const luaOrderEnd = `
-local function gateEnd(gate, queue, head)
+local function gateEnd(gate, queue, head, by)
   local g = redis.call('HMGET', gate, 'h', 's', 'b', 'm')
   if not g[1] then return false end
   if g[1] ~= head then
@@ -37,7 +37,7 @@ local function gateEnd(gate, queue, head)
   redis.call('HINCRBY', gate, 'n', -1)
   redis.call('HINCRBY', gate, 'bytes', -#nxt)
   redis.call('HDEL', gate, 'u')
-  redis.call('HSET', gate, 'h', id, 's', 'r', 'b', head, 'm', nxt, 'mf', fp)
+  redis.call('HSET', gate, 'h', id, 's', 'r', 'b', by or head, 'm', nxt, 'mf', fp)
   return nxt
 end
 `
@@ -78,7 +78,8 @@ return 0
 // hold the event as the parked head, 'x' as the held head (then ARGV[5..8]
 // group, topic, partition, key), 'e' end it if it is the head. Replies 1
 // released | 0 lost | -1 invalid | {1, element} released, and the end
-// released that follower | 2 released, and the end deleted the gate.
+// released that follower | 2 released, and the end deleted the gate | 3
+// released, and the hold refused: the gate names another head.
 //
 // Safe to repeat: a record released at this fence is released again
 // without a write, and the step is redone; nothing claimed the record
@@ -98,7 +99,7 @@ if ARGV[4] == 'e' then
   if f then return {1, f} end
   if gone then return 2 end
 elseif ARGV[4] == 'p' or ARGV[4] == 'x' then
-  gateHold(KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+  if not gateHold(KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) then return 3 end
 end
 return 1
 `
@@ -141,10 +142,11 @@ redis.call('HINCRBY', KEYS[1], 'bytes', #ARGV[3])
 return 1
 `
 
-// endScript: ARGV head. Replies the released element, 0 when the gate was
+// endScript: ARGV head, and (Skip) the head to remember as the one whose
+// end released the next. Replies the released element, 0 when the gate was
 // deleted, or false.
 const endScript = luaOrderEnd + `
-local f, gone = gateEnd(KEYS[1], KEYS[2], ARGV[1])
+local f, gone = gateEnd(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 if f then return f end
 if gone then return 0 end
 return false

@@ -67,6 +67,10 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // (or, for a duplicate, as the head whose end released the current one):
 // its end is the caller's to run.
 //
+// A claim sent again (its owner's) that finds a gate naming another event
+// gives its claim back and answers parked: it acquired before the gate was
+// made, and nothing has run under it (its answer was lost).
+//
 // A claim that would acquire first looks at the gate: a gate that names
 // another event answers parked, and nothing is written, unless this event's
 // end (its dead letter) released that head and it has not started: then
@@ -196,7 +200,17 @@ local function claim(key, prev, gate, owner, fp, prevfp)
   if state == 'p' and r[2] == owner then
     local head = 0
     local g = gateOf(gate, key)
-    if g and g[1] == string.sub(key, -22) then head = 1 end
+    if g and g[1] then
+      if g[1] ~= string.sub(key, -22) then
+        -- The claim acquired before the gate was made, and its answer
+        -- was lost: give it back (no attempt spent), and park.
+        redis.call('HSET', key, 's', 'r', 'lo', owner)
+        redis.call('HDEL', key, 'o', 'l')
+        if (tonumber(r[4]) or 0) > 0 then redis.call('HINCRBY', key, 'a', -1) end
+        return {5}
+      end
+      head = 1
+    end
     return {1, tonumber(r[1]), tonumber(r[4]), 0, head}
   end
   -- A late copy of a claim whose owner has since let go (released, or was

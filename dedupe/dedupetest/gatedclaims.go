@@ -83,6 +83,29 @@ func runGatedClaims(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Confi
 		}
 	})
 
+	t.Run("gated claims: a claim sent again behind a gate made since gives itself back", func(t *testing.T) {
+		_, s, g := stores(t)
+		c := []dedupe.Claim{{Key: rec("f1"), Fingerprint: "fp", Gate: gate, Owner: "owner-1"}}
+		if first, err := s.ClaimBatch(ctx, c); err != nil || first[0].Outcome != dedupe.Acquired {
+			t.Fatalf("claim without a gate: %+v, %v", first, err)
+		}
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
+			t.Fatal(err)
+		}
+		// Its first answer was lost; sent again, it finds the gate.
+		if again, err := s.ClaimBatch(ctx, c); err != nil || again[0].Outcome != dedupe.Parked {
+			t.Fatalf("the same claim again behind h: %+v, %v; want parked", again, err)
+		}
+		if _, err := g.End(ctx, gate, id("h")); err != nil {
+			t.Fatal(err)
+		}
+		// The record was given back, its attempt too: the next claim is
+		// the first attempt.
+		if r := claim(t, s, "f1", "fp"); r.Outcome != dedupe.Acquired || r.Attempts != 1 {
+			t.Fatalf("the next claim: %+v", r)
+		}
+	})
+
 	t.Run("gated claims: a released follower starts once, with its payload", func(t *testing.T) {
 		h, s, g := stores(t)
 		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
@@ -209,6 +232,33 @@ func runGatedClaims(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Confi
 		}
 		if f, err := g.End(ctx, gate, id("h")); err != nil || f == nil || f.Identity != id("f1") {
 			t.Fatalf("its end again: %+v, %v; want f1", f, err)
+		}
+	})
+
+	t.Run("gated claims: a released head skipped leaves its chain to redo", func(t *testing.T) {
+		_, _, g := stores(t)
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"f1", "f2"} {
+			f := dedupe.Follower{Identity: id(name), Fingerprint: "fp", Item: []byte(name)}
+			if a, err := g.Park(ctx, gate, rec(name), f, dedupe.GateLimits{}); err != nil || a != dedupe.ParkQueued {
+				t.Fatalf("park %s: %v, %v", name, a, err)
+			}
+		}
+		if f, err := g.End(ctx, gate, id("h")); err != nil || f == nil || f.Identity != id("f1") {
+			t.Fatalf("end h: %+v, %v", f, err)
+		}
+		// f1 cannot be written (too large): skipped, f2 is released as h's.
+		if f, err := g.Skip(ctx, gate, id("f1"), id("h")); err != nil || f == nil || f.Identity != id("f2") {
+			t.Fatalf("skip f1: %+v, %v", f, err)
+		}
+		// A crash before f2's write: h's copy, read again, redoes it.
+		if f, err := g.End(ctx, gate, id("h")); err != nil || f == nil || f.Identity != id("f2") {
+			t.Fatalf("h's end again: %+v, %v; want f2", f, err)
+		}
+		if _, err := g.Skip(ctx, gate, id("f2"), "not an identity"); !errors.Is(err, dedupe.ErrInvalid) {
+			t.Fatalf("skip by a non-identity: %v", err)
 		}
 	})
 
