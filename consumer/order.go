@@ -123,8 +123,8 @@ func (p *partition) parkStep(d *delivery) (state, bool) {
 		p.e.m.order.parked.WithLabelValues(p.route.source).Inc()
 		p.finish(d, OutcomeParked)
 		return state{}, false
-	case answer == dedupe.ParkDuplicate:
-		p.finish(d, OutcomeDuplicate)
+	case answer == dedupe.ParkDuplicate, answer == dedupe.ParkQueuedBefore:
+		p.finish(d, OutcomeDuplicate) // done, or another copy is queued: this one runs no more
 		return state{}, false
 	case answer == dedupe.ParkConflict:
 		p.deadLetter(d, ReasonConflict, errConflict, 0)
@@ -206,7 +206,7 @@ func (p *partition) parkRefused(d *delivery) {
 	case answer == dedupe.ParkQueued:
 		p.e.m.order.parked.WithLabelValues(p.route.source).Inc()
 		p.finish(d, OutcomeParked)
-	default: // its retry message decides
+	default: // queued before, or a duplicate: its retry message decides
 		p.finish(d, OutcomeRetried)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -36,7 +37,7 @@ func encodeParked(m *kafka.Message) []byte {
 	b := make([]byte, 0, n)
 	b = append(b, parkedVersion)
 	b = appendBytes(b, []byte(m.Topic))
-	b = binary.AppendUvarint(b, uint64(m.Partition))
+	b = binary.AppendVarint(b, int64(m.Partition))
 	b = appendBytes(b, m.Key)
 	b = appendBytes(b, m.Value)
 	b = binary.AppendUvarint(b, uint64(len(m.Headers)))
@@ -62,14 +63,14 @@ func decodeParked(b []byte) (kafka.Message, error) {
 		return m, fmt.Errorf("%w: unknown version", errParkedItem)
 	}
 	r := parkedReader{b: b[1:]}
-	m.Topic = string(r.bytes())
-	m.Partition = int(r.uvarint(1 << 31))
+	m.Topic = r.str()
+	m.Partition = r.partition()
 	m.Key = r.bytes()
 	m.Value = r.bytes()
 	if n := r.uvarint(uint64(len(r.b))); n > 0 {
 		m.Headers = make([]kafka.Header, n)
 		for i := range m.Headers {
-			m.Headers[i] = kafka.Header{Key: string(r.bytes()), Value: r.bytes()}
+			m.Headers[i] = kafka.Header{Key: r.str(), Value: r.bytes()}
 		}
 	}
 	if r.err != nil || len(r.b) != 0 {
@@ -84,13 +85,14 @@ type parkedReader struct {
 	err error
 }
 
-// uvarint reads a varint no greater than most.
+// uvarint reads a varint no greater than most, in its shortest form (so
+// that one message has one encoding).
 func (r *parkedReader) uvarint(most uint64) uint64 {
 	if r.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 || v > most {
+	if n <= 0 || v > most || n != len(binary.AppendUvarint(nil, v)) { // canonical only
 		r.err = errParkedItem
 		return 0
 	}
@@ -98,10 +100,37 @@ func (r *parkedReader) uvarint(most uint64) uint64 {
 	return v
 }
 
+// partition reads a partition number: 0 to 2^31-1.
+func (r *parkedReader) partition() int {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 || v < 0 || v > math.MaxInt32 || n != len(binary.AppendVarint(nil, v)) {
+		r.err = errParkedItem
+		return 0
+	}
+	r.b = r.b[n:]
+	return int(v)
+}
+
+// str reads a string, which is never missing.
+func (r *parkedReader) str() string {
+	v := r.bytes()
+	if v == nil {
+		r.err = errParkedItem
+	}
+	return string(v)
+}
+
 // bytes reads a length-prefixed value: nil when it was missing.
 func (r *parkedReader) bytes() []byte {
 	n := r.uvarint(uint64(len(r.b)) + 1)
 	if n == 0 || r.err != nil {
+		return nil
+	}
+	if n-1 > uint64(len(r.b)) { // the length counted its own varint
+		r.err = errParkedItem
 		return nil
 	}
 	v := r.b[: n-1 : n-1]

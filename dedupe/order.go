@@ -244,14 +244,14 @@ type GateLimits struct {
 type ParkAnswer uint8
 
 const (
-	// ParkQueued: the follower is queued (now, or before: queuing is
-	// idempotent); its source offset may be committed.
+	// ParkQueued: the follower is queued now; its source offset may be
+	// committed.
 	ParkQueued ParkAnswer = iota + 1
 	// ParkFree: there is no gate; run the event.
 	ParkFree
 	// ParkHead: the gate names this event as its head (parked, running or
 	// held: this is a copy of it); claim it. A head released and not
-	// started answers ParkQueued: its released copy holds its place.
+	// started answers ParkQueuedBefore: its released copy holds its place.
 	ParkHead
 	// ParkDuplicate: the event is done; acknowledge it.
 	ParkDuplicate
@@ -259,6 +259,11 @@ const (
 	ParkConflict
 	// ParkOverflow: the gate's queue is full.
 	ParkOverflow
+	// ParkQueuedBefore: a copy of the follower, with this payload, was
+	// queued (or released) before: this one is acknowledged (a producer's
+	// resend, or the same message read again after a crash; queuing is
+	// idempotent).
+	ParkQueuedBefore
 )
 
 func (a ParkAnswer) String() string {
@@ -275,6 +280,8 @@ func (a ParkAnswer) String() string {
 		return "conflict"
 	case ParkOverflow:
 		return "overflow"
+	case ParkQueuedBefore:
+		return "queued before"
 	}
 	return fmt.Sprintf("ParkAnswer(%d)", uint8(a))
 }

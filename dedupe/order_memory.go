@@ -134,7 +134,7 @@ func (m *Memory) Park(_ context.Context, gate, record string, f Follower, limits
 	case g == nil:
 		return ParkFree, nil
 	case g.info.Head == f.Identity && g.info.State == GateReleased:
-		return ParkQueued, nil
+		return ParkQueuedBefore, nil
 	case g.info.Head == f.Identity:
 		return ParkHead, nil
 	}
@@ -142,7 +142,7 @@ func (m *Memory) Park(_ context.Context, gate, record string, f Follower, limits
 		if fp != f.Fingerprint {
 			return ParkConflict, nil
 		}
-		return ParkQueued, nil
+		return ParkQueuedBefore, nil
 	}
 	if limits.MaxFollowers > 0 && len(g.queue) >= limits.MaxFollowers {
 		return ParkOverflow, nil

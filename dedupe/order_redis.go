@@ -70,6 +70,8 @@ func (s *Redis) Park(ctx context.Context, gate, record string, f Follower, limit
 		return ParkConflict, nil
 	case replyParkOverflow:
 		return ParkOverflow, nil
+	case replyParkBefore:
+		return ParkQueuedBefore, nil
 	}
 	return 0, fmt.Errorf("park in %s: unexpected reply %d", gate, n)
 }

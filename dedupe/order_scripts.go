@@ -112,6 +112,7 @@ const (
 	replyParkDup      = 4
 	replyParkConflict = 5
 	replyParkOverflow = 6
+	replyParkBefore   = 7
 )
 
 // parkScript: ARGV identity, fingerprint, queue element, most followers (0:
@@ -126,12 +127,12 @@ local g = redis.call('HMGET', KEYS[1], 'h', 'n', 'q:' .. ARGV[1])
 if not g[1] then return 2 end
 if g[1] == ARGV[1] then
   -- Released and not started: the released copy holds its place.
-  if redis.call('HGET', KEYS[1], 's') == 'r' then return 1 end
+  if redis.call('HGET', KEYS[1], 's') == 'r' then return 7 end
   return 3
 end
 if g[3] then
   if g[3] ~= ARGV[2] then return 5 end
-  return 1
+  return 7
 end
 local most = tonumber(ARGV[4])
 if most > 0 and (tonumber(g[2]) or 0) >= most then return 6 end

@@ -131,7 +131,7 @@ func runGatedClaims(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Confi
 		if d := claim(t, s, "h", "fp"); d.Outcome != dedupe.Duplicate || !d.Head {
 			t.Fatalf("a copy of h while f1 is released: %+v (its end is redone)", d)
 		}
-		if a, err := g.Park(ctx, gate, rec("f1"), f1, dedupe.GateLimits{}); err != nil || a != dedupe.ParkQueued {
+		if a, err := g.Park(ctx, gate, rec("f1"), f1, dedupe.GateLimits{}); err != nil || a != dedupe.ParkQueuedBefore {
 			t.Fatalf("park another copy of the released f1: %v, %v; want queued (its released copy holds its place)", a, err)
 		}
 		if c := claim(t, s, "f1", "another payload"); c.Outcome != dedupe.Conflict {

@@ -66,9 +66,13 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{"f1", "f2", "f1"} { // f1 again: queued once
-			if a := park(t, g, name, "fp", none); a != dedupe.ParkQueued {
-				t.Fatalf("park %s: %v", name, a)
+		for i, name := range []string{"f1", "f2", "f1"} { // f1 again: queued once
+			want := dedupe.ParkQueued
+			if i == 2 {
+				want = dedupe.ParkQueuedBefore
+			}
+			if a := park(t, g, name, "fp", none); a != want {
+				t.Fatalf("park %s: %v, want %v", name, a, want)
 			}
 		}
 		if a := park(t, g, "h", "fp", none); a != dedupe.ParkHead {
@@ -154,8 +158,8 @@ func runGates(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Config) Har
 				t.Fatalf("park f%d: %v, want %v", i+1, a, want)
 			}
 		}
-		if a := park(t, g, "f1", "fp", limits); a != dedupe.ParkQueued {
-			t.Fatalf("a queued follower parked again on a full queue: %v, want parked", a)
+		if a := park(t, g, "f1", "fp", limits); a != dedupe.ParkQueuedBefore {
+			t.Fatalf("a queued follower parked again on a full queue: %v, want queued before", a)
 		}
 		if err := g.Hold(ctx, ref, id("other"), false); !errors.Is(err, dedupe.ErrNotHead) {
 			t.Fatalf("hold for another head: %v, want ErrNotHead", err)

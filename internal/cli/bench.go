@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,7 @@ type benchCmd struct {
 	NoNaive     bool     `help:"Skip the naive loop."`
 	LatencyFor  string   `default:"5s" help:"How long the latency phase publishes."`
 	LatencyRate float64  `default:"20000" help:"Events per second the latency phase publishes: half of the 40,000 events/s target (0: half the throughput just measured)."`
+	FailOnce    float64  `name:"fail-once" default:"0" help:"Share of events whose handler fails once in fleet's throughput run (with one attempt in place, so that they go to the first retry tier, 1 s): the events behind them on their key are parked and run after them (--retry-order key); the run reports the parked events and the most keys gated at once."`
 	HTTPHandler bool     `name:"http-handler" help:"Also run fleet with the ledger served over HTTP by a local endpoint (--http-handler), and report its events/s and the latency it adds per event."`
 	JSON        bool     `name:"json" help:"Print the results as JSON."`
 
@@ -72,6 +74,11 @@ type benchResult struct {
 	RatePerSecond   float64 `json:"offered_rate_per_second,omitempty"`
 	// CallsPerEvent are idempotency store calls per event, by operation.
 	CallsPerEvent map[string]float64 `json:"store_calls_per_event,omitempty"`
+	// With --fail-once: events sent to a retry tier, events parked behind
+	// them, and the most keys gated at once (sampled every 100 ms).
+	Retried      int `json:"retried,omitempty"`
+	Parked       int `json:"parked,omitempty"`
+	MaxGatedKeys int `json:"max_gated_keys,omitempty"`
 }
 
 type benchReport struct {
@@ -103,6 +110,8 @@ func (c *benchCmd) Run() error {
 		return configError{errors.New("lanes, batch size and max in flight must not be negative (0: the engine's default)")}
 	case c.Replicas < 0 || (c.Replicas > 0 && c.Redis != ""):
 		return configError{errors.New("redis-replicas: not negative, and only with the private Redis (no --redis)")}
+	case c.FailOnce < 0 || c.FailOnce > 0.5:
+		return configError{fmt.Errorf("fail-once %v: must be between 0 and 0.5", c.FailOnce)}
 	case c.LatencyRate < 0:
 		return configError{fmt.Errorf("latency-rate %v: must not be negative (0: half the measured throughput)", c.LatencyRate)}
 	}
@@ -194,7 +203,11 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 		report.Runs = append(report.Runs, r)
 	}
 	fmt.Fprintln(progress, "running fleet")
-	f, err := c.worker(ctx, "fleet", brokers, topics[1], "fleet-"+run, redisURL, len(msgs), nil, progress)
+	var failOnce []string
+	if c.FailOnce > 0 {
+		failOnce = []string{"--fail-once", strconv.FormatFloat(c.FailOnce, 'g', -1, 64)}
+	}
+	f, err := c.worker(ctx, "fleet", brokers, topics[1], "fleet-"+run, redisURL, len(msgs), nil, progress, failOnce...)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
@@ -306,6 +319,9 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	if err := onlySuccesses(wr.Outcomes); err != nil {
 		return benchResult{}, err
 	}
+	if slices.Contains(extra, "--fail-once") {
+		mode += " failing once"
+	}
 	r := benchResult{
 		Name:            mode,
 		Events:          wr.Events,
@@ -313,6 +329,9 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 		CPUSeconds:      (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(),
 		TripsPerEvent:   float64(wr.RoundTrips) / float64(max(wr.Events, 1)),
 		BenchCPUSeconds: benchAfter - benchBefore,
+		Retried:         wr.Outcomes[consumer.OutcomeRetried],
+		Parked:          wr.Outcomes[consumer.OutcomeParked],
+		MaxGatedKeys:    wr.MaxGatedKeys,
 	}
 	if redisBefore >= 0 && redisAfter >= 0 {
 		r.RedisCPUSeconds = redisAfter - redisBefore
@@ -355,9 +374,12 @@ func profileName(latency, overHTTP bool) string {
 
 // onlySuccesses refuses a run in which an event did not succeed: the bench
 // measures handlers that work, and a dead letter would be a cheaper event.
+// Events sent to a retry tier, or parked, succeed later (--fail-once).
 func onlySuccesses(outcomes map[string]int) error {
 	for outcome, n := range outcomes {
-		if outcome != consumer.OutcomeProcessed && outcome != consumer.OutcomeDuplicate {
+		switch outcome {
+		case consumer.OutcomeProcessed, consumer.OutcomeDuplicate, consumer.OutcomeRetried, consumer.OutcomeParked:
+		default:
 			return fmt.Errorf("%d events finished as %s: the bench measures events that succeed", n, outcome)
 		}
 	}
@@ -596,6 +618,12 @@ func (r *benchReport) print(w io.Writer) error {
 	}
 	if r.Speedup > 0 {
 		fmt.Fprintf(w, "\nfleet / naive: %.1fx\n", r.Speedup)
+	}
+	for _, x := range r.Runs {
+		if x.Retried > 0 {
+			fmt.Fprintf(w, "%s: %d events sent to a retry tier, %d parked behind them, at most %d keys gated at once\n",
+				x.Name, x.Retried, x.Parked, x.MaxGatedKeys)
+		}
 	}
 	if r.HTTPAddedP50ms != 0 || r.HTTPAddedP99ms != 0 {
 		fmt.Fprintf(w, "the handler over HTTP adds %.2f ms at the median, %.2f ms at p99, per event at half load\n", r.HTTPAddedP50ms, r.HTTPAddedP99ms)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -48,6 +50,7 @@ type benchWorkerCmd struct {
 	ReadyFile   string   `help:"Touch this file once consuming has started."`
 	TimeoutSec  int      `default:"600"`
 	HTTPHandler string   `name:"http-handler" help:"Serve the ledger's events through this HTTP endpoint instead of the Go handlers."`
+	FailOnce    float64  `name:"fail-once" default:"0" help:"Share of events whose first attempt fails (retryably), with one attempt in place."`
 }
 
 // workerResult is what a bench worker reports.
@@ -61,6 +64,8 @@ type workerResult struct {
 	StoreCalls map[string]uint64 `json:"store_calls,omitempty"`
 	// Outcomes counts finished messages by outcome (fleet only).
 	Outcomes map[string]int `json:"outcomes,omitempty"`
+	// MaxGatedKeys is the most keys gated at once (fleet with --fail-once).
+	MaxGatedKeys int `json:"max_gated_keys,omitempty"`
 }
 
 func (c *benchWorkerCmd) Run() error {
@@ -213,6 +218,9 @@ func (c *benchWorkerCmd) naive(ctx context.Context, rdb *redis.Client) (workerRe
 // --http-handler for its event types.
 func (c *benchWorkerCmd) router() (*handlers.Router, error) {
 	router := handlers.NewRouter()
+	if c.HTTPHandler == "" && c.FailOnce > 0 {
+		return failingOnce(c.FailOnce)
+	}
 	if c.HTTPHandler == "" {
 		return router, ledger.Register(router, nil)
 	}
@@ -248,6 +256,7 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 		last      time.Time
 		latencies []float64
 		done      = make(chan struct{})
+		seen      = map[[2]int64]bool{}
 	)
 	if c.Latency {
 		latencies = make([]float64, 0, c.Expect)
@@ -265,15 +274,24 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 		cfg.MaxInFlight = c.MaxInFlight
 	}
 	cfg.MaxWait = 50 * time.Millisecond
+	if c.FailOnce > 0 {
+		cfg.InPlaceAttempts, cfg.GateScanInterval = 1, 100*time.Millisecond
+	}
 	cfg.OnFinish = func(m *kafka.Message, outcome string) {
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
+		outcomes[outcome]++
+		if outcome == consumer.OutcomeRetried || outcome == consumer.OutcomeParked {
+			return // it finishes again, from its retry tier or <topic>.parked
+		}
+		if c.FailOnce > 0 && !firstFinish(seen, m) {
+			return // a copy that an end wrote again (a resend of its head)
+		}
 		if finished == 0 {
 			first = now
 		}
 		finished++
-		outcomes[outcome]++
 		last = now
 		if c.Latency {
 			latencies = append(latencies, float64(now.Sub(m.Time).Microseconds())/1000)
@@ -299,6 +317,7 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 		time.Sleep(10 * time.Millisecond)
 	}
 	c.touchReady()
+	gated := c.sampleGates(engine, done)
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -316,7 +335,7 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	defer mu.Unlock()
 	// Both workers are timed from their first finished event to their last.
 	res := workerResult{Events: finished, Seconds: last.Sub(first).Seconds(), RoundTrips: store.RoundTrips(), StoreCalls: storeCalls(reg),
-		Outcomes: outcomes}
+		Outcomes: outcomes, MaxGatedKeys: <-gated}
 	if c.Latency {
 		slices.Sort(latencies)
 		res.Latencies = latencies
@@ -345,4 +364,75 @@ func storeCalls(reg prometheus.Gatherer) map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// sampleGates reads the engine's gated keys every 100 ms until done, and
+// sends the most it saw.
+func (c *benchWorkerCmd) sampleGates(engine *consumer.Engine, done <-chan struct{}) <-chan int {
+	most := make(chan int, 1)
+	go func() {
+		n := 0
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if g := engine.Status().Gates; g != nil {
+				n = max(n, g.Gated)
+			}
+			select {
+			case <-done:
+				most <- n
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return most
+}
+
+// failingOnce is the ledger behind a middleware that fails the first
+// attempt of a share of the events (by a hash of their id), retryably.
+func failingOnce(share float64) (*handlers.Router, error) {
+	inner := handlers.NewRouter()
+	if err := ledger.Register(inner, nil); err != nil {
+		return nil, err
+	}
+	limit := uint32(share * math.MaxUint32)
+	router := handlers.NewRouter()
+	for _, typ := range inner.Types() {
+		h, _ := inner.Lookup(typ)
+		err := router.Register(typ, handlers.HandlerFunc(func(ctx context.Context, ev handlers.Event, tx *handlers.Tx) error {
+			f := fnv.New32a()
+			_, _ = f.Write([]byte(ev.ID))
+			if tx.Attempt() == 1 && f.Sum32() < limit {
+				return errFailOnce
+			}
+			return h.Handle(ctx, ev, tx)
+		}))
+		if err != nil {
+			return nil, err
+		}
+	}
+	return router, nil
+}
+
+var errFailOnce = errors.New("bench: this event fails its first attempt (--fail-once)")
+
+// firstFinish reports whether m is the first of its source message's
+// copies to finish: a retry or parked copy names its source partition and
+// offset in fleet's headers.
+func firstFinish(seen map[[2]int64]bool, m *kafka.Message) bool {
+	at := [2]int64{int64(m.Partition), m.Offset}
+	for _, h := range m.Headers {
+		switch h.Key {
+		case consumer.HeaderOriginalPartition:
+			at[0], _ = strconv.ParseInt(string(h.Value), 10, 64)
+		case consumer.HeaderOriginalOffset:
+			at[1], _ = strconv.ParseInt(string(h.Value), 10, 64)
+		}
+	}
+	if seen[at] {
+		return false
+	}
+	seen[at] = true
+	return true
 }
