@@ -137,6 +137,9 @@ func printStatus(w io.Writer, st consumer.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printGates(w, st.Gates); err != nil {
+		return err
+	}
 	if len(st.LastErrors) == 0 {
 		_, err := fmt.Fprintln(w, "\nno errors")
 		return err
@@ -154,6 +157,25 @@ func printStatus(w io.Writer, st consumer.Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Time.Format(time.RFC3339), dash(e.What), dash(where), dash(e.ID), dash(e.Type),
 			e.Attempt, truncateText(e.Error, 80))
+	}
+	return tw.Flush()
+}
+
+// printGates prints the group's gated keys (ordered retries), held first.
+func printGates(w io.Writer, g *consumer.GateStatus) error {
+	if g == nil {
+		return nil
+	}
+	fmt.Fprintf(w, "\ngated keys: %d (held: %d; oldest gate %s, oldest held %s)\n", g.Gated, g.Held,
+		seconds(g.OldestGateSeconds), seconds(g.OldestHeldSeconds))
+	if len(g.Keys) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tTOPIC\tPARTITION\tSTATE\tPARKED\tAGE\tHEAD")
+	for _, k := range g.Keys {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", printable(k.Key), printable(k.Topic), k.Partition, k.State, k.Parked,
+			seconds(k.AgeSeconds), k.Head)
 	}
 	return tw.Flush()
 }
