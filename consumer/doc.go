@@ -25,6 +25,11 @@
 //	leases.go     meanwhile the lease keeper extends every claim held
 //	outcome.go    finish, release, retry tier or dead letter (the messages:
 //	              deadletter.go; the writer: publisher.go), then the watermark
+//	order.go      ordered retries (docs/ordering.md): the gate of a key;
+//	park.go       an event behind its key's head waits in the gate's queue;
+//	headend.go    a head's end releases the next, through <topic>.parked
+//	              (parked.go: the queued message); gatewatch.go reads the
+//	              gates for /status and the gauges
 //
 // The delivery and its attempt (delivery.go, attempt.go) carry an event
 // through these stages. Every retry of a call to Kafka or the store goes

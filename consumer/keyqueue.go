@@ -1,6 +1,9 @@
 package consumer
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // keyQueue keeps the deliveries of one key in offset order: a delivery whose
 // key has an earlier one in flight waits behind it and runs when that one is
@@ -19,6 +22,9 @@ type keyQueue struct {
 	// last batch queued.
 	marks  map[string]uint64
 	queued uint64
+	// marked counts the marks, read without the lock: most partitions
+	// have none, and Marked then costs no lock.
+	marked atomic.Int64
 }
 
 func newKeyQueue() *keyQueue {
@@ -39,13 +45,14 @@ func (q *keyQueue) Mark(d *delivery, seq uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.marks[k] = max(q.marks[k], seq)
+	q.marked.Store(int64(len(q.marks)))
 }
 
 // Marked reports whether d's claim may predate its key's gate: d's batch
 // was sent no later than the key's mark.
 func (q *keyQueue) Marked(d *delivery) bool {
 	k := orderKey(d)
-	if k == "" {
+	if k == "" || q.marked.Load() == 0 {
 		return false
 	}
 	q.mu.Lock()
@@ -103,6 +110,7 @@ func (q *keyQueue) Next(done *delivery) *delivery {
 		delete(q.last, k) // done was the last of its key
 		if q.marks[k] <= q.queued {
 			delete(q.marks, k)
+			q.marked.Store(int64(len(q.marks)))
 		}
 	}
 	return next
@@ -117,6 +125,7 @@ func (q *keyQueue) dropMarks() {
 			delete(q.marks, k)
 		}
 	}
+	q.marked.Store(int64(len(q.marks)))
 }
 
 // Len is the number of keys in flight.

@@ -124,6 +124,11 @@ func (m *Memory) claim(c Claim, owner string, now time.Time) ClaimResult {
 		return ClaimResult{Outcome: Busy, RetryAfter: r.deadline.Sub(now)}
 	default:
 		if stop, ok := m.admit(c, &res); !ok {
+			if stop.Outcome == Parked && r.state == 'p' {
+				// Behind a gate, an expired lease is fenced off.
+				r.fence++
+				r.state, r.lastOwner, r.owner, r.deadline = 'r', r.owner, "", time.Time{}
+			}
 			return stop
 		}
 		res.TakenOver = r.state == 'p'

@@ -67,6 +67,11 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // (or, for a duplicate, as the head whose end released the current one):
 // its end is the caller's to run.
 //
+// A claim parked behind a gate that finds the record's lease expired fences
+// it off (the fence grows, the record is released): its owner, a worker
+// paused past its lease that claimed before the gate was made, cannot
+// complete it. So the completion need not look at the gate.
+//
 // A claim sent again (its owner's) that finds a gate naming another event
 // gives its claim back and answers parked: it acquired before the gate was
 // made, and nothing has run under it (its answer was lost).
@@ -107,9 +112,10 @@ if not ms(ARGV[1]) or not ms(ARGV[2]) or #KEYS % 3 ~= 0 or #ARGV ~= 3 + 3 * n th
 end
 local lease, retention, touch = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
 -- gateOf reads the gate's head, state, releasing head and queued
--- fingerprint; nil when the event cannot be gated (gate is its record).
+-- fingerprint; nil when the event cannot be gated (gate is its record) or
+-- has no gate (one EXISTS: an integer reply, the cheapest probe).
 local function gateOf(gate, key)
-  if gate == key then return nil end
+  if gate == key or redis.call('EXISTS', gate) == 0 then return nil end
   return redis.call('HMGET', gate, 'h', 's', 'b', 'mf')
 end
 local function duplicate(key, result, gate)
@@ -228,7 +234,16 @@ local function claim(key, prev, gate, owner, fp, prevfp)
     return {-1, 'record has a corrupt fence or attempt count'}
   end
   local stop, head = admit(gate, key, fp)
-  if stop then return stop end
+  if stop then
+    if stop[1] == 5 and state == 'p' then
+      -- Behind a gate, an expired lease is fenced off: its owner (a worker
+      -- paused past it, which claimed before the gate) must not complete.
+      redis.call('HINCRBY', key, 'f', 1)
+      redis.call('HSET', key, 's', 'r', 'lo', r[2] or '')
+      redis.call('HDEL', key, 'o', 'l')
+    end
+    return stop
+  end
   local fence = redis.call('HINCRBY', key, 'f', 1)
   local attempts = redis.call('HINCRBY', key, 'a', 1)
   if state == 'p' then redis.call('HSET', key, 'lo', r[2] or '') end

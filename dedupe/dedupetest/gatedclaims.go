@@ -178,6 +178,25 @@ func runGatedClaims(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Confi
 		}
 	})
 
+	t.Run("gated claims: a claim behind a gate fences off an expired lease", func(t *testing.T) {
+		h, s, g := stores(t)
+		zombie := claim(t, s, "f1", "fp")
+		if zombie.Outcome != dedupe.Acquired {
+			t.Fatal(zombie)
+		}
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
+			t.Fatal(err)
+		}
+		h.ExpireLease(zombie.Lease.Key) // its worker paused past its lease
+		if r := claim(t, s, "f1", "fp"); r.Outcome != dedupe.Parked {
+			t.Fatalf("claim behind h: %+v", r)
+		}
+		errs, err := s.CompleteBatch(ctx, []dedupe.Completion{{Lease: zombie.Lease}})
+		if err != nil || !errors.Is(errs[0], dedupe.ErrLeaseLost) {
+			t.Fatalf("the paused worker's completion without the gate: %v, %v; want ErrLeaseLost", errs, err)
+		}
+	})
+
 	t.Run("gated claims: a release holds the head, or ends it", func(t *testing.T) {
 		_, s, g := stores(t)
 		r := claim(t, s, "h", "fp")
