@@ -418,8 +418,10 @@ func (c *ocChecker) run(ev *ocEvent, cp ocCopy, from string, res dedupe.ClaimRes
 
 // complete completes a run, checking the order first.
 func (c *ocChecker) complete(ev *ocEvent, cp ocCopy, res dedupe.ClaimResult) bool {
-	comp := []dedupe.Completion{{Lease: res.Lease}} // as the engine: no gate probe (a claim fenced any raced run)
-	if ocBindable(ev.key) {                         // a key with '}' can bind no effect key
+	// As the engine: no gate probe (a claim fenced any raced run off). A
+	// key with '}' can bind no effect key.
+	comp := []dedupe.Completion{{Lease: res.Lease}}
+	if ocBindable(ev.key) {
 		comp[0].Effects = []handlers.Op{{Kind: handlers.OpIncrBy, Key: ocApplied(ev), Delta: 1}}
 	}
 	red, rerr := c.red.CompleteBatch(c.ctx, comp)
