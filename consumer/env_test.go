@@ -97,6 +97,8 @@ type options struct {
 	minReplicas int
 	// logs, when set, receives the engine's log as JSON lines, from Info.
 	logs io.Writer
+	// wrap, when set, wraps the engine's store (to delay or cut a call).
+	wrap func(*dedupe.Redis) consumer.Store
 }
 
 // start runs an engine over the env's topic until the returned engine is
@@ -143,7 +145,11 @@ func (e *env) start(o options) *engine {
 	if o.logs != nil {
 		log = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	eng, err := consumer.New(cfg, store, o.router, dlq, log, m)
+	var engineStore consumer.Store = store
+	if o.wrap != nil {
+		engineStore = o.wrap(store)
+	}
+	eng, err := consumer.New(cfg, engineStore, o.router, dlq, log, m)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -2,13 +2,11 @@ package consumer_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fleetworks/fleet/consumer"
@@ -45,55 +43,6 @@ func (s *slowClaims) ClaimBatch(ctx context.Context, claims []dedupe.Claim) ([]d
 		time.Sleep(s.delay)
 	}
 	return res, err
-}
-
-// startStore is env.start with a store of the test's.
-func (e *env) startStore(t *testing.T, wrap func(*dedupe.Redis) consumer.Store, router *handlers.Router, configure func(*consumer.Config)) *engine {
-	lease := 5 * time.Second
-	cfg := consumer.DefaultConfig()
-	cfg.Brokers = e.brokers
-	cfg.Topics = []string{topic}
-	cfg.Group = "ledger"
-	cfg.Lease = lease
-	cfg.SessionTimeout = 6 * time.Second
-	cfg.HeartbeatInterval = 200 * time.Millisecond
-	cfg.RebalanceTimeout = 6 * time.Second
-	cfg.DrainTimeout = 3 * time.Second
-	cfg.CommitInterval = 100 * time.Millisecond
-	cfg.RetryBackoff = 5 * time.Millisecond
-	cfg.MaxRetryBackoff = 50 * time.Millisecond
-	cfg.MaxWait = 50 * time.Millisecond
-	if configure != nil {
-		configure(&cfg)
-	}
-	store, err := dedupe.NewRedis(e.rdb, dedupe.Config{Lease: lease, Retention: time.Hour, ReplicaTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewPedanticRegistry()
-	m := consumer.NewMetrics(reg)
-	dlq := consumer.NewPublisher(e.brokers, nil)
-	log := slog.New(slog.NewTextHandler(testWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	eng, err := consumer.New(cfg, wrap(store), router, dlq, log, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	en := &engine{Engine: eng, reg: reg, m: m, store: store, done: make(chan error, 1)}
-	go func() { en.done <- eng.Run(ctx) }()
-	var once sync.Once
-	en.stop = func() {
-		once.Do(func() {
-			cancel()
-			<-en.done
-			dlq.Close()
-		})
-	}
-	t.Cleanup(en.stop)
-	return en
 }
 
 // TestOrderSlowClaimAnswerAfterTheMark: the claim of "second" (same key,
@@ -133,10 +82,11 @@ func TestOrderSlowClaimAnswerAfterTheMark(t *testing.T) {
 		completedMu.Unlock()
 		return nil
 	})
-	en := e.startStore(t, func(r *dedupe.Redis) consumer.Store { slow.Redis = r; return slow }, router, func(cfg *consumer.Config) {
-		cfg.InPlaceAttempts = 1
-		cfg.RetryDelays = []time.Duration{2 * time.Second}
-	})
+	en := e.start(options{router: router, wrap: func(r *dedupe.Redis) consumer.Store { slow.Redis = r; return slow },
+		configure: func(cfg *consumer.Config) {
+			cfg.InPlaceAttempts = 1
+			cfg.RetryDelays = []time.Duration{2 * time.Second}
+		}})
 	e.publish(payment("first", "acct-1", ledger.TypeCaptured, 5))
 	<-firstStarted
 	e.publish(payment("second", "acct-1", ledger.TypeCaptured, 7))
@@ -243,7 +193,7 @@ func TestOrderCrashAfterDeadLetterEnd(t *testing.T) {
 		cfg.RetryDelays = []time.Duration{300 * time.Millisecond}
 	}
 	s := &crashAfterEnd{crashed: make(chan struct{})}
-	en := e.startStore(t, func(r *dedupe.Redis) consumer.Store { s.Redis = r; return s }, router, configure)
+	en := e.start(options{router: router, wrap: func(r *dedupe.Redis) consumer.Store { s.Redis = r; return s }, configure: configure})
 	e.publish(payment("doomed", "acct-1", ledger.TypeCaptured, 5), payment("behind", "acct-1", ledger.TypeCaptured, 7))
 	select {
 	case <-s.crashed:
@@ -326,7 +276,7 @@ func TestOrderCrashInAReleaseChain(t *testing.T) {
 	big := payment("big", "acct-1", ledger.TypeCaptured, 1)
 	big.Headers = append(big.Headers, kafka.Header{Key: "x-pad", Value: []byte(strings.Repeat("x", 1<<20-600))})
 	s := &crashAtEnd{n: 2, crashed: make(chan struct{})}
-	en := e.startStore(t, func(r *dedupe.Redis) consumer.Store { s.Redis = r; return s }, router, configure)
+	en := e.start(options{router: router, wrap: func(r *dedupe.Redis) consumer.Store { s.Redis = r; return s }, configure: configure})
 	w := e.writerFor(topic, &kafka.Hash{})
 	e.write(w, payment("doomed", "acct-1", ledger.TypeCaptured, 5))
 	e.write(w, big)

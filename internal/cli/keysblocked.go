@@ -41,13 +41,11 @@ type blockedKey struct {
 }
 
 func (c *keysBlockedCmd) Run(stdout io.Writer) error {
-	s, done, err := openGates(&c.redisConn)
+	s, ctx, done, err := openGates(&c.redisConn)
 	if err != nil {
 		return err
 	}
 	defer done()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	list, err := s.ListGates(ctx, gateScan)
 	if err != nil {
 		return err
@@ -122,13 +120,11 @@ func (c *keysUnblockCmd) Run(stdout io.Writer) error {
 	if err != nil {
 		return configError{err}
 	}
-	s, done, err := openGates(&c.redisConn)
+	s, ctx, done, err := openGates(&c.redisConn)
 	if err != nil {
 		return err
 	}
 	defer done()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	ref, err := c.find(ctx, s)
 	if err != nil {
 		return err
@@ -192,11 +188,17 @@ func (c *keysUnblockCmd) scope() string {
 	return s
 }
 
-// openGates connects to the store of an operator's command.
-func openGates(r *redisConn) (*dedupe.Redis, func(), error) {
+// openGates connects to the store of an operator's command, with a 30 s
+// bound on what it does; done closes both.
+func openGates(r *redisConn) (*dedupe.Redis, context.Context, func(), error) {
 	target, err := r.target()
 	if err != nil {
-		return nil, nil, configError{err}
+		return nil, nil, nil, configError{err}
 	}
-	return openAdmin(target.quiet())
+	s, closeStore, err := openAdmin(target.quiet())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return s, ctx, func() { cancel(); closeStore() }, nil
 }
