@@ -311,15 +311,9 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 	if len(claims) == 0 {
 		return nil, nil
 	}
-	owners := make([]string, len(claims))
-	for i, c := range claims {
-		if err := c.check(); err != nil {
-			return nil, fmt.Errorf("claim batch: item %d: %w", i, err)
-		}
-		owners[i] = c.Owner
-		if owners[i] == "" {
-			owners[i] = s.owners.Next()
-		}
+	owners, err := s.claimOwners(claims)
+	if err != nil {
+		return nil, err
 	}
 	key := func(i int) string { return claims[i].Key }
 	groups := s.group(indices(len(claims)), key)
@@ -378,6 +372,22 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 
 // claimResult decodes one item of a claim reply: a list, or the bare
 // integer 1 for the common answer, acquired at fence 1 on the first attempt.
+// claimOwners checks the claims and returns their owner tokens, making
+// one for a claim without.
+func (s *Redis) claimOwners(claims []Claim) ([]string, error) {
+	owners := make([]string, len(claims))
+	for i, c := range claims {
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("claim batch: item %d: %w", i, err)
+		}
+		owners[i] = c.Owner
+		if owners[i] == "" {
+			owners[i] = s.owners.Next()
+		}
+	}
+	return owners, nil
+}
+
 func claimResult(item any, key, owner string) (ClaimResult, error) {
 	if n, ok := item.(int64); ok && n == replyAcquired {
 		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: key, Owner: owner, Fence: 1}, Attempts: 1}, nil
