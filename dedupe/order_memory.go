@@ -123,16 +123,17 @@ func (m *Memory) Park(_ context.Context, gate, record string, f Follower, limits
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r := m.record(record, m.now()); r != nil && r.state == 'd' {
-		if r.fp != f.Fingerprint {
-			return ParkConflict, nil
-		}
+	if r := m.record(record, m.now()); r != nil && r.fp != f.Fingerprint {
+		return ParkConflict, nil // the first payload stands, whatever the state
+	} else if r != nil && r.state == 'd' {
 		return ParkDuplicate, nil
 	}
 	g := m.gate(gate)
 	switch {
 	case g == nil:
 		return ParkFree, nil
+	case g.info.Head == f.Identity && g.info.State == GateReleased && g.info.Released.Fingerprint != f.Fingerprint:
+		return ParkConflict, nil
 	case g.info.Head == f.Identity && g.info.State == GateReleased:
 		return ParkQueuedBefore, nil
 	case g.info.Head == f.Identity:

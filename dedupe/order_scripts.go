@@ -119,15 +119,17 @@ const (
 // no bound).
 const parkScript = `
 local rec = redis.call('HMGET', KEYS[3], 's', 'p')
-if rec[1] == 'd' then
-  if rec[2] and rec[2] ~= ARGV[2] then return 5 end
-  return 4
-end
-local g = redis.call('HMGET', KEYS[1], 'h', 'n', 'q:' .. ARGV[1])
+-- The first payload stands for the life of the record, whatever its state.
+if rec[2] and rec[2] ~= ARGV[2] then return 5 end
+if rec[1] == 'd' then return 4 end
+local g = redis.call('HMGET', KEYS[1], 'h', 'n', 'q:' .. ARGV[1], 's', 'mf')
 if not g[1] then return 2 end
 if g[1] == ARGV[1] then
   -- Released and not started: the released copy holds its place.
-  if redis.call('HGET', KEYS[1], 's') == 'r' then return 7 end
+  if g[4] == 'r' then
+    if g[5] ~= ARGV[2] then return 5 end
+    return 7
+  end
   return 3
 end
 if g[3] then

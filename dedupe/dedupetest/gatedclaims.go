@@ -178,6 +178,21 @@ func runGatedClaims(t *testing.T, newHarness func(t *testing.T, cfg dedupe.Confi
 		}
 	})
 
+	t.Run("gated claims: a copy with another payload than its record's is never queued", func(t *testing.T) {
+		_, s, g := stores(t)
+		r := claim(t, s, "f1", "fp")
+		if err := s.Release(ctx, r.Lease); err != nil { // it failed, and waits for its next attempt
+			t.Fatal(err)
+		}
+		if err := g.Hold(ctx, ref, id("h"), false); err != nil {
+			t.Fatal(err)
+		}
+		other := dedupe.Follower{Identity: id("f1"), Fingerprint: "another payload", Item: []byte("f1")}
+		if a, err := g.Park(ctx, gate, rec("f1"), other, dedupe.GateLimits{}); err != nil || a != dedupe.ParkConflict {
+			t.Fatalf("park f1 with another payload than its record's: %v, %v; want conflict", a, err)
+		}
+	})
+
 	t.Run("gated claims: a claim behind a gate fences off an expired lease", func(t *testing.T) {
 		h, s, g := stores(t)
 		zombie := claim(t, s, "f1", "fp")
