@@ -90,8 +90,8 @@ func stillWanted(batch []*delivery, reqs []dedupe.Completion) ([]*delivery, []de
 		}
 		live = append(live, d)
 		a := &d.attempt
-		// No gate: a run that raced a gate was fenced off by the claim
-		// that found the gate (docs/ordering.md, "Completion").
+		// No gate probe: a run that raced a gate was fenced off by the
+		// claim that found the gate (docs/ordering.md, "Completion").
 		reqs = append(reqs, dedupe.Completion{Lease: a.lease, Effects: a.tx.Ops(), Result: a.tx.Result()})
 	}
 	return live, reqs

@@ -101,8 +101,6 @@ type action struct {
 	// endHead: the event is its key's head, and its end is to be run
 	// before the finish (stepFinish).
 	endHead bool
-	// violation: a run raced a gate (stepPark).
-	violation bool
 }
 
 var (
@@ -207,8 +205,6 @@ func afterCompletion(s state) action {
 	switch {
 	case s.err == nil:
 		return action{step: stepFinish, outcome: OutcomeProcessed, endHead: s.res.Head}
-	case errors.Is(s.err, dedupe.ErrParked):
-		return action{step: stepPark, violation: true}
 	case s.lost, errors.Is(s.err, dedupe.ErrLeaseLost):
 		return action{step: stepLeaseLost}
 	case errors.Is(s.err, dedupe.ErrInvalid):

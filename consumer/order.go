@@ -51,7 +51,6 @@ var errParkedOverflow = errors.New("too many events parked behind this key's hea
 // orderMetrics count what ordered retries do.
 type orderMetrics struct {
 	parked, released, overflow *prometheus.CounterVec
-	violations                 prometheus.Counter
 }
 
 func newOrderMetrics(r *registering) orderMetrics {
@@ -62,8 +61,6 @@ func newOrderMetrics(r *registering) orderMetrics {
 			"Parked events released, in order, to <topic>.parked, by source topic.", "topic"),
 		overflow: counterVec(r, "fleet_order_overflow_total",
 			"Events dead-lettered because their key already had the most parked events (reason parked_overflow), by source topic.", "topic"),
-		violations: counter(r, "fleet_order_violations_total",
-			"Runs that raced a gate made meanwhile: their completion was refused, nothing applied, and the event parked. Should stay 0 but for paused workers."),
 	}
 }
 

@@ -35,9 +35,6 @@ func (p *partition) process(d *delivery) {
 			p.finish(d, a.outcome)
 			return
 		case stepPark:
-			if a.violation {
-				p.raced(d)
-			}
 			var more bool
 			if s, more = p.parkStep(d); !more {
 				return
@@ -70,16 +67,6 @@ func (p *partition) process(d *delivery) {
 func (p *partition) claimState(d *delivery) state {
 	return state{phase: claimed, res: d.attempt.res, lost: d.attempt.lost.Load(), tries: d.tries, tier: p.route.tier,
 		marked: d.attempt.res.Outcome == dedupe.Acquired && p.keys.Marked(d)}
-}
-
-// raced records a run whose completion was refused because its key's gate
-// names another event: it started before the gate was made, on a claim it
-// no longer held (a paused worker, say), and nothing of it was applied.
-func (p *partition) raced(d *delivery) {
-	p.e.m.order.violations.Inc()
-	p.failed(d, "raced a gate", dedupe.ErrParked)
-	p.e.log.Warn("a run raced its key's gate: its completion was refused and it is parked", "topic", p.topic,
-		"partition", p.id, "offset", d.msg.Offset, "id", d.ev.ID, "type", d.ev.Type, "attempt", d.attempt.res.Attempts)
 }
 
 // runStep runs d's handler once the store is up; it is the handled state,

@@ -24,11 +24,6 @@ var (
 	// ErrInvalid means a request is malformed (an empty key, an effect the
 	// store cannot apply). Retrying it cannot help.
 	ErrInvalid = errors.New("invalid request")
-	// ErrParked means a completion was refused because its key's gate
-	// names another event as its head (docs/ordering.md): the run raced a
-	// gate, nothing was applied, and the lease is still held. The caller
-	// gives the claim back and parks the event.
-	ErrParked = errors.New("parked: the key's gate names another event as its head")
 	// ErrNotReplicated means completions were applied on the master but did
 	// not reach Config.MinReplicas replicas in time: a failover now could
 	// lose them, so they must not count as finished yet. Repeating the call
@@ -217,9 +212,6 @@ type Completion struct {
 	Effects []handlers.Op
 	// Result is stored with the record and returned to duplicates.
 	Result []byte
-	// Gate is the claim's gate ([Claim.Gate]): a completion is refused
-	// with ErrParked while the gate names another event.
-	Gate string
 }
 
 // Config holds the store's settings.
@@ -386,7 +378,7 @@ func checkBound(c *Completion) error {
 	if err := effects.CheckBound(aggregate, c.Effects); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return checkGate(c.Lease.Key, c.Gate)
+	return nil
 }
 
 // Owners makes owner tokens: a random prefix (8 bytes from crypto/rand, hex)

@@ -191,10 +191,6 @@ func (m *Memory) CompleteBatch(_ context.Context, completions []Completion) ([]e
 			out[i] = ErrLeaseLost
 			continue
 		}
-		if g := m.gate(c.Gate); c.Gate != "" && g != nil && g.info.Head != c.Lease.identity() {
-			out[i] = ErrParked
-			continue
-		}
 		// checkBound refused every fleet: key, the records among them:
 		// the effects and the records cannot meet.
 		if err := m.effects.Apply(c.Effects); err != nil {

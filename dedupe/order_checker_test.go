@@ -383,7 +383,7 @@ func (c *ocChecker) park(ev *ocEvent, cp ocCopy, lease dedupe.Lease) (again, com
 func (c *ocChecker) run(ev *ocEvent, cp ocCopy, from string, res dedupe.ClaimResult) bool {
 	switch r := c.rng.IntN(10); {
 	case r < 6:
-		return c.complete(ev, cp, res)
+		return c.complete(ev, res)
 	case r < 9 && ev.tiers < ocMaxTiers:
 		ev.tiers++
 		c.tier = append(c.tier, cp) // the retry message is written first
@@ -417,7 +417,7 @@ func (c *ocChecker) run(ev *ocEvent, cp ocCopy, from string, res dedupe.ClaimRes
 }
 
 // complete completes a run, checking the order first.
-func (c *ocChecker) complete(ev *ocEvent, cp ocCopy, res dedupe.ClaimResult) bool {
+func (c *ocChecker) complete(ev *ocEvent, res dedupe.ClaimResult) bool {
 	// As the engine: no gate probe (a claim fenced any raced run off). A
 	// key with '}' can bind no effect key.
 	comp := []dedupe.Completion{{Lease: res.Lease}}
@@ -431,10 +431,6 @@ func (c *ocChecker) complete(ev *ocEvent, cp ocCopy, res dedupe.ClaimResult) boo
 	}
 	c.logf("  complete: %v", red[0])
 	switch err := red[0]; {
-	case errors.Is(err, dedupe.ErrParked):
-		c.stats["completion parked"]++
-		_, ok := c.park(ev, cp, res.Lease)
-		return ok
 	case err != nil:
 		c.failf("complete %s: %v", ev.name, err)
 	}

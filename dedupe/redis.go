@@ -513,8 +513,6 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 			case replyOK:
 			case replyLost:
 				out[i] = ErrLeaseLost
-			case replyCompleteParked:
-				out[i] = ErrParked
 			case replyInvalid, replyError:
 				out[i] = fmt.Errorf("%w: %v", ErrInvalid, replyReason(v))
 			default:
@@ -580,10 +578,7 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 	nk, na := 0, 2
 	for _, i := range items {
 		nk += 1 + len(all[i].Effects)
-		if all[i].Gate != "" {
-			nk++
-		}
-		na += 6 + 4*len(all[i].Effects)
+		na += 5 + 4*len(all[i].Effects)
 	}
 	cmd := evalshaN(s.complete, nk, na)
 	// Keys and arguments are appended side by side into their own parts of
@@ -593,11 +588,7 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 	for _, i := range items {
 		c := &all[i]
 		keys = append(keys, c.Lease.Key)
-		nkeys, gated := 1+len(c.Effects), "0"
-		if c.Gate != "" {
-			nkeys, gated = nkeys+1, "1"
-		}
-		args = append(args, nkeys, c.Lease.Owner, c.Lease.Fence, c.Result, len(c.Effects), gated)
+		args = append(args, 1+len(c.Effects), c.Lease.Owner, c.Lease.Fence, c.Result, len(c.Effects))
 		for j, op := range c.Effects {
 			keys = append(keys, op.Key)
 			idx := j + 2 // key 1 is the record
@@ -621,9 +612,6 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 			default: // OpDel, unknown
 				args = append(args, name, idx, "", "")
 			}
-		}
-		if c.Gate != "" {
-			keys = append(keys, c.Gate)
 		}
 	}
 	return cmd

@@ -40,9 +40,7 @@ const (
 	replyConflict = 3
 	replyBusy     = 4
 	replyParked   = 5
-	// replyCompleteParked: a completion refused by its gate.
-	replyCompleteParked = 2
-	replyError          = -2
+	replyError    = -2
 )
 
 // luaMS accepts a positive integer number of milliseconds as Go formats it.
@@ -275,9 +273,8 @@ return 1
 
 // completeScript completes a batch, each completion atomically with its
 // effects, in one script call. ARGV[1] retention ms, ARGV[2] the number of
-// completions; then per completion a header of six (key count, owner,
-// fence, result, op count, '1' when its last key is its gate) and four
-// slots per op:
+// completions; then per completion a header of five (key count, owner,
+// fence, result, op count) and four slots per op:
 //
 //	INCRBY  key  delta  ''
 //	SET     key  value  ''
@@ -288,13 +285,10 @@ return 1
 //	PEXPIRE key  ms     ''
 //
 // where key indexes the completion's own keys: KEYS holds, per completion,
-// its record, then its effect keys, then its gate if it has one, so key 1
-// is the record and 2.. the effect keys.
+// its record and then its effect keys, so key 1 is the record and 2.. the
+// effect keys.
 //
-// A completion whose gate names another event as its head is refused (2):
-// the run raced a gate (docs/ordering.md), and nothing is applied.
-//
-// Reply: one item per completion, 1 done | 0 lost | 2 parked | {-1, reason}
+// Reply: one item per completion, 1 done | 0 lost | {-1, reason}
 // invalid (nothing of it written) | {-2, error} the record key holds
 // something other than a record.
 // Safe to repeat: a record done at this fence answers 1 and applies
@@ -321,7 +315,7 @@ do
     if not nk or not nops or nk < 1 or nk % 1 ~= 0 or nops < 0 or nops % 1 ~= 0 then
       return redis.error_reply('ERR fleet complete: malformed batch')
     end
-    kb, a = kb + nk, a + 6 + 4 * nops
+    kb, a = kb + nk, a + 5 + 4 * nops
   end
   if kb ~= #KEYS + 1 or a ~= #ARGV + 1 then
     return redis.error_reply('ERR fleet complete: malformed batch')
@@ -414,9 +408,6 @@ end
 local function complete1(kb, nk, a)
   local rec = KEYS[kb]
   local owner, fence, result, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local gated = ARGV[a + 4] == '1'
-  local ne = nk
-  if gated then ne = nk - 1 end
   -- Owner and fence both: a token sent again after its claim was released
   -- must not complete the run its copy acquired.
   local r = redis.pcall('HMGET', rec, 's', 'o', 'f')
@@ -430,17 +421,13 @@ local function complete1(kb, nk, a)
     end
     return 0
   end
-  if gated then
-    local h = redis.call('HGET', KEYS[kb + nk - 1], 'h')
-    if h and h ~= string.sub(rec, -22) then return 2 end
-  end
   -- The common effect, a single INCRBY, needs no shadow: a command that
   -- fails writes nothing, so it is simply tried. A wrong type, a value that
   -- is no integer or an overflow make the completion invalid; any other
   -- refusal (OOM, READONLY, NOPERM) goes on to the general path, which
   -- meets it again and fails the call.
-  if n == 1 and ne == 2 and ARGV[a + 5] == 'INCRBY' and ARGV[a + 6] == '2' and KEYS[kb + 1] ~= rec then
-    local r = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 7])
+  if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and KEYS[kb + 1] ~= rec then
+    local r = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
     if type(r) ~= 'table' then return done(rec, result) end
     local e = tostring(r.err)
     if string.sub(e, 1, 10) == 'WRONGTYPE ' or string.sub(e, 1, 4) == 'ERR ' then
@@ -449,13 +436,13 @@ local function complete1(kb, nk, a)
   end
   local function key(j)
     j = tonumber(j)
-    if not j or j < 2 or j > ne or j % 1 ~= 0 then return nil end
+    if not j or j < 2 or j > nk or j % 1 ~= 0 then return nil end
     return KEYS[kb + j - 1]
   end
 
   sim = {}
   for i = 0, n - 1 do
-    local b = a + 5 + 4 * i
+    local b = a + 4 + 4 * i
     local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
     if not k then return bad(i, 'no key') end
     if k == rec then return bad(i, op .. ' on the idempotency record') end
@@ -519,7 +506,7 @@ local function complete1(kb, nk, a)
   end
 
   for i = 0, n - 1 do
-    local b = a + 5 + 4 * i
+    local b = a + 4 + 4 * i
     local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
     if op == 'INCRBY' then redis.call('INCRBY', k, x)
     elseif op == 'SET' then redis.call('SET', k, x)
@@ -538,7 +525,7 @@ local kb, a = 1, 3
 for i = 1, n do
   local nk, nops = tonumber(ARGV[a]), tonumber(ARGV[a + 4])
   out[i] = complete1(kb, nk, a + 1)
-  kb, a = kb + nk, a + 6 + 4 * nops
+  kb, a = kb + nk, a + 5 + 4 * nops
 end
 return out
 `
