@@ -18,17 +18,15 @@ const verdictOtherGroup = "other_group"
 func (p *partition) dispatch(batch []*delivery) {
 	claims := make([]dedupe.Claim, 0, len(batch))
 	claimed := make([]*delivery, 0, len(batch))
+	seq := p.batches.Add(1)
 	for _, d := range batch {
+		d.seq = seq
 		if p.admit(d) {
 			claims = append(claims, d.attempt.claim)
 			claimed = append(claimed, d)
 		}
 	}
 	p.received(batch)
-	seq := p.batches.Add(1)
-	for _, d := range batch {
-		d.seq = seq
-	}
 	if len(claims) > 0 {
 		results, ok := p.claimBatch(claims)
 		if !ok {

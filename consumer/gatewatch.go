@@ -94,7 +94,7 @@ func (g gateGauges) set(s GateStatus) {
 // summarizeGates is what /status and the gauges show of the gates of group.
 func summarizeGates(group string, gates []dedupe.GateInfo, now time.Time) GateStatus {
 	s := GateStatus{ReadAt: now.UTC(), Keys: []GatedKey{}}
-	for _, g := range gates {
+	for _, g := range HeldFirst(gates) {
 		if g.Ref.Group != group {
 			continue
 		}
@@ -108,16 +108,22 @@ func summarizeGates(group string, gates []dedupe.GateInfo, now time.Time) GateSt
 		s.Keys = append(s.Keys, GatedKey{Key: g.Ref.Key, Topic: g.Ref.Topic, Partition: g.Ref.Partition,
 			State: g.State.String(), Head: g.Head, Parked: g.Queued, AgeSeconds: age})
 	}
-	slices.SortStableFunc(s.Keys, func(a, b GatedKey) int {
-		return cmp.Or(-cmp.Compare(boolInt(a.State == "held"), boolInt(b.State == "held")), -cmp.Compare(a.AgeSeconds, b.AgeSeconds))
-	})
 	s.Keys = s.Keys[:min(len(s.Keys), gateStatusKeys)]
 	return s
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+// HeldFirst returns the gates in the order operators read them: held keys
+// first, then the oldest first.
+func HeldFirst(gates []dedupe.GateInfo) []dedupe.GateInfo {
+	out := slices.Clone(gates)
+	slices.SortStableFunc(out, func(a, b dedupe.GateInfo) int {
+		held := func(g dedupe.GateInfo) int {
+			if g.State == dedupe.GateHeld {
+				return 0
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(held(a), held(b)), a.Since.Compare(b.Since))
+	})
+	return out
 }

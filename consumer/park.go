@@ -17,12 +17,8 @@ import (
 // with the state returned (true); otherwise d is finished or abandoned
 // here (false).
 func (p *partition) parkStep(d *delivery) (state, bool) {
-	d.attempt.ran = false // parked: the attempt is given back even if a run raced the gate
-	p.release(d)
-	answer, err := storeCall(p, "park", func(ctx context.Context) (dedupe.ParkAnswer, error) {
-		return p.e.store.Park(ctx, d.attempt.claim.Gate, d.attempt.claim.Key, p.follower(d),
-			dedupe.GateLimits{MaxFollowers: p.e.cfg.MaxParkedPerKey})
-	})
+	p.release(d) // no run under the claim: Unclaim, its attempt given back
+	answer, err := p.park(d)
 	switch {
 	case errors.Is(err, dedupe.ErrInvalid):
 		p.deadLetter(d, ReasonInvalidRecord, err, 0)
@@ -31,8 +27,7 @@ func (p *partition) parkStep(d *delivery) (state, bool) {
 		p.abandon(d)
 		return state{}, false
 	case answer == dedupe.ParkQueued:
-		p.e.m.order.parked.WithLabelValues(p.route.source).Inc()
-		p.finish(d, OutcomeParked)
+		p.parked(d)
 		return state{}, false
 	case answer == dedupe.ParkDuplicate, answer == dedupe.ParkQueuedBefore:
 		p.finish(d, OutcomeDuplicate) // done, or another copy is queued: this one runs no more
@@ -55,6 +50,20 @@ func (p *partition) parkStep(d *delivery) (state, bool) {
 	return p.claimState(d), true
 }
 
+// park queues d in its key's gate, asking until the store answers.
+func (p *partition) park(d *delivery) (dedupe.ParkAnswer, error) {
+	f, limits := p.follower(d), dedupe.GateLimits{MaxFollowers: p.e.cfg.MaxParkedPerKey}
+	return storeCall(p, "park", func(ctx context.Context) (dedupe.ParkAnswer, error) {
+		return p.e.store.Park(ctx, d.attempt.claim.Gate, d.attempt.claim.Key, f, limits)
+	})
+}
+
+// parked finishes d, queued in its gate: it runs when released.
+func (p *partition) parked(d *delivery) {
+	p.e.m.order.parked.WithLabelValues(p.route.source).Inc()
+	p.finish(d, OutcomeParked)
+}
+
 // follower is d as its gate queues it: the message to write to
 // <topic>.parked when its turn comes.
 func (p *partition) follower(d *delivery) dedupe.Follower {
@@ -68,16 +77,12 @@ func (p *partition) follower(d *delivery) dedupe.Follower {
 // lane being the key's in its partition; its retry message, already
 // written, then finds it parked (or running, or done). It finishes d.
 func (p *partition) parkRefused(d *delivery) {
-	answer, err := storeCall(p, "park", func(ctx context.Context) (dedupe.ParkAnswer, error) {
-		return p.e.store.Park(ctx, d.attempt.claim.Gate, d.attempt.claim.Key, p.follower(d),
-			dedupe.GateLimits{MaxFollowers: p.e.cfg.MaxParkedPerKey})
-	})
+	answer, err := p.park(d)
 	switch {
 	case err != nil:
 		p.abandon(d)
 	case answer == dedupe.ParkQueued:
-		p.e.m.order.parked.WithLabelValues(p.route.source).Inc()
-		p.finish(d, OutcomeParked)
+		p.parked(d)
 	default: // queued before, or a duplicate: its retry message decides
 		p.finish(d, OutcomeRetried)
 	}

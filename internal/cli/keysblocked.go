@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -67,22 +66,13 @@ func (c *keysBlockedCmd) Run(stdout io.Writer) error {
 // held ones only unless all, held first, then oldest first.
 func blockedKeys(gates []dedupe.GateInfo, group string, all bool) []blockedKey {
 	var out []blockedKey
-	for _, g := range gates {
+	for _, g := range consumer.HeldFirst(gates) {
 		if group != "" && g.Ref.Group != group || !all && g.State != dedupe.GateHeld {
 			continue
 		}
 		out = append(out, blockedKey{Key: g.Ref.Key, Group: g.Ref.Group, Topic: g.Ref.Topic, Partition: g.Ref.Partition,
 			State: g.State.String(), HeadRecord: dedupe.RecordKey(g.Ref.Key, g.Head), Parked: g.Queued, Since: g.Since.UTC()})
 	}
-	slices.SortStableFunc(out, func(a, b blockedKey) int {
-		if (a.State == "held") != (b.State == "held") {
-			if a.State == "held" {
-				return -1
-			}
-			return 1
-		}
-		return a.Since.Compare(b.Since)
-	})
 	return out
 }
 
