@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,22 +71,58 @@ func stateName(s string) string {
 	return s
 }
 
+// luaNow is the Redis clock in ms, for the admin scripts.
+const luaNow = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// inspectScript: KEYS[1] record; ARGV retention and slice ms. Reply {} no
+// record, {'h', ttl ms, fields} a record of its own, {'p', ttl ms, value}
+// a packed one.
+var inspectScript = redis.NewScript(luaPacked + luaNow + `
+local all = redis.call('HGETALL', KEYS[1])
+if #all > 0 then return {'h', redis.call('PTTL', KEYS[1]), all} end
+local base, id = packedBase(KEYS[1])
+if not base then return {} end
+local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
+if not v then return {} end
+return {'p', redis.call('PTTL', bucket), v}
+`)
+
 // Inspect implements Admin.
 func (s *Redis) Inspect(ctx context.Context, key string) (Record, error) {
-	pipe := s.c.Pipeline()
-	all := pipe.HGetAll(ctx, key)
-	ttl := pipe.PTTL(ctx, key)
-	if _, err := pipe.Exec(ctx); err != nil {
+	slice, err := s.slice(ctx)
+	if err != nil {
 		return Record{}, err
 	}
-	f := all.Val()
-	if len(f) == 0 {
+	v, err := inspectScript.Run(ctx, s.c, []string{key}, s.retentionMS, slice).Slice()
+	if err != nil {
+		return Record{}, fmt.Errorf("inspect %s: %w", key, err)
+	}
+	if len(v) != 3 {
 		return Record{}, ErrNotFound
 	}
+	kind, _ := v[0].(string)
+	ttl, _ := v[1].(int64)
+	if kind == "p" {
+		value, _ := v[2].(string)
+		return packedRecord(key, value, time.Duration(ttl)*time.Millisecond)
+	}
+	flat, _ := v[2].([]any)
+	f := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		f[fmt.Sprint(flat[i])] = fmt.Sprint(flat[i+1])
+	}
+	return hashRecord(key, f, time.Duration(ttl)*time.Millisecond)
+}
+
+// hashRecord reads a record of its own, from its fields.
+func hashRecord(key string, f map[string]string, ttl time.Duration) (Record, error) {
 	if f["s"] == "" {
 		return Record{}, fmt.Errorf("%s holds a hash that is not an idempotency record", key)
 	}
-	r := Record{Key: key, State: stateName(f["s"]), Owner: f["o"], Fingerprint: f["p"], TTL: ttl.Val()}
+	r := Record{Key: key, State: stateName(f["s"]), Owner: f["o"], Fingerprint: f["p"], TTL: ttl}
 	r.Fence, _ = strconv.ParseInt(f["f"], 10, 64)
 	r.Attempts, _ = strconv.Atoi(f["a"])
 	if ms, err := strconv.ParseInt(f["l"], 10, 64); err == nil && r.State == StateProcessing {
@@ -97,16 +134,61 @@ func (s *Redis) Inspect(ctx context.Context, key string) (Record, error) {
 	return r, nil
 }
 
+// packedRecord reads a packed done record: "<fence> <attempts>
+// <fingerprint>[ <result>]".
+func packedRecord(key, value string, ttl time.Duration) (Record, error) {
+	parts := strings.SplitN(value, " ", 4)
+	if len(parts) < 3 {
+		return Record{}, fmt.Errorf("%s: packed record %q is not fleet's", key, value)
+	}
+	r := Record{Key: key, State: StateDone, Fingerprint: parts[2], TTL: ttl}
+	var err1, err2 error
+	r.Fence, err1 = strconv.ParseInt(parts[0], 10, 64)
+	r.Attempts, err2 = strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return Record{}, fmt.Errorf("%s: packed record %q is not fleet's", key, value)
+	}
+	if len(parts) == 4 {
+		r.Result = []byte(parts[3])
+	}
+	return r, nil
+}
+
+// forgetScript: KEYS[1] record; ARGV retention and slice ms. Deletes the
+// record, or overwrites its packed value with a tombstone (buckets never
+// shrink: packed.go). Reply 1 when there was a record.
+var forgetScript = redis.NewScript(luaPacked + luaNow + `
+local n = redis.call('DEL', KEYS[1])
+local base, id = packedBase(KEYS[1])
+if base then
+  local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
+  if v then
+    redis.call('HSET', bucket, id, '')
+    n = 1
+  end
+end
+return n
+`)
+
 // Forget implements Admin.
 func (s *Redis) Forget(ctx context.Context, key string) (bool, error) {
-	n, err := s.c.Del(ctx, key).Result()
+	slice, err := s.slice(ctx)
+	if err != nil {
+		return false, err
+	}
+	n, err := forgetScript.Run(ctx, s.c, []string{key}, s.retentionMS, slice).Int()
 	return n > 0, err
 }
 
-// resetScript: KEYS[1] record. Reply 1 reset, 0 no record, -1 done.
-var resetScript = redis.NewScript(`
+// resetScript: KEYS[1] record; ARGV retention and slice ms. Reply 1 reset,
+// 0 no record, -1 done.
+var resetScript = redis.NewScript(luaPacked + luaNow + `
 local s = redis.call('HGET', KEYS[1], 's')
-if not s then return 0 end
+if not s then
+  local base, id = packedBase(KEYS[1])
+  if base and packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2])) then return -1 end
+  return 0
+end
 if s == 'd' then return -1 end
 redis.call('HSET', KEYS[1], 'a', 0)
 return 1
@@ -114,7 +196,11 @@ return 1
 
 // ResetAttempts implements Admin.
 func (s *Redis) ResetAttempts(ctx context.Context, key string) (bool, error) {
-	n, err := resetScript.Run(ctx, s.c, []string{key}).Int()
+	slice, err := s.slice(ctx)
+	if err != nil {
+		return false, err
+	}
+	n, err := resetScript.Run(ctx, s.c, []string{key}, s.retentionMS, slice).Int()
 	return n == 1, err
 }
 

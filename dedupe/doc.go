@@ -31,8 +31,20 @@
 //
 // The key's time to live is the dedupe window (Config.Retention), renewed on
 // every write. The lease is a field, not the key's TTL, so the fence and the
-// attempt count survive an expired lease. A done record keeps only s, f, a, p
-// (and r), to stay small: Redis holds events/s × retention × bytes per record.
+// attempt count survive an expired lease.
+//
+// A done record is packed: the completion deletes the hash and writes its
+// fence, attempts, fingerprint and result as one field of a small hash of
+// its aggregate (packed.go):
+//
+//	fleet:idem:{<aggregate>}:~<slice>[.<path>]  <identity>  "<f> <a> <p>[ <r>]"
+//
+// Redis holds events/s × retention of done records, and a hash of its own
+// costs about 230 bytes of used_memory where a packed record costs about
+// 50. A done record is kept at least a retention (and at most a retention
+// and a slice, half a retention by default) after it was done. A result
+// longer than a listpack value leaves the record done in place, keeping
+// only s, f, a, p and r.
 //
 // Owner tokens come from [Owners] (the caller's, or the store's own): a
 // random prefix (8 bytes from crypto/rand, hex) and a counter, one token per
@@ -67,6 +79,11 @@
 // committed.
 //
 // # Upgrades
+//
+// Done records of their own (every version before packing) are read where
+// they are: a claim looks at the record key first, and finds them there.
+// A record in process under a worker of that version is completed by it
+// in place, or, when a worker of this version completes it, packed.
 //
 // Records of the layout before (fleet:idem:{<aggregate>}:<group>:<source>:<id>,
 // with a fingerprint of the raw bytes) are read, never written: a claim that

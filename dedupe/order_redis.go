@@ -52,8 +52,13 @@ func (s *Redis) Park(ctx context.Context, gate, record string, f Follower, limit
 	if err := f.check(); err != nil {
 		return 0, err
 	}
+	slice, err := s.slice(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("park in %s: %w", gate, err)
+	}
 	s.trips.Add(1)
-	n, err := parkLua.Run(ctx, s.c, append(gateKeys(gate), record), f.Identity, f.Fingerprint, f.encode(), limits.MaxFollowers).Int64()
+	n, err := parkLua.Run(ctx, s.c, append(gateKeys(gate), record), f.Identity, f.Fingerprint, f.encode(), limits.MaxFollowers,
+		s.retentionMS, slice).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("park in %s: %w", gate, err)
 	}

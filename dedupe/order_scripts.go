@@ -116,9 +116,20 @@ const (
 )
 
 // parkScript: ARGV identity, fingerprint, queue element, most followers (0:
-// no bound).
-const parkScript = `
+// no bound), retention and slice of packed records (ms).
+const parkScript = luaPacked + `
 local rec = redis.call('HMGET', KEYS[3], 's', 'p')
+if not rec[1] then
+  local base, id = packedBase(KEYS[3])
+  if base then
+    local t = redis.call('TIME')
+    local v = packedFind(base, id, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[5]), tonumber(ARGV[6]))
+    if v then
+      local _, _, fp = packedFields(v)
+      rec = {'d', fp}
+    end
+  end
+end
 -- The first payload stands for the life of the record, whatever its state.
 if rec[2] and rec[2] ~= ARGV[2] then return 5 end
 if rec[1] == 'd' then return 4 end

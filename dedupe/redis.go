@@ -39,11 +39,13 @@ type Redis struct {
 	// layout (unix ms, this process's clock); 0 until Load has read it:
 	// they are consulted meanwhile.
 	previousUntil atomic.Int64
+	// sliceMS is the slice of packed records (SliceKey); 0 until read.
+	sliceMS atomic.Int64
 
 	// The config as script arguments, boxed once rather than per call.
 	leaseMS, retentionMS any
 
-	claim, extend, complete, release *redis.Script
+	claim, extend, complete, release, sliceLua *redis.Script
 }
 
 var _ Store = (*Redis)(nil)
@@ -68,6 +70,7 @@ func NewRedis(c redis.UniversalClient, cfg Config) (*Redis, error) {
 		extend:      redis.NewScript(extendScript),
 		complete:    redis.NewScript(completeScript),
 		release:     redis.NewScript(releaseScript),
+		sliceLua:    redis.NewScript(sliceScript),
 	}, nil
 }
 
@@ -91,6 +94,9 @@ func (s *Redis) Load(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("load scripts: %w", err)
+	}
+	if err := s.readSlice(ctx); err != nil {
+		return err
 	}
 	return s.readLayoutSince(ctx)
 }
@@ -161,7 +167,7 @@ func (s *Redis) previousRecordsExist(ctx context.Context) (bool, error) {
 				return false, fmt.Errorf("scan for records of the previous layout: %w", err)
 			}
 			for _, k := range keys {
-				if _, ok := aggregateOf(k); !ok {
+				if _, ok := aggregateOf(k); !ok && !isBucketKey(k) {
 					return true, nil
 				}
 			}
@@ -322,21 +328,25 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 		touch = "1"
 	}
 	previous := s.readsPrevious()
+	slice, err := s.slice(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claim batch: %w", err)
+	}
 	call := func(p redis.Pipeliner, items []int) *redis.Cmd {
 		n := len(items)
-		cmd := evalshaN(s.claim, 3*n, 3+3*n)
+		cmd := evalshaN(s.claim, 3*n, 4+3*n)
 		keys, args := cmd[3:3+3*n], cmd[3+3*n:]
-		args[0], args[1], args[2] = s.leaseMS, s.retentionMS, touch
+		args[0], args[1], args[2], args[3] = s.leaseMS, s.retentionMS, touch, slice
 		for j, i := range items {
 			c := &claims[i]
 			keys[3*j], keys[3*j+1], keys[3*j+2] = c.Key, c.Key, c.Key
 			if c.Gate != "" {
 				keys[3*j+2] = c.Gate
 			}
-			args[3+3*j], args[4+3*j], args[5+3*j] = owners[i], c.Fingerprint, ""
+			args[4+3*j], args[5+3*j], args[6+3*j] = owners[i], c.Fingerprint, ""
 			if previous {
 				if key, fp := c.previous(); key != "" {
-					keys[3*j+1], args[5+3*j] = key, fp
+					keys[3*j+1], args[6+3*j] = key, fp
 				}
 			}
 		}
@@ -484,9 +494,13 @@ func (s *Redis) CompleteBatch(ctx context.Context, completions []Completion) ([]
 		}
 		send = append(send, i)
 	}
+	slice, err := s.slice(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("complete batch: %w", err)
+	}
 	groups := s.group(send, func(i int) string { return completions[i].Lease.Key })
 	call := func(p redis.Pipeliner, items []int) *redis.Cmd {
-		return queue(ctx, p, s.completionCmd(completions, items))
+		return queue(ctx, p, s.completionCmd(completions, items, slice))
 	}
 	chunks, err := s.replicated(ctx, groups, func(i int) string { return completions[i].Lease.Key }, call)
 	if err != nil {
@@ -574,8 +588,8 @@ var opNames = [...]string{
 // completionCmd encodes the completions items as one call of
 // completeScript. An op of an unknown kind is sent as "?", which the script
 // refuses as invalid.
-func (s *Redis) completionCmd(all []Completion, items []int) []any {
-	nk, na := 0, 2
+func (s *Redis) completionCmd(all []Completion, items []int, slice int64) []any {
+	nk, na := 0, 3
 	for _, i := range items {
 		nk += 1 + len(all[i].Effects)
 		na += 5 + 4*len(all[i].Effects)
@@ -584,7 +598,7 @@ func (s *Redis) completionCmd(all []Completion, items []int) []any {
 	// Keys and arguments are appended side by side into their own parts of
 	// cmd, which has exactly the room for both.
 	keys, args := cmd[3:3], cmd[3+nk:3+nk]
-	args = append(args, s.retentionMS, len(items))
+	args = append(args, s.retentionMS, len(items), slice)
 	for _, i := range items {
 		c := &all[i]
 		keys = append(keys, c.Lease.Key)

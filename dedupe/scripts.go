@@ -54,8 +54,9 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // there is none to consult), KEYS[3i] its key's gate (docs/ordering.md; the
 // record key again when the event cannot be gated); ARGV[1] lease ms,
 // ARGV[2] retention ms, ARGV[3] '1' when a duplicate must write (see
-// below), then owner, fingerprint and previous fingerprint of each record
-// (ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]).
+// below), ARGV[4] the slice of packed records (ms, packed.go), then owner,
+// fingerprint and previous fingerprint of each record (ARGV[3i+2],
+// ARGV[3i+3], ARGV[3i+4]).
 // Claims of one key in one batch run in order.
 // Reply: one item per record, {1, fence, attempts, takenover, head}
 // acquired, or the bare integer 1 for a new record (fence 1, first attempt,
@@ -86,6 +87,9 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // The fingerprint of the first claim stands for the life of the record: a
 // claim with another one is a conflict, whatever the state.
 //
+// A claim that finds no record of its own looks for it packed (done, in
+// its aggregate's buckets; packed.go) before anything else.
+//
 // A new record first honours the event's record of the previous layout, if
 // there is one with the same payload: done is a duplicate, a live lease is
 // busy; otherwise the new record continues its fence and attempt count and
@@ -103,12 +107,12 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // A copy that arrives after its owner let go (the record keeps the last
 // owner that released it or was taken over, lo) answers busy and takes
 // nothing.
-const claimScript = luaMS + `
+const claimScript = luaMS + luaPacked + `
 local n = #KEYS / 3
-if not ms(ARGV[1]) or not ms(ARGV[2]) or #KEYS % 3 ~= 0 or #ARGV ~= 3 + 3 * n then
+if not ms(ARGV[1]) or not ms(ARGV[2]) or not ms(ARGV[4]) or #KEYS % 3 ~= 0 or #ARGV ~= 4 + 3 * n then
   return redis.error_reply('ERR fleet claim: malformed batch')
 end
-local lease, retention, touch = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
+local lease, retention, touch, slice = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', tonumber(ARGV[4])
 -- gateOf reads the gate's head, state, releasing head and queued
 -- fingerprint; nil when the event cannot be gated (gate is its record) or
 -- has no gate (one EXISTS: an integer reply, the cheapest probe).
@@ -116,8 +120,10 @@ local function gateOf(gate, key)
   if gate == key or redis.call('EXISTS', gate) == 0 then return nil end
   return redis.call('HMGET', gate, 'h', 's', 'b', 'mf')
 end
-local function duplicate(key, result, gate)
-  if touch then redis.call('HSET', key, 's', 'd') end
+-- duplicate answers a done record; write is its touch (a write, for
+-- replicas: see below).
+local function duplicate(key, result, gate, write)
+  if touch then write() end
   local head = 0
   local g = gateOf(gate, key)
   if g and g[1] then
@@ -165,7 +171,7 @@ local function previous(prev, fp)
   if type(state) ~= 'string' then return nil, false end
   local r = redis.call('HMGET', prev, 'f', 'l', 'a', 'p', 'r')
   if r[4] ~= fp then return {3} end
-  if state == 'd' then return duplicate(prev, r[5], prev) end
+  if state == 'd' then return duplicate(prev, r[5], prev, function() redis.call('HSET', prev, 's', 'd') end) end
   local took = 0
   if state == 'p' then
     local left = (tonumber(r[2]) or 0) - clock()
@@ -181,6 +187,15 @@ local function claim(key, prev, gate, owner, fp, prevfp)
   local state = redis.pcall('HGET', key, 's')
   if type(state) == 'table' then return {-2, state.err} end
   if not state then
+    local base, id = packedBase(key)
+    if base then
+      local v, bucket = packedFind(base, id, clock(), tonumber(retention), slice)
+      if v then
+        local _, _, pfp, result = packedFields(v)
+        if pfp ~= fp then return {3} end
+        return duplicate(key, result, gate, function() redis.call('HSET', bucket, id, v) end)
+      end
+    end
     local found, f, a, took = false, 0, 0, 0
     if prev ~= key then
       local reply
@@ -200,7 +215,7 @@ local function claim(key, prev, gate, owner, fp, prevfp)
   end
   local r = redis.call('HMGET', key, 'f', 'o', 'l', 'a', 'p', 'r', 'lo')
   if r[5] ~= fp then return {3} end
-  if state == 'd' then return duplicate(key, r[6], gate) end
+  if state == 'd' then return duplicate(key, r[6], gate, function() redis.call('HSET', key, 's', 'd') end) end
   if state == 'p' and r[2] == owner then
     local head = 0
     local g = gateOf(gate, key)
@@ -251,7 +266,7 @@ local function claim(key, prev, gate, owner, fp, prevfp)
 end
 local out = {}
 for i = 1, n do
-  out[i] = claim(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3])
+  out[i] = claim(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i + 2], ARGV[3 * i + 3], ARGV[3 * i + 4])
 end
 return out
 `
@@ -273,7 +288,7 @@ return 1
 
 // completeScript completes a batch, each completion atomically with its
 // effects, in one script call. ARGV[1] retention ms, ARGV[2] the number of
-// completions; then per completion a header of five (key count, owner,
+// completions, ARGV[3] the slice of packed records (ms); then per completion a header of five (key count, owner,
 // fence, result, op count) and four slots per op:
 //
 //	INCRBY  key  delta  ''
@@ -301,15 +316,23 @@ return 1
 // integer rules (no '+', no leading zeros, 64-bit range, overflow), so that
 // the second pass, which writes, cannot fail. Completions run one after
 // another: each sees the writes of the ones before it.
-const completeScript = luaMS + `
+const completeScript = luaMS + luaPacked + `
 local n = tonumber(ARGV[2])
-if not ms(ARGV[1]) or not n or n < 0 or n % 1 ~= 0 then
+if not ms(ARGV[1]) or not ms(ARGV[3]) or not n or n < 0 or n % 1 ~= 0 then
   return redis.error_reply('ERR fleet complete: malformed batch')
 end
-local retention = ARGV[1]
+local retention, slice = ARGV[1], tonumber(ARGV[3])
+local now
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
 -- The layout is checked whole before anything is written.
 do
-  local kb, a = 1, 3
+  local kb, a = 1, 4
   for i = 1, n do
     local nk, nops = tonumber(ARGV[a]), tonumber(ARGV[a + 4])
     if not nk or not nops or nk < 1 or nk % 1 ~= 0 or nops < 0 or nops % 1 ~= 0 then
@@ -396,8 +419,16 @@ end
 local function bad(i, msg) return {-1, 'effect ' .. i .. ': ' .. msg} end
 
 -- complete1 completes the record KEYS[kb] with nk keys; its owner is ARGV[a].
--- done marks the record done, keeping only s, f, a, p (and r).
-local function done(rec, result)
+-- done marks the record done: packed into its aggregate's buckets
+-- (packed.go), or in place keeping only s, f, a, p (and r).
+local function done(rec, result, r)
+  local base, id = packedBase(rec)
+  local v = base and packedValue(r[3], r[4], r[5] or '', result)
+  if v then
+    redis.call('DEL', rec)
+    packedPut(base, id, v, clock(), tonumber(retention), slice)
+    return 1
+  end
   redis.call('HSET', rec, 's', 'd')
   redis.call('HDEL', rec, 'o', 'l', 'lo')
   if result ~= '' then redis.call('HSET', rec, 'r', result) end
@@ -410,7 +441,7 @@ local function complete1(kb, nk, a)
   local owner, fence, result, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   -- Owner and fence both: a token sent again after its claim was released
   -- must not complete the run its copy acquired.
-  local r = redis.pcall('HMGET', rec, 's', 'o', 'f')
+  local r = redis.pcall('HMGET', rec, 's', 'o', 'f', 'a', 'p')
   if r.err then return {-2, r.err} end
   if r[1] ~= 'p' or r[2] ~= owner or r[3] ~= fence then
     if r[1] == 'd' and r[3] == fence then
@@ -418,6 +449,15 @@ local function complete1(kb, nk, a)
       -- completion, which may have been sent on another one.
       redis.call('PEXPIRE', rec, retention)
       return 1
+    end
+    if not r[1] then
+      local base, id = packedBase(rec)
+      local v, bucket
+      if base then v, bucket = packedFind(base, id, clock(), tonumber(retention), slice) end
+      if v and packedFields(v) == fence then
+        redis.call('HSET', bucket, id, v)
+        return 1
+      end
     end
     return 0
   end
@@ -427,9 +467,9 @@ local function complete1(kb, nk, a)
   -- refusal (OOM, READONLY, NOPERM) goes on to the general path, which
   -- meets it again and fails the call.
   if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and KEYS[kb + 1] ~= rec then
-    local r = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
-    if type(r) ~= 'table' then return done(rec, result) end
-    local e = tostring(r.err)
+    local ir = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
+    if type(ir) ~= 'table' then return done(rec, result, r) end
+    local e = tostring(ir.err)
     if string.sub(e, 1, 10) == 'WRONGTYPE ' or string.sub(e, 1, 4) == 'ERR ' then
       return {-1, 'effect 0: INCRBY ' .. KEYS[kb + 1] .. ': ' .. e}
     end
@@ -517,11 +557,11 @@ local function complete1(kb, nk, a)
     elseif op == 'PEXPIRE' then redis.call('PEXPIRE', k, x)
     end
   end
-  return done(rec, result)
+  return done(rec, result, r)
 end
 
 local out = {}
-local kb, a = 1, 3
+local kb, a = 1, 4
 for i = 1, n do
   local nk, nops = tonumber(ARGV[a]), tonumber(ARGV[a + 4])
   out[i] = complete1(kb, nk, a + 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -271,8 +272,8 @@ func TestRedisBatchCalls(t *testing.T) {
 }
 
 // TestRedisRecordLayout checks the record key (a contract: a change would
-// lose every record of a running fleet), what a done record keeps, its time
-// to live, and reports its memory.
+// lose every record of a running fleet), the bucket a done record is packed
+// into and what it keeps, and its time to live.
 func TestRedisRecordLayout(t *testing.T) {
 	s, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Hour})
 	ctx := context.Background()
@@ -281,27 +282,34 @@ func TestRedisRecordLayout(t *testing.T) {
 		t.Fatalf("key layout changed: %s", key)
 	}
 	res, _ := s.ClaimBatch(ctx, []dedupe.Claim{{Key: key, Fingerprint: "0123456789abcdef"}})
+	if fields, _ := c.HGetAll(ctx, key).Result(); fields["s"] != "p" || fields["o"] != res[0].Lease.Owner {
+		t.Fatalf("record in process %v", fields)
+	}
 	if errs, err := s.CompleteBatch(ctx, []dedupe.Completion{{Lease: res[0].Lease}}); err != nil || errs[0] != nil {
 		t.Fatal(err, errs)
 	}
-	fields, err := c.HGetAll(ctx, key).Result()
-	if err != nil {
-		t.Fatal(err)
+	if n, _ := c.Exists(ctx, key).Result(); n != 0 {
+		t.Fatalf("the done record is still a hash of its own")
 	}
-	if fields["s"] != "d" || fields["f"] != "1" || fields["a"] != "1" || fields["p"] != "0123456789abcdef" {
-		t.Fatalf("done record %v", fields)
+	slice, err := c.Get(ctx, dedupe.SliceKey).Int64()
+	if err != nil || slice != (30*time.Minute).Milliseconds() {
+		t.Fatalf("%s = %d, %v: want half the retention", dedupe.SliceKey, slice, err)
 	}
-	for _, gone := range []string{"o", "l", "r"} {
-		if _, ok := fields[gone]; ok {
-			t.Fatalf("done record keeps %q: %v", gone, fields)
-		}
+	buckets, _ := c.Keys(ctx, "fleet:idem:{acct-123}:~*").Result()
+	if len(buckets) != 1 || !regexp.MustCompile(`^fleet:idem:\{acct-123\}:~\d+$`).MatchString(buckets[0]) {
+		t.Fatalf("buckets %q", buckets)
 	}
-	ttl, _ := c.PTTL(ctx, key).Result()
-	if ttl <= 0 || ttl > time.Hour {
-		t.Fatalf("record TTL %v, want (0, 1h]", ttl)
+	fields, _ := c.HGetAll(ctx, buckets[0]).Result()
+	if len(fields) != 1 || fields["SaVXVzEnuvP_ARWBzQmjfA"] != "1 1 0123456789abcdef" {
+		t.Fatalf("bucket %v", fields)
 	}
-	mem, _ := c.MemoryUsage(ctx, key).Result()
-	t.Logf("done record: %d bytes (MEMORY USAGE) for key %s", mem, key)
+	ttl, _ := c.PTTL(ctx, buckets[0]).Result()
+	if ttl <= time.Hour || ttl > time.Hour+30*time.Minute {
+		t.Fatalf("bucket TTL %v, want (1h, 1h30m]", ttl)
+	}
+	if enc, _ := c.ObjectEncoding(ctx, buckets[0]).Result(); enc != "listpack" {
+		t.Fatalf("bucket encoding %s", enc)
+	}
 }
 
 // TestRedisMinReplicas completes events on a master with one replica: with

@@ -93,6 +93,11 @@ type benchReport struct {
 	HTTPAddedP50ms float64 `json:"http_added_latency_p50_ms,omitempty"`
 	HTTPAddedP99ms float64 `json:"http_added_latency_p99_ms,omitempty"`
 	BytesPerRecord float64 `json:"redis_bytes_per_record"`
+	// UsedMemoryPerRecord is the used_memory of the fleet run's records,
+	// divided by them (the unique events): the bill of a dedupe window,
+	// allocator overhead and all. Only with the private Redis, whose
+	// records it deletes to measure them.
+	UsedMemoryPerRecord float64 `json:"redis_used_memory_per_done_record"`
 }
 
 func (c *benchCmd) Run() error {
@@ -215,7 +220,14 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	if !c.NoNaive && report.Runs[0].EventsPerSecond > 0 {
 		report.Speedup = f.EventsPerSecond / report.Runs[0].EventsPerSecond
 	}
-	report.BytesPerRecord = recordBytes(ctx, rdb, "fleet:idem:*")
+	report.BytesPerRecord = recordBytes(ctx, rdb, recordsPattern)
+	if c.Redis == "" {
+		bytes, err := recordsMemory(ctx, rdb)
+		if err != nil {
+			return nil, fmt.Errorf("measure the records' memory: %w", err)
+		}
+		report.UsedMemoryPerRecord = float64(bytes) / float64(c.Events)
+	}
 	if len(c.Brokers) == 0 {
 		// The loaded topics are done with: deleting them lets the embedded
 		// broker free their messages, so that its garbage collector does
@@ -507,22 +519,87 @@ func deleteTopics(ctx context.Context, brokers []string, topics []string) error 
 	return nil
 }
 
-// recordBytes is the mean MEMORY USAGE of up to 200 keys matching pattern.
+// recordBytes is MEMORY USAGE per record over up to 200 keys matching
+// pattern: a bucket of packed done records counts as its records.
 func recordBytes(ctx context.Context, rdb *redis.Client, pattern string) float64 {
-	keys, _, err := rdb.Scan(ctx, 0, pattern, 1000).Result()
-	if err != nil || len(keys) == 0 {
+	var keys []string
+	for cursor := uint64(0); len(keys) < 200; {
+		page, next, err := rdb.Scan(ctx, cursor, pattern, 10000).Result()
+		if err != nil {
+			return 0
+		}
+		keys = append(keys, page...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	if len(keys) == 0 {
 		return 0
 	}
 	keys = keys[:min(len(keys), 200)]
-	total := 0.0
+	bytes, records := 0.0, 0.0
 	for _, k := range keys {
 		n, err := rdb.MemoryUsage(ctx, k).Result()
 		if err != nil {
 			return 0
 		}
-		total += float64(n)
+		bytes += float64(n)
+		records++
+		if strings.Contains(k, "}:~") {
+			held, err := rdb.HLen(ctx, k).Result()
+			if err != nil {
+				return 0
+			}
+			records += float64(held) - 1
+		}
 	}
-	return total / float64(len(keys))
+	return bytes / max(records, 1)
+}
+
+// recordsMemory is the used_memory that fleet's records (and their
+// buckets) hold in the private Redis: used_memory before and after they
+// are deleted. Deleting measures them alone: a Redis that has just grown
+// its key tables frees the old ones in the background for seconds, which
+// would blur a delta taken across the run.
+func recordsMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
+	before, err := usedMemory(ctx, rdb)
+	if err != nil {
+		return 0, err
+	}
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, recordsPattern, 1000).Result()
+		if err != nil {
+			return 0, err
+		}
+		if len(keys) > 0 {
+			if err := rdb.Del(ctx, keys...).Err(); err != nil {
+				return 0, err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	after, err := usedMemory(ctx, rdb)
+	return before - after, err
+}
+
+// recordsPattern matches every key of an idempotency record or bucket.
+const recordsPattern = "fleet:idem:{*"
+
+// usedMemory is Redis's used_memory (INFO memory).
+func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("info memory: no used_memory")
 }
 
 // presize grows an empty Redis's keyspace, and its table of keys with a
@@ -628,6 +705,7 @@ func (r *benchReport) print(w io.Writer) error {
 	if r.HTTPAddedP50ms != 0 || r.HTTPAddedP99ms != 0 {
 		fmt.Fprintf(w, "the handler over HTTP adds %.2f ms at the median, %.2f ms at p99, per event at half load\n", r.HTTPAddedP50ms, r.HTTPAddedP99ms)
 	}
-	_, err := fmt.Fprintf(w, "Redis memory per idempotency record: %.0f bytes\n", r.BytesPerRecord)
+	_, err := fmt.Fprintf(w, "Redis memory per done idempotency record: %.0f bytes of used_memory (%.0f bytes MEMORY USAGE)\n",
+		r.UsedMemoryPerRecord, r.BytesPerRecord)
 	return err
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -255,17 +254,9 @@ chaos:
 		t.Errorf("accounted: %v; want %d done, %d duplicate, %d dead-lettered", counts, events, s.Duplicates, len(poisonKinds))
 	}
 	// Every unique event's record is done.
-	pipe := c.rdb.Pipeline()
-	states := make([]*redis.StringCmd, len(keys))
-	for i, k := range keys {
-		states[i] = pipe.HGet(ctx, k, "s")
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
 	notDone := 0
-	for _, st := range states {
-		if st.Val() != "d" {
+	for _, k := range keys {
+		if st, err := recordState(ctx, c.rdb, k); err != nil || st != dedupe.StateDone {
 			notDone++
 		}
 	}

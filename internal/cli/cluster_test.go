@@ -46,7 +46,7 @@ func TestRedisCluster(t *testing.T) {
 	c.publish(msgs[half:])
 	c.waitCommitted(partitions, int64(c.sent), 90*time.Second)
 	c.checkBalances(want)
-	if got, err := c.rdb.HGet(ctx, record, "s").Result(); err != nil || got != "d" {
+	if got, err := recordState(ctx, c.rdb, record); err != nil || got != dedupe.StateDone {
 		t.Errorf("record %s after the move: %q, %v", record, got, err)
 	}
 }
