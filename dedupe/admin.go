@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -78,8 +77,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
 // inspectScript: KEYS[1] record; ARGV retention and slice ms. Reply {} no
-// record, {'h', ttl ms, fields} a record of its own, {'p', ttl ms, value}
-// a packed one.
+// record, {'h', ttl ms, fields} a record of its own, {'p', ttl ms, {fence,
+// attempts, fingerprint, result}} a packed one.
 var inspectScript = redis.NewScript(luaPacked + luaNow + `
 local all = redis.call('HGETALL', KEYS[1])
 if #all > 0 then return {'h', redis.call('PTTL', KEYS[1]), all} end
@@ -87,7 +86,8 @@ local base, id = packedBase(KEYS[1])
 if not base then return {} end
 local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
 if not v then return {} end
-return {'p', redis.call('PTTL', bucket), v}
+local f, a, fp, result = packedFields(v)
+return {'p', redis.call('PTTL', bucket), {f or '', a or '', fp or '', result or ''}}
 `)
 
 // Inspect implements Admin.
@@ -105,11 +105,10 @@ func (s *Redis) Inspect(ctx context.Context, key string) (Record, error) {
 	}
 	kind, _ := v[0].(string)
 	ttl, _ := v[1].(int64)
-	if kind == "p" {
-		value, _ := v[2].(string)
-		return packedRecord(key, value, time.Duration(ttl)*time.Millisecond)
-	}
 	flat, _ := v[2].([]any)
+	if kind == "p" {
+		return packedRecord(key, flat, time.Duration(ttl)*time.Millisecond)
+	}
 	f := make(map[string]string, len(flat)/2)
 	for i := 0; i+1 < len(flat); i += 2 {
 		f[fmt.Sprint(flat[i])] = fmt.Sprint(flat[i+1])
@@ -134,36 +133,35 @@ func hashRecord(key string, f map[string]string, ttl time.Duration) (Record, err
 	return r, nil
 }
 
-// packedRecord reads a packed done record: "<fence> <attempts>
-// <fingerprint>[ <result>]".
-func packedRecord(key, value string, ttl time.Duration) (Record, error) {
-	parts := strings.SplitN(value, " ", 4)
-	if len(parts) < 3 {
-		return Record{}, fmt.Errorf("%s: packed record %q is not fleet's", key, value)
+// packedRecord reads a packed done record from its fence, attempts,
+// fingerprint and result.
+func packedRecord(key string, fields []any, ttl time.Duration) (Record, error) {
+	var parts [4]string
+	for i := range min(len(fields), len(parts)) {
+		parts[i] = fmt.Sprint(fields[i])
 	}
 	r := Record{Key: key, State: StateDone, Fingerprint: parts[2], TTL: ttl}
 	var err1, err2 error
 	r.Fence, err1 = strconv.ParseInt(parts[0], 10, 64)
 	r.Attempts, err2 = strconv.Atoi(parts[1])
-	if err1 != nil || err2 != nil {
-		return Record{}, fmt.Errorf("%s: packed record %q is not fleet's", key, value)
+	if len(fields) != 4 || err1 != nil || err2 != nil {
+		return Record{}, fmt.Errorf("%s: a packed record that is not fleet's: %q", key, fields)
 	}
-	if len(parts) == 4 {
+	if parts[3] != "" {
 		r.Result = []byte(parts[3])
 	}
 	return r, nil
 }
 
 // forgetScript: KEYS[1] record; ARGV retention and slice ms. Deletes the
-// record, or overwrites its packed value with a tombstone (buckets never
-// shrink: packed.go). Reply 1 when there was a record.
+// record, of its own or packed. Reply 1 when there was one.
 var forgetScript = redis.NewScript(luaPacked + luaNow + `
 local n = redis.call('DEL', KEYS[1])
 local base, id = packedBase(KEYS[1])
 if base then
   local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
   if v then
-    redis.call('HSET', bucket, id, '')
+    redis.call('HDEL', bucket, id)
     n = 1
   end
 end

@@ -34,14 +34,14 @@
 // attempt count survive an expired lease.
 //
 // A done record is packed: the completion deletes the hash and writes its
-// fence, attempts, fingerprint and result as one field of a small hash of
-// its aggregate (packed.go):
+// fence, attempts, fingerprint and result as one field of a hash of its
+// aggregate and slice (packed.go):
 //
-//	fleet:idem:{<aggregate>}:~<slice>[.<path>]  <identity>  "<f> <a> <p>[ <r>]"
+//	fleet:idem:{<aggregate>}:~<slice>  <identity>  <fingerprint, fence, attempts[, result]>
 //
 // Redis holds events/s × retention of done records, and a hash of its own
-// costs about 230 bytes of used_memory where a packed record costs about
-// 50. A done record is kept at least a retention (and at most a retention
+// costs about 230 bytes of used_memory where a packed record costs 40 to
+// 90. A done record is kept at least a retention (and at most a retention
 // and a slice, half a retention by default) after it was done. A result
 // longer than a listpack value leaves the record done in place, keeping
 // only s, f, a, p and r.

@@ -11,33 +11,32 @@ import (
 // Redis holds events/s × retention of them, and a hash of its own costs
 // about 230 bytes of used_memory, most of it the key's own overhead (the
 // key, its entries in the keyspace and the expiry tables, the object). So
-// the completion that marks a record done moves it into a bucket: a small
-// hash of its aggregate, in the aggregate's slot, that Redis keeps as a
-// listpack:
+// the completion that marks a record done moves it into a bucket: a hash
+// of its aggregate, in the aggregate's slot, one field per record:
 //
-//	fleet:idem:{<aggregate>}:~<slice>            field <identity>
-//	fleet:idem:{<aggregate>}:~<slice>.<path>     value "<fence> <attempts> <fingerprint>[ <result>]"
+//	fleet:idem:{<aggregate>}:~<slice>   field <identity>   value <packed record>
 //
 // A slice is a stretch of the dedupe window (SliceKey): every record done
-// in it goes to its buckets, and they all expire together, a retention after
-// the slice ends. So a done record is kept at least a retention and at most
-// a retention and a slice after it was done, and a lookup reads the
-// buckets of the slices a retention back.
+// in it goes to its aggregate's bucket of that slice, which expires a
+// retention after the slice ends. So a done record is kept at least a
+// retention and at most a retention and a slice after it was done, and a
+// lookup reads the buckets of the slices a retention back: the newest with
+// one HGET, the older ones (most aggregates have none) with one EXISTS
+// first.
 //
-// A bucket holds at most packedCap entries (Redis's default
-// hash-max-listpack-entries): packedCap-1 records and, once it has them,
-// the field "+" that marks it full. A full bucket takes no new record: the
-// next goes one level down, into the bucket whose path is the next bit of
-// its identity (0 or 1), and so on. A lookup reads each bucket on the path
-// with one HMGET (the record and the mark) and stops at the first that is
-// not full. Buckets never shrink: a forgotten record is overwritten with
-// an empty value (a tombstone), which lookups step over. The last level
-// (packedDepth) has no mark and grows as it must. An aggregate with a handful of events in a slice has
-// one bucket; one with a million, about 2^13 on 13 levels.
+// Redis keeps a bucket of up to 128 records of up to 64 bytes as a
+// listpack, about 40 bytes a record, and a larger one as a hash table,
+// about 90 bytes a record with values of at most 12 bytes, which is why a
+// packed record is binary where it can be:
 //
-// Records that cannot be packed stay hashes of their own, done in place as
-// before: a result too long for a listpack value (packedMaxValue) or a key
-// that is no record key of the current layout.
+//	'#' <fingerprint, 8 bytes> <fence> ' ' <attempts> [' ' <result>]
+//	<fence> ' ' <attempts> ' ' <fingerprint> [' ' <result>]
+//
+// the first when the fingerprint is 16 lowercase hex digits (every
+// fingerprint fleet makes), the second otherwise. A record whose packed
+// value would pass packedMaxValue (a long result), whose fingerprint has a
+// space, or whose key is no record key of the current layout stays a hash
+// of its own, done in place as before.
 
 // SliceKey holds the length of a slice, in milliseconds: set by the first
 // store that loads (half its retention), read by every other one, and never
@@ -46,92 +45,75 @@ import (
 // it while records live loses them, unless the retention is the same.
 const SliceKey = "fleet:idem:slice"
 
-// The bucket bounds: packedCap is Redis's default hash-max-listpack-entries
-// and packedMaxValue its hash-max-listpack-value; past either, Redis turns
-// a bucket into a hash table, which costs twice the memory.
-const (
-	packedCap      = 128
-	packedMaxValue = 64
-	packedDepth    = 20
-)
+// packedMaxValue is Redis's default hash-max-listpack-value: a longer value
+// would turn its whole bucket into a hash table.
+const packedMaxValue = 64
 
 // luaPacked holds the bucket functions, shared by the scripts that read or
-// write done records; its first line is the bounds above (a test keeps
-// them the same).
+// write done records; its first line is the bound above (a test keeps them
+// the same).
 const luaPacked = `
-local PACKED_CAP, PACKED_MAX, PACKED_DEPTH = 128, 64, 20
-local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+local PACKED_MAX = 64
 -- packedBase returns the prefix of rec's buckets and rec's identity, or
 -- nil when rec is not a record key of the current layout.
 local function packedBase(rec)
   local n = #rec
   -- The bucket shares rec's hash tag only when the tag is not empty.
-  if n < 37 or string.sub(rec, 1, 12) ~= 'fleet:idem:{' or string.sub(rec, 13, 13) == '}' or string.sub(rec, n - 23, n - 22) ~= '}:' then
+  if n < 37 or string.sub(rec, n - 23, n - 22) ~= '}:' or string.sub(rec, 1, 13) == 'fleet:idem:{}' or string.sub(rec, 1, 12) ~= 'fleet:idem:{' then
     return nil
   end
   local id = string.sub(rec, n - 21)
-  if not string.match(id, '^[%w_%-]+$') then return nil end
+  if string.find(id, '[^%w_%-]') then return nil end
   return string.sub(rec, 1, n - 22) .. '~', id
 end
--- pathBit is bit d (from 1) of the identity's base64url digits.
-local function pathBit(id, d)
-  local c = math.floor((d - 1) / 6) + 1
-  local v = string.find(B64, string.sub(id, c, c), 1, true) - 1
-  return math.floor(v / 2 ^ (5 - (d - 1) % 6)) % 2
+-- The slices of this call, computed once: the newest's suffix, the older
+-- ones' (back a retention), and the newest's deadline.
+local sliceNewest, sliceOlder, sliceDeadline
+local function slices(now, retention, slice)
+  if not sliceNewest then
+    local s = math.floor(now / slice)
+    sliceNewest, sliceOlder, sliceDeadline = tostring(s), {}, (s + 1) * slice + retention
+    for o = s - 1, math.floor((now - retention) / slice), -1 do sliceOlder[#sliceOlder + 1] = tostring(o) end
+  end
 end
--- packedFind returns the packed value of id and its bucket, or nil: one
--- HMGET per bucket on its path (its record and the full mark), newest
--- slice first, and one EXISTS for all the older slices.
+-- packedFind returns the packed value of id and its bucket, or nil.
 local function packedFind(base, id, now, retention, slice)
-  local newest = math.floor(now / slice)
-  local oldest = math.floor((now - retention) / slice)
-  for s = newest, oldest, -1 do
-    if s == newest - 1 then
-      local older = {}
-      for o = s, oldest, -1 do older[#older + 1] = base .. o end
-      if redis.call('EXISTS', unpack(older)) == 0 then return nil end
-    end
-    local key, path = base .. s, ''
-    for d = 0, PACKED_DEPTH do
-      local r = redis.call('HMGET', key, id, '+')
-      if r[1] and r[1] ~= '' then return r[1], key end
-      if not r[2] then break end
-      path = path .. pathBit(id, d + 1)
-      key = base .. s .. '.' .. path
-    end
+  slices(now, retention, slice)
+  local key = base .. sliceNewest
+  local v = redis.call('HGET', key, id)
+  if v then return v, key end
+  local n = #sliceOlder
+  if n == 0 then return nil end
+  local older = {}
+  for i = 1, n do older[i] = base .. sliceOlder[i] end
+  if redis.call('EXISTS', unpack(older)) == 0 then return nil end
+  for i = 1, n do
+    v = redis.call('HGET', older[i], id)
+    if v then return v, older[i] end
   end
   return nil
 end
--- packedPut writes id's packed value into the current slice: into the
--- first bucket on its path that is not full, marking it full when it
--- reaches PACKED_CAP - 1 records (the mark, '+', is the last field), and
--- keeping the full ones above it alive as long.
+-- packedPut writes id's packed value into the current slice's bucket.
 local function packedPut(base, id, v, now, retention, slice)
-  local s = math.floor(now / slice)
-  local deadline = (s + 1) * slice + retention
-  local key, path = base .. s, ''
-  for d = 0, PACKED_DEPTH do
-    local n = redis.call('HLEN', key)
-    if n < PACKED_CAP or d == PACKED_DEPTH then
-      if redis.call('HSET', key, id, v) == 1 and n + 1 == PACKED_CAP - 1 and d < PACKED_DEPTH then
-        redis.call('HSET', key, '+', '')
-      end
-      redis.call('PEXPIREAT', key, deadline)
-      return
-    end
-    redis.call('PEXPIREAT', key, deadline)
-    path = path .. pathBit(id, d + 1)
-    key = base .. s .. '.' .. path
-  end
+  slices(now, retention, slice)
+  local key = base .. sliceNewest
+  redis.call('HSET', key, id, v)
+  redis.call('PEXPIREAT', key, sliceDeadline)
 end
 -- packedValue is the packed form of a done record, or nil when it cannot
--- be packed (too long for a listpack value, a fingerprint with a space, a
--- fence or an attempt count that is no number).
+-- be packed.
 local function packedValue(fence, attempts, fp, result)
   if not string.match(fence or '', '^%d+$') or not string.match(attempts or '', '^%d+$') or string.find(fp, ' ', 1, true) then
     return nil
   end
-  local v = fence .. ' ' .. attempts .. ' ' .. fp
+  local v
+  if #fp == 16 and not string.find(fp, '[^0-9a-f]') then
+    local hi, lo = tonumber(string.sub(fp, 1, 8), 16), tonumber(string.sub(fp, 9), 16)
+    v = '#' .. string.char(math.floor(hi / 16777216), math.floor(hi / 65536) % 256, math.floor(hi / 256) % 256, hi % 256,
+      math.floor(lo / 16777216), math.floor(lo / 65536) % 256, math.floor(lo / 256) % 256, lo % 256) .. fence .. ' ' .. attempts
+  else
+    v = fence .. ' ' .. attempts .. ' ' .. fp
+  end
   if result and result ~= '' then v = v .. ' ' .. result end
   if #v > PACKED_MAX then return nil end
   return v
@@ -139,6 +121,11 @@ end
 -- packedFields returns fence, attempts, fingerprint and result of a
 -- packed value.
 local function packedFields(v)
+  if string.sub(v, 1, 1) == '#' then
+    local fp = string.format('%02x%02x%02x%02x%02x%02x%02x%02x', string.byte(v, 2, 9))
+    local f, a, rest = string.match(v, '^(%d+) (%d+)(.*)$', 10)
+    return f, a, fp, string.sub(rest or '', 2)
+  end
   local f, a, rest = string.match(v, '^(%d+) (%d+) (.*)$')
   local sp = string.find(rest or '', ' ', 1, true)
   if not sp then return f, a, rest, '' end
@@ -147,8 +134,9 @@ end
 `
 
 // defaultSliceMS is the slice a store sets when there is none yet: half
-// its retention, so that a lookup reads three slices and a done record
-// is kept between one and one and a half retentions (1.25 on average).
+// its retention, so that a lookup reads at most three buckets and a done
+// record is kept between one and one and a half retentions (1.25 on
+// average).
 func defaultSliceMS(cfg Config) int64 { return max(cfg.Retention.Milliseconds()/2, 1) }
 
 // sliceScript: SET KEYS[1] to ARGV[1] unless it is set; reply its value.

@@ -300,7 +300,8 @@ func TestRedisRecordLayout(t *testing.T) {
 		t.Fatalf("buckets %q", buckets)
 	}
 	fields, _ := c.HGetAll(ctx, buckets[0]).Result()
-	if len(fields) != 1 || fields["SaVXVzEnuvP_ARWBzQmjfA"] != "1 1 0123456789abcdef" {
+	// '#', the fingerprint's 8 bytes, fence and attempts.
+	if len(fields) != 1 || fields["SaVXVzEnuvP_ARWBzQmjfA"] != "#\x01\x23\x45\x67\x89\xab\xcd\xef1 1" {
 		t.Fatalf("bucket %v", fields)
 	}
 	ttl, _ := c.PTTL(ctx, buckets[0]).Result()
