@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/alecthomas/kong"
+)
+
+// parseBench parses `fleet bench` arguments with the real struct tags.
+func parseBench(t *testing.T, args ...string) (*benchCmd, error) {
+	t.Helper()
+	var c cli
+	p, err := kong.New(&c, kong.Vars{"dev_topic": "payments"}, kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Parse(append([]string{"bench"}, args...))
+	return &c.Bench, err
+}
+
+func TestBenchStructuredFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args       []string
+		structured bool
+		share      float64
+	}{
+		{nil, false, 1},
+		{[]string{"--structured"}, true, 1},
+		{[]string{"--structured", "--mix", "0.25"}, true, 0.25},
+		{[]string{"--structured", "--mix", "0"}, true, 0},
+		{[]string{"--mix=1", "--structured"}, true, 1},
+	} {
+		c, err := parseBench(t, tt.args...)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if _, err := c.validate(); err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if c.Structured != tt.structured || c.share() != tt.share {
+			t.Errorf("%q: structured %v, share %v; want %v, %v", tt.args, c.Structured, c.share(), tt.structured, tt.share)
+		}
+	}
+}
+
+func TestBenchMixRefused(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--structured", "--mix", "1.5"}, "mix 1.5: a share between 0 and 1"},
+		{[]string{"--structured", "--mix=-0.1"}, "mix -0.1: a share between 0 and 1"},
+		{[]string{"--structured", "--mix", "NaN"}, "mix NaN: a share between 0 and 1"},
+		{[]string{"--structured", "--mix", "Inf"}, "mix +Inf: a share between 0 and 1"},
+		{[]string{"--mix", "0.5"}, "mix: only with --structured"},
+	} {
+		c, err := parseBench(t, tt.args...)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if _, err := c.validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want an error saying %q", tt.args, err, tt.want)
+		}
+		// Through the command line: one line, exit code 2, before any run.
+		err = Run(App{}, append([]string{"bench"}, tt.args...), io.Discard)
+		var ce configError
+		if !errors.As(err, &ce) || exitCode(err) != 2 || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("fleet bench %q: %v (exit %d), want a configuration error saying %q", tt.args, err, exitCode(err), tt.want)
+		}
+	}
+	for _, bad := range []string{"half", "", "1/2"} {
+		if _, err := parseBench(t, "--structured", "--mix", bad); err == nil || !strings.Contains(err.Error(), "--mix") {
+			t.Errorf("--mix %q: %v, want a parse error naming --mix", bad, err)
+		}
+	}
+}
+
+func TestBenchStructuredReport(t *testing.T) {
+	r := &benchReport{Events: 10, Messages: 11, Partitions: 1, StructuredShare: 0.5, StructuredVsBinary: 0.93,
+		Runs: []benchResult{{Name: "fleet", EventsPerSecond: 1000}, {Name: structuredRunName("fleet", 0.5), EventsPerSecond: 930}}}
+	var out bytes.Buffer
+	if err := r.print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"fleet 50% structured", "structured mode (50% of the events) / binary mode: 0.93x the events/s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if got := structuredRunName("fleet", 1); got != "fleet structured" {
+		t.Errorf("run name at share 1: %q", got)
+	}
+}
+
+func TestProfileName(t *testing.T) {
+	for group, want := range map[string]string{"fleet-17": "fleet", "latency-17": "latency", "http-17": "http",
+		"http-latency-17": "http-latency", "structured-17": "structured"} {
+		if got := profileName(group); got != want {
+			t.Errorf("profileName(%q) = %q, want %q", group, got, want)
+		}
+	}
+}
