@@ -53,7 +53,10 @@ func Decode(msg *kafka.Message) (handlers.Event, error) {
 }
 
 func isStructured(contentType string) bool {
-	if !strings.HasPrefix(contentType, StructuredContentType) {
+	switch {
+	case contentType == StructuredContentType:
+		return true // what ParseMediaType would say, without its map
+	case !strings.HasPrefix(contentType, StructuredContentType):
 		return false
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
