@@ -95,11 +95,13 @@ type benchReport struct {
 	HTTPAddedP50ms float64 `json:"http_added_latency_p50_ms,omitempty"`
 	HTTPAddedP99ms float64 `json:"http_added_latency_p99_ms,omitempty"`
 	// With --structured: the share of the structured run's events that
-	// were in structured mode (--mix), and that run's events/s over the
-	// binary run's.
-	StructuredShare    float64 `json:"structured_share,omitempty"`
-	StructuredVsBinary float64 `json:"structured_vs_binary,omitempty"`
-	BytesPerRecord     float64 `json:"redis_bytes_per_record"`
+	// were in structured mode (--mix), that run's events/s over the binary
+	// run's, and its worker's CPU time per event over the binary run's
+	// (on a shared machine, the CPU ratio moves less with what else runs).
+	StructuredShare       float64 `json:"structured_share,omitempty"`
+	StructuredVsBinary    float64 `json:"structured_vs_binary,omitempty"`
+	StructuredCPUVsBinary float64 `json:"structured_vs_binary_cpu_per_event,omitempty"`
+	BytesPerRecord        float64 `json:"redis_bytes_per_record"`
 }
 
 func (c *benchCmd) Run() error {
@@ -256,7 +258,7 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 			return nil, err
 		}
 		report.Runs = append(report.Runs, s)
-		report.StructuredShare, report.StructuredVsBinary = c.share(), s.EventsPerSecond/f.EventsPerSecond
+		report.compareStructured(c.share(), f, s)
 	}
 	report.BytesPerRecord = recordBytes(ctx, rdb, "fleet:idem:*")
 	if len(c.Brokers) == 0 {
@@ -659,7 +661,8 @@ func (r *benchReport) print(w io.Writer) error {
 		fmt.Fprintf(w, "fleet / naive: %.1fx\n", r.Speedup)
 	}
 	if r.StructuredVsBinary > 0 {
-		fmt.Fprintf(w, "structured mode (%.0f%% of the events) / binary mode: %.2fx the events/s\n", r.StructuredShare*100, r.StructuredVsBinary)
+		fmt.Fprintf(w, "structured mode (%.0f%% of the events) / binary mode: %.2fx the events/s, %.2fx the worker's CPU time per event\n",
+			r.StructuredShare*100, r.StructuredVsBinary, r.StructuredCPUVsBinary)
 	}
 	for _, x := range r.Runs {
 		if x.Retried > 0 {

@@ -69,3 +69,15 @@ func structuredRunName(binary string, share float64) string {
 	}
 	return fmt.Sprintf("%s %.0f%% structured", binary, share*100)
 }
+
+// compareStructured sets r's ratios of the structured run s to the binary
+// run b, whose events were in structured mode for a share of them.
+func (r *benchReport) compareStructured(share float64, b, s benchResult) {
+	r.StructuredShare = share
+	if b.EventsPerSecond > 0 {
+		r.StructuredVsBinary = s.EventsPerSecond / b.EventsPerSecond
+	}
+	if b.CPUSeconds > 0 && b.Events > 0 && s.Events > 0 {
+		r.StructuredCPUVsBinary = (s.CPUSeconds / float64(s.Events)) / (b.CPUSeconds / float64(b.Events))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"strings"
 	"testing"
 
@@ -80,13 +81,19 @@ func TestBenchMixRefused(t *testing.T) {
 }
 
 func TestBenchStructuredReport(t *testing.T) {
-	r := &benchReport{Events: 10, Messages: 11, Partitions: 1, StructuredShare: 0.5, StructuredVsBinary: 0.93,
-		Runs: []benchResult{{Name: "fleet", EventsPerSecond: 1000}, {Name: structuredRunName("fleet", 0.5), EventsPerSecond: 930}}}
+	binary := benchResult{Name: "fleet", Events: 1000, EventsPerSecond: 1000, CPUSeconds: 2}
+	structured := benchResult{Name: structuredRunName("fleet", 0.5), Events: 1000, EventsPerSecond: 930, CPUSeconds: 2.2}
+	r := &benchReport{Events: 10, Messages: 11, Partitions: 1, Runs: []benchResult{binary, structured}}
+	r.compareStructured(0.5, binary, structured)
+	if r.StructuredShare != 0.5 || r.StructuredVsBinary != 0.93 || math.Abs(r.StructuredCPUVsBinary-1.1) > 1e-9 {
+		t.Fatalf("share %v, events/s ratio %v, CPU ratio %v; want 0.5, 0.93, 1.1", r.StructuredShare, r.StructuredVsBinary, r.StructuredCPUVsBinary)
+	}
 	var out bytes.Buffer
 	if err := r.print(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"fleet 50% structured", "structured mode (50% of the events) / binary mode: 0.93x the events/s"} {
+	for _, want := range []string{"fleet 50% structured",
+		"structured mode (50% of the events) / binary mode: 0.93x the events/s, 1.10x the worker's CPU time per event"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
