@@ -2,9 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -108,6 +112,39 @@ func TestProfileName(t *testing.T) {
 		"http-latency-17": "http-latency", "structured-17": "structured"} {
 		if got := profileName(group); got != want {
 			t.Errorf("profileName(%q) = %q, want %q", group, got, want)
+		}
+	}
+}
+
+// TestBenchStructured: fleet bench --structured --mix runs fleet on the
+// mixed stream after the binary run, every message finished, and reports
+// both ratios and the run's profiles.
+func TestBenchStructured(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three worker processes")
+	}
+	prof := t.TempDir()
+	out, err := exec.Command(binary, "bench", "--events", "2000", "--accounts", "50", "--partitions", "4", "--latency-for", "1s",
+		"--latency-rate", "1000", "--no-naive", "--structured", "--mix", "0.5", "--profile", prof, "--json").Output()
+	if err != nil {
+		t.Fatalf("fleet bench: %v", err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("bench JSON: %v\n%s", err, out)
+	}
+	if len(r.Runs) != 3 || r.Runs[0].Name != "fleet" || r.Runs[1].Name != "fleet 50% structured" {
+		t.Fatalf("runs: %+v", r.Runs)
+	}
+	if s := r.Runs[1]; s.Events != r.Messages || s.EventsPerSecond <= 0 || s.CPUSeconds <= 0 {
+		t.Errorf("structured run: %d of %d messages, %v events/s, %v CPU s", s.Events, r.Messages, s.EventsPerSecond, s.CPUSeconds)
+	}
+	if r.StructuredShare != 0.5 || r.StructuredVsBinary <= 0 || r.StructuredCPUVsBinary <= 0 {
+		t.Errorf("share %v, ratios %v and %v", r.StructuredShare, r.StructuredVsBinary, r.StructuredCPUVsBinary)
+	}
+	for _, name := range []string{"fleet.cpu.pprof", "structured.cpu.pprof", "structured.heap.pprof", "latency.cpu.pprof"} {
+		if fi, err := os.Stat(filepath.Join(prof, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
 		}
 	}
 }
