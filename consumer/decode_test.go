@@ -92,14 +92,3 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
-
-func BenchmarkDecodeBinary(b *testing.B) {
-	m := binaryMsg("ce_specversion", "1.0", "ce_id", "4f6c1d2e-8a9b-4c3d-9e0f-112233445566", "ce_source", "payments-api",
-		"ce_type", "payment.captured", "ce_time", "2026-11-24T10:00:00Z", "content-type", "application/json")
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(&m); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -13,7 +13,8 @@
 //
 //	intake.go     fetch, wait for a retry tier's not-before time, collect a batch
 //	              (budget.go: the byte budget; a slot per event in flight)
-//	dispatch.go   decode (decode.go), check the limits (limits.go), route;
+//	dispatch.go   decode (decode.go; structured mode: structured.go), check the
+//	              limits (limits.go), route;
 //	claims.go     claim the batch in one store round trip (groupcommit.go
 //	              gathers every partition's claims into one)
 //	keyqueue.go   one key's events in offset order, keys in parallel, run by

@@ -40,7 +40,7 @@ type benchCmd struct {
 	Lanes       int      `default:"0" help:"fleet: key-ordered lanes per partition (0: the engine's default)."`
 	BatchSize   int      `default:"0" help:"fleet: events claimed in one round trip (0: the engine's default)."`
 	MaxInFlight int      `default:"0" help:"fleet: in-flight events per partition (0: the engine's default)."`
-	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run; http.* and http-latency.* for the runs of --http-handler)."`
+	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run; http.* and http-latency.* for the runs of --http-handler; structured.* for the run of --structured)."`
 	Brokers     []string `sep:"," help:"Use these brokers instead of an embedded one."`
 	Redis       string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
 	Replicas    int      `name:"redis-replicas" default:"0" help:"Give the private Redis this many replicas, and have fleet wait for them after every completion batch (--redis-min-replicas): the cost of a failover that loses nothing."`
@@ -49,6 +49,8 @@ type benchCmd struct {
 	LatencyRate float64  `default:"20000" help:"Events per second the latency phase publishes: half of the 40,000 events/s target (0: half the throughput just measured)."`
 	FailOnce    float64  `name:"fail-once" default:"0" help:"Share of events whose handler fails once in fleet's throughput run (with one attempt in place, so that they go to the first retry tier, 1 s): the events behind them on their key are parked and run after them (--retry-order key); the run reports the parked events and the most keys gated at once."`
 	HTTPHandler bool     `name:"http-handler" help:"Also run fleet with the ledger served over HTTP by a local endpoint (--http-handler), and report its events/s and the latency it adds per event."`
+	Structured  bool     `help:"Also run fleet on the same stream in structured mode (each event one JSON object, content-type application/cloudevents+json), right after the binary run, and report both and their ratio."`
+	Mix         *float64 `placeholder:"SHARE" help:"With --structured: the share of the events (0 to 1) that its run publishes in structured mode, the others in binary mode as in the binary run (default: 1, all)."`
 	JSON        bool     `name:"json" help:"Print the results as JSON."`
 
 	rdb *redis.Client // the run's Redis, to read its CPU time
@@ -92,33 +94,26 @@ type benchReport struct {
 	// HTTP adds to the produce-to-done latency at half load (--http-handler).
 	HTTPAddedP50ms float64 `json:"http_added_latency_p50_ms,omitempty"`
 	HTTPAddedP99ms float64 `json:"http_added_latency_p99_ms,omitempty"`
-	BytesPerRecord float64 `json:"redis_bytes_per_record"`
+	// With --structured: the share of the structured run's events that
+	// were in structured mode (--mix), that run's events/s over the binary
+	// run's, and its worker's CPU time per event over the binary run's
+	// (on a shared machine, the CPU ratio moves less with what else runs).
+	StructuredShare       float64 `json:"structured_share,omitempty"`
+	StructuredVsBinary    float64 `json:"structured_vs_binary,omitempty"`
+	StructuredCPUVsBinary float64 `json:"structured_vs_binary_cpu_per_event,omitempty"`
+	BytesPerRecord        float64 `json:"redis_bytes_per_record"`
 	// UsedMemoryPerRecord is the used_memory of the fleet run's records,
 	// divided by them (the unique events): the bill of a dedupe window,
 	// allocator overhead and all. Only with the private Redis, whose
-	// records it deletes to measure them.
+	// records it deletes to measure them (before the structured run, so
+	// that only the binary run's are counted).
 	UsedMemoryPerRecord float64 `json:"redis_used_memory_per_done_record"`
 }
 
 func (c *benchCmd) Run() error {
-	latencyFor, err := time.ParseDuration(c.LatencyFor)
-	switch {
-	case err != nil || latencyFor <= 0:
-		return configError{fmt.Errorf("latency-for %q: a positive duration", c.LatencyFor)}
-	case c.Partitions > 1024:
-		return configError{fmt.Errorf("partitions %d: at most 1024", c.Partitions)}
-	case c.Events < 1 || c.Accounts < 1 || c.Partitions < 1:
-		return configError{errors.New("events, accounts and partitions must be at least 1")}
-	case c.Duplicates < 0 || c.Duplicates > 1:
-		return configError{fmt.Errorf("duplicates %v: must be between 0 and 1", c.Duplicates)}
-	case c.Lanes < 0 || c.BatchSize < 0 || c.MaxInFlight < 0:
-		return configError{errors.New("lanes, batch size and max in flight must not be negative (0: the engine's default)")}
-	case c.Replicas < 0 || (c.Replicas > 0 && c.Redis != ""):
-		return configError{errors.New("redis-replicas: not negative, and only with the private Redis (no --redis)")}
-	case c.FailOnce < 0 || c.FailOnce > 0.5:
-		return configError{fmt.Errorf("fail-once %v: must be between 0 and 0.5", c.FailOnce)}
-	case c.LatencyRate < 0:
-		return configError{fmt.Errorf("latency-rate %v: must not be negative (0: half the measured throughput)", c.LatencyRate)}
+	latencyFor, err := c.validate()
+	if err != nil {
+		return configError{err}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -134,11 +129,42 @@ func (c *benchCmd) Run() error {
 	return report.print(os.Stdout)
 }
 
+// validate checks the flags, and returns how long the latency phase
+// publishes.
+func (c *benchCmd) validate() (time.Duration, error) {
+	latencyFor, err := time.ParseDuration(c.LatencyFor)
+	switch {
+	case err != nil || latencyFor <= 0:
+		return 0, fmt.Errorf("latency-for %q: a positive duration", c.LatencyFor)
+	case c.Partitions > 1024:
+		return 0, fmt.Errorf("partitions %d: at most 1024", c.Partitions)
+	case c.Events < 1 || c.Accounts < 1 || c.Partitions < 1:
+		return 0, errors.New("events, accounts and partitions must be at least 1")
+	case c.Duplicates < 0 || c.Duplicates > 1:
+		return 0, fmt.Errorf("duplicates %v: must be between 0 and 1", c.Duplicates)
+	case c.Lanes < 0 || c.BatchSize < 0 || c.MaxInFlight < 0:
+		return 0, errors.New("lanes, batch size and max in flight must not be negative (0: the engine's default)")
+	case c.Replicas < 0 || (c.Replicas > 0 && c.Redis != ""):
+		return 0, errors.New("redis-replicas: not negative, and only with the private Redis (no --redis)")
+	case c.FailOnce < 0 || c.FailOnce > 0.5:
+		return 0, fmt.Errorf("fail-once %v: must be between 0 and 0.5", c.FailOnce)
+	case c.LatencyRate < 0:
+		return 0, fmt.Errorf("latency-rate %v: must not be negative (0: half the measured throughput)", c.LatencyRate)
+	}
+	if _, err := c.structuredShare(); err != nil {
+		return 0, err
+	}
+	return latencyFor, nil
+}
+
 func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress io.Writer) (*benchReport, error) {
 	brokers := c.Brokers
 	topics := []string{"bench-naive", "bench-fleet", "bench-latency"}
 	if c.HTTPHandler {
 		topics = append(topics, benchHTTPTopic, benchHTTPLatencyTopic)
+	}
+	if c.Structured {
+		topics = append(topics, benchStructuredTopic)
 	}
 	if len(brokers) == 0 {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.Partitions), topics...) /* #nosec G115 -- checked: 1 to 1024 */, kfake.AllowAutoTopicCreation())
@@ -174,7 +200,11 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	if c.Redis == "" {
 		// Each phase leaves at most a key per event (the naive loop's
 		// markers, fleet's records), and the balances.
-		keys := 3*c.Events + c.Accounts + 1024
+		phases := 3
+		if c.Structured {
+			phases++
+		}
+		keys := phases*c.Events + c.Accounts + 1024
 		fmt.Fprintf(progress, "sizing the private Redis's keyspace for %d keys\n", keys)
 		if err := presize(ctx, rdb, keys); err != nil {
 			return nil, fmt.Errorf("size the private Redis: %w", err)
@@ -189,15 +219,23 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	msgs := stream.Valid
 	report := &benchReport{Events: c.Events, Messages: len(msgs), Duplicates: c.Duplicates, Partitions: c.Partitions}
 
-	load := topics[1:2]
+	load := []string{topics[1]}
 	if !c.NoNaive {
-		load = topics[:2]
+		load = topics[:2:2]
 	}
 	for _, topic := range load {
 		fmt.Fprintf(progress, "loading %d messages into %s\n", len(msgs), topic)
 		if err := produce(ctx, brokers, topic, msgs, progress); err != nil {
 			return nil, err
 		}
+	}
+	if c.Structured {
+		// Loaded with the others, so that both runs read from a broker
+		// holding the same.
+		if err := c.loadStructured(ctx, brokers, msgs, progress); err != nil {
+			return nil, err
+		}
+		load = append(load, benchStructuredTopic)
 	}
 	if !c.NoNaive {
 		fmt.Fprintln(progress, "running the naive loop")
@@ -227,6 +265,14 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 			return nil, fmt.Errorf("measure the records' memory: %w", err)
 		}
 		report.UsedMemoryPerRecord = float64(bytes) / float64(c.Events)
+	}
+	if c.Structured {
+		s, err := c.benchStructured(ctx, brokers, redisURL, run, f, progress, failOnce...)
+		if err != nil {
+			return nil, err
+		}
+		report.Runs = append(report.Runs, s)
+		report.compareStructured(c.share(), f, s)
 	}
 	if len(c.Brokers) == 0 {
 		// The loaded topics are done with: deleting them lets the embedded
@@ -291,7 +337,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	}
 	args = append(args, extra...)
 	if mode == "fleet" && c.Profile != "" {
-		args = append(args, "--profile", filepath.Join(c.Profile, profileName(feed != nil, len(extra) > 0)))
+		args = append(args, "--profile", filepath.Join(c.Profile, profileName(group)))
 	}
 	cmd := workerCommand(ctx, exe, args, redisURL)
 	var stdout, stderr bytes.Buffer
@@ -368,20 +414,13 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	return r, nil
 }
 
-// profileName names a fleet run's profiles: fleet, latency, and http and
-// http-latency for the runs over HTTP.
-func profileName(latency, overHTTP bool) string {
-	name := "fleet"
-	if latency {
-		name = "latency"
+// profileName names a fleet run's profiles after its consumer group, less
+// the run's tag: fleet, latency, http, http-latency, structured.
+func profileName(group string) string {
+	if i := strings.LastIndexByte(group, '-'); i > 0 {
+		return group[:i]
 	}
-	if overHTTP {
-		name = "http"
-		if latency {
-			name = "http-latency"
-		}
-	}
-	return name
+	return group
 }
 
 // onlySuccesses refuses a run in which an event did not succeed: the bench
@@ -693,8 +732,15 @@ func (r *benchReport) print(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if r.Speedup > 0 || r.StructuredVsBinary > 0 {
+		fmt.Fprintln(w)
+	}
 	if r.Speedup > 0 {
-		fmt.Fprintf(w, "\nfleet / naive: %.1fx\n", r.Speedup)
+		fmt.Fprintf(w, "fleet / naive: %.1fx\n", r.Speedup)
+	}
+	if r.StructuredVsBinary > 0 {
+		fmt.Fprintf(w, "structured mode (%.0f%% of the events) / binary mode: %.2fx the events/s, %.2fx the worker's CPU time per event\n",
+			r.StructuredShare*100, r.StructuredVsBinary, r.StructuredCPUVsBinary)
 	}
 	for _, x := range r.Runs {
 		if x.Retried > 0 {
