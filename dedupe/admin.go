@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,13 +77,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// inspectScript: KEYS[1] record; ARGV retention and slice ms. Reply {} no
+// inspectScript: KEYS[1] record; ARGV lookback and slice ms (adminSlice). Reply {} no
 // record, {'h', ttl ms, fields} a record of its own, {'p', ttl ms, {fence,
 // attempts, fingerprint, result}} a packed one.
 var inspectScript = redis.NewScript(luaPacked + luaNow + `
 local all = redis.call('HGETALL', KEYS[1])
 if #all > 0 then return {'h', redis.call('PTTL', KEYS[1]), all} end
-local base, id = packedBase(KEYS[1])
+local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
 if not base then return {} end
 local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
 if not v then return {} end
@@ -92,11 +93,11 @@ return {'p', redis.call('PTTL', bucket), {f or '', a or '', fp or '', result or 
 
 // Inspect implements Admin.
 func (s *Redis) Inspect(ctx context.Context, key string) (Record, error) {
-	slice, err := s.slice(ctx)
+	lookback, slice, err := s.adminSlice(ctx, key)
 	if err != nil {
 		return Record{}, err
 	}
-	v, err := inspectScript.Run(ctx, s.c, []string{key}, s.retentionMS, slice).Slice()
+	v, err := inspectScript.Run(ctx, s.c, []string{key}, lookback, slice).Slice()
 	if err != nil {
 		return Record{}, fmt.Errorf("inspect %s: %w", key, err)
 	}
@@ -114,6 +115,39 @@ func (s *Redis) Inspect(ctx context.Context, key string) (Record, error) {
 		f[fmt.Sprint(flat[i])] = fmt.Sprint(flat[i+1])
 	}
 	return hashRecord(key, f, time.Duration(ttl)*time.Millisecond)
+}
+
+// adminLookback is how far back an operator's tool looks for a packed
+// record: further than any retention a worker is likely to run with, since
+// the tool does not know theirs (it reads at most 4,096 slices).
+const adminLookback = 90 * 24 * time.Hour
+
+// adminSlice returns the lookback and slice for an operator's call on key:
+// the slice this store packs with, or else as the workers set it, never
+// setting it (0 when there is none, or on a Redis Cluster: then no record
+// is packed). A bucket, or any
+// key that is not a record's, is refused: forgetting a bucket would forget
+// every record in it.
+func (s *Redis) adminSlice(ctx context.Context, key string) (lookback int64, slice int64, err error) {
+	if isBucketKey(key) || !strings.HasPrefix(key, recordPrefix) {
+		return 0, 0, fmt.Errorf("%w: %q is not the key of an idempotency record", ErrInvalid, key)
+	}
+	lookback = max(adminLookback, s.cfg.Retention).Milliseconds()
+	if _, cluster := s.c.(*redis.ClusterClient); cluster {
+		return lookback, 0, nil
+	}
+	if ms := s.sliceMS.Load(); ms > 0 {
+		return lookback, ms, nil // this store's, as it packs
+	}
+	v, err := s.c.Get(ctx, SliceKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return lookback, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", SliceKey, err)
+	}
+	slice, err = parseSlice(v)
+	return lookback, slice, err
 }
 
 // hashRecord reads a record of its own, from its fields.
@@ -153,11 +187,11 @@ func packedRecord(key string, fields []any, ttl time.Duration) (Record, error) {
 	return r, nil
 }
 
-// forgetScript: KEYS[1] record; ARGV retention and slice ms. Deletes the
+// forgetScript: KEYS[1] record; ARGV lookback and slice ms (adminSlice). Deletes the
 // record, of its own or packed. Reply 1 when there was one.
 var forgetScript = redis.NewScript(luaPacked + luaNow + `
 local n = redis.call('DEL', KEYS[1])
-local base, id = packedBase(KEYS[1])
+local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
 if base then
   local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
   if v then
@@ -170,20 +204,20 @@ return n
 
 // Forget implements Admin.
 func (s *Redis) Forget(ctx context.Context, key string) (bool, error) {
-	slice, err := s.slice(ctx)
+	lookback, slice, err := s.adminSlice(ctx, key)
 	if err != nil {
 		return false, err
 	}
-	n, err := forgetScript.Run(ctx, s.c, []string{key}, s.retentionMS, slice).Int()
+	n, err := forgetScript.Run(ctx, s.c, []string{key}, lookback, slice).Int()
 	return n > 0, err
 }
 
-// resetScript: KEYS[1] record; ARGV retention and slice ms. Reply 1 reset,
+// resetScript: KEYS[1] record; ARGV lookback and slice ms (adminSlice). Reply 1 reset,
 // 0 no record, -1 done.
 var resetScript = redis.NewScript(luaPacked + luaNow + `
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then
-  local base, id = packedBase(KEYS[1])
+  local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
   if base and packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2])) then return -1 end
   return 0
 end
@@ -194,11 +228,11 @@ return 1
 
 // ResetAttempts implements Admin.
 func (s *Redis) ResetAttempts(ctx context.Context, key string) (bool, error) {
-	slice, err := s.slice(ctx)
+	lookback, slice, err := s.adminSlice(ctx, key)
 	if err != nil {
 		return false, err
 	}
-	n, err := resetScript.Run(ctx, s.c, []string{key}, s.retentionMS, slice).Int()
+	n, err := resetScript.Run(ctx, s.c, []string{key}, lookback, slice).Int()
 	return n == 1, err
 }
 

@@ -120,7 +120,7 @@ const (
 const parkScript = luaPacked + `
 local rec = redis.call('HMGET', KEYS[3], 's', 'p')
 if not rec[1] then
-  local base, id = packedBase(KEYS[3])
+  local base, id = packedBase(KEYS[3], tonumber(ARGV[6]))
   if base then
     local t = redis.call('TIME')
     local v = packedFind(base, id, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[5]), tonumber(ARGV[6]))

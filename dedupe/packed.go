@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Packed done records (doc.go, "Record layout"). A done record is the bill:
@@ -37,6 +40,18 @@ import (
 // value would pass packedMaxValue (a long result), whose fingerprint has a
 // space, or whose key is no record key of the current layout stays a hash
 // of its own, done in place as before.
+//
+// On a Redis Cluster no record is packed (the scripts get slice 0): while
+// a slot migrates, Redis keeps a script's view whole only for the keys it
+// declares, and a record's buckets depend on the Redis clock, which the
+// caller does not read. Declaring them is the next step.
+//
+// The checks that keep a bucket whole: a completion looks at the type of
+// its bucket before its first write (a script is not rolled back); a
+// bucket's time to live only ever grows, so that a store with a shorter
+// retention does not cut the records of one with a longer one; a lookup
+// also reads the next slice's bucket, in case the Redis clock stepped back
+// over a slice's end; and an operator's tools never set the slice.
 
 // SliceKey holds the length of a slice, in milliseconds: set by the first
 // store that loads (half its retention), read by every other one, and never
@@ -55,50 +70,64 @@ const packedMaxValue = 64
 const luaPacked = `
 local PACKED_MAX = 64
 -- packedBase returns the prefix of rec's buckets and rec's identity, or
--- nil when rec is not a record key of the current layout.
-local function packedBase(rec)
+-- nil when rec is not a record key of the current layout, or when records
+-- are not packed (slice 0: a Redis Cluster, see packed.go).
+local function packedBase(rec, slice)
   local n = #rec
   -- The bucket shares rec's hash tag only when the tag is not empty.
-  if n < 37 or string.sub(rec, n - 23, n - 22) ~= '}:' or string.sub(rec, 1, 13) == 'fleet:idem:{}' or string.sub(rec, 1, 12) ~= 'fleet:idem:{' then
+  if slice == 0 or n < 37 or string.sub(rec, n - 23, n - 22) ~= '}:' or string.sub(rec, 1, 13) == 'fleet:idem:{}' or
+      string.sub(rec, 1, 12) ~= 'fleet:idem:{' then
     return nil
   end
   local id = string.sub(rec, n - 21)
   if string.find(id, '[^%w_%-]') then return nil end
   return string.sub(rec, 1, n - 22) .. '~', id
 end
--- The slices of this call, computed once: the newest's suffix, the older
--- ones' (back a retention), and the newest's deadline.
-local sliceNewest, sliceOlder, sliceDeadline
-local function slices(now, retention, slice)
+-- The slices of this call, computed once: the current one's suffix, the
+-- others' a lookup reads (the next one, in case the clock stepped back,
+-- and those back a lookback), and the current one's deadline.
+local sliceNewest, sliceOthers, sliceDeadline
+local function slices(now, lookback, slice, retention)
   if not sliceNewest then
     local s = math.floor(now / slice)
-    sliceNewest, sliceOlder, sliceDeadline = tostring(s), {}, (s + 1) * slice + retention
-    for o = s - 1, math.floor((now - retention) / slice), -1 do sliceOlder[#sliceOlder + 1] = tostring(o) end
+    sliceNewest, sliceOthers, sliceDeadline = tostring(s), {tostring(s + 1)}, (s + 1) * slice + retention
+    for o = s - 1, math.max(math.floor((now - lookback) / slice), s - 4096), -1 do sliceOthers[#sliceOthers + 1] = tostring(o) end
   end
 end
--- packedFind returns the packed value of id and its bucket, or nil.
-local function packedFind(base, id, now, retention, slice)
-  slices(now, retention, slice)
+-- packedFind returns the packed value of id and its bucket, or nil: one
+-- HGET of the current slice's bucket, then one EXISTS of the others'
+-- (most aggregates have none) and an HGET of each that exists.
+local function packedFind(base, id, now, lookback, slice)
+  slices(now, lookback, slice, lookback)
   local key = base .. sliceNewest
   local v = redis.call('HGET', key, id)
   if v then return v, key end
-  local n = #sliceOlder
-  if n == 0 then return nil end
-  local older = {}
-  for i = 1, n do older[i] = base .. sliceOlder[i] end
-  if redis.call('EXISTS', unpack(older)) == 0 then return nil end
-  for i = 1, n do
-    v = redis.call('HGET', older[i], id)
-    if v then return v, older[i] end
+  local others = {}
+  for i = 1, #sliceOthers do others[i] = base .. sliceOthers[i] end
+  if redis.call('EXISTS', unpack(others)) == 0 then return nil end
+  for i = 1, #others do
+    v = redis.call('HGET', others[i], id)
+    if v then return v, others[i] end
   end
   return nil
 end
--- packedPut writes id's packed value into the current slice's bucket.
-local function packedPut(base, id, v, now, retention, slice)
-  slices(now, retention, slice)
+-- packedBucket returns the current slice's bucket of base, or nil and the
+-- reason when it holds something other than a hash: checked before a
+-- completion writes anything, since a script is not rolled back.
+local function packedBucket(base, now, retention, slice)
+  slices(now, retention, slice, retention)
   local key = base .. sliceNewest
-  redis.call('HSET', key, id, v)
-  redis.call('PEXPIREAT', key, sliceDeadline)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'hash' and t ~= 'none' then return nil, key .. ' holds a ' .. t .. ', not a bucket of done records' end
+  return key
+end
+-- packedPut writes id's packed value into bucket, and makes the bucket
+-- live until the current slice's deadline, never shorter: a store with a
+-- shorter retention must not cut the records of one with a longer one.
+local function packedPut(bucket, id, v, now)
+  redis.call('HSET', bucket, id, v)
+  local ttl = redis.call('PTTL', bucket)
+  if ttl < 0 or now + ttl < sliceDeadline then redis.call('PEXPIREAT', bucket, sliceDeadline) end
 end
 -- packedValue is the packed form of a done record, or nil when it cannot
 -- be packed.
@@ -145,34 +174,68 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 `
 
-// readSlice reads (or sets) SliceKey.
+// maxSlicesPerRetention bounds the slices a lookup reads: a slice set by a
+// first worker with a much shorter retention (a trial) would make every
+// claim read thousands of buckets.
+const maxSlicesPerRetention = 32
+
+// readSlice reads (or sets) SliceKey. On a Redis Cluster records are not
+// packed (slice 0): a script may only touch the keys it declares while a
+// slot migrates, and a record's buckets depend on the Redis clock.
 func (s *Redis) readSlice(ctx context.Context) error {
+	if _, cluster := s.c.(*redis.ClusterClient); cluster {
+		s.sliceMS.Store(-1)
+		return nil
+	}
 	v, err := s.sliceLua.Run(ctx, s.c, []string{SliceKey}, defaultSliceMS(s.cfg)).Text()
 	if err != nil {
 		return fmt.Errorf("read %s: %w", SliceKey, err)
 	}
-	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || ms <= 0 {
-		return fmt.Errorf("read %s: %q is not a positive number of milliseconds", SliceKey, v)
+	ms, err := parseSlice(v)
+	if err != nil {
+		return err
+	}
+	if n := s.cfg.Retention.Milliseconds() / ms; n > maxSlicesPerRetention {
+		return fmt.Errorf("%s is %v, set by the first worker on this Redis (half its retention): a retention of %v spans %d slices, and a claim would read a bucket of each (at most %d); if the records of that first retention no longer matter, delete %s and start again",
+			SliceKey, time.Duration(ms)*time.Millisecond, s.cfg.Retention, n, maxSlicesPerRetention, SliceKey)
 	}
 	s.sliceMS.Store(ms)
 	return nil
 }
 
-// slice returns the slice as a script argument, reading it first if no
-// Load has.
+// parseSlice reads the value of SliceKey: a positive number of
+// milliseconds, as the scripts accept it (at most 16 digits).
+func parseSlice(v string) (int64, error) {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 || len(v) > 16 || strconv.FormatInt(ms, 10) != v {
+		return 0, fmt.Errorf("%s holds %q, not a positive number of milliseconds", SliceKey, v)
+	}
+	return ms, nil
+}
+
+// slice returns the slice as a script argument (0: records are not
+// packed), reading it first if no Load has.
 func (s *Redis) slice(ctx context.Context) (int64, error) {
-	if ms := s.sliceMS.Load(); ms > 0 {
-		return ms, nil
+	if ms := s.sliceMS.Load(); ms != 0 {
+		return max(ms, 0), nil
 	}
 	if err := s.readSlice(ctx); err != nil {
 		return 0, err
 	}
-	return s.sliceMS.Load(), nil
+	return max(s.sliceMS.Load(), 0), nil
 }
 
-// isBucketKey reports whether key is a bucket of packed records.
+// isBucketKey reports whether key is a bucket of packed records:
+// fleet:idem:{<aggregate>}:~<slice>.
 func isBucketKey(key string) bool {
 	i := strings.LastIndex(key, "}:~")
-	return strings.HasPrefix(key, recordPrefix) && i > len(recordPrefix)
+	if !strings.HasPrefix(key, recordPrefix) || i <= len(recordPrefix) || i+3 == len(key) {
+		return false
+	}
+	for _, c := range []byte(key[i+3:]) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -19,7 +19,7 @@ func TestPackedBoundsMatchTheScripts(t *testing.T) {
 func TestIsBucketKey(t *testing.T) {
 	for key, want := range map[string]bool{
 		"fleet:idem:{acct-1}:~20551":                 true,
-		"fleet:idem:{acct-1}:~20551.0110":            true,
+		"fleet:idem:{acct-1}:~20551.0110":            false,
 		"fleet:idem:{a}:~b}:~20551":                  true,
 		"fleet:idem:{acct-1}:SaVXVzEnuvP_ARWBzQmjfA": false,
 		"fleet:idem:{}:~1":                           false,

@@ -109,7 +109,7 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // nothing.
 const claimScript = luaMS + luaPacked + `
 local n = #KEYS / 3
-if not ms(ARGV[1]) or not ms(ARGV[2]) or not ms(ARGV[4]) or #KEYS % 3 ~= 0 or #ARGV ~= 4 + 3 * n then
+if not ms(ARGV[1]) or not ms(ARGV[2]) or not (ARGV[4] == '0' or ms(ARGV[4])) or #KEYS % 3 ~= 0 or #ARGV ~= 4 + 3 * n then
   return redis.error_reply('ERR fleet claim: malformed batch')
 end
 local lease, retention, touch, slice = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', tonumber(ARGV[4])
@@ -187,7 +187,7 @@ local function claim(key, prev, gate, owner, fp, prevfp)
   local state = redis.pcall('HGET', key, 's')
   if type(state) == 'table' then return {-2, state.err} end
   if not state then
-    local base, id = packedBase(key)
+    local base, id = packedBase(key, slice)
     if base then
       local v, bucket = packedFind(base, id, clock(), tonumber(retention), slice)
       if v then
@@ -318,7 +318,7 @@ return 1
 // another: each sees the writes of the ones before it.
 const completeScript = luaMS + luaPacked + `
 local n = tonumber(ARGV[2])
-if not ms(ARGV[1]) or not ms(ARGV[3]) or not n or n < 0 or n % 1 ~= 0 then
+if not ms(ARGV[1]) or not (ARGV[3] == '0' or ms(ARGV[3])) or not n or n < 0 or n % 1 ~= 0 then
   return redis.error_reply('ERR fleet complete: malformed batch')
 end
 local retention, slice = ARGV[1], tonumber(ARGV[3])
@@ -419,14 +419,12 @@ end
 local function bad(i, msg) return {-1, 'effect ' .. i .. ': ' .. msg} end
 
 -- complete1 completes the record KEYS[kb] with nk keys; its owner is ARGV[a].
--- done marks the record done: packed into its aggregate's buckets
--- (packed.go), or in place keeping only s, f, a, p (and r).
-local function done(rec, result, r)
-  local base, id = packedBase(rec)
-  local v = base and packedValue(r[3], r[4], r[5] or '', result)
-  if v then
+-- done marks the record done: packed into bucket (packed.go), or, with no
+-- bucket, in place keeping only s, f, a, p (and r).
+local function done(rec, result, bucket, id, v)
+  if bucket then
     redis.call('DEL', rec)
-    packedPut(base, id, v, clock(), tonumber(retention), slice)
+    packedPut(bucket, id, v, clock())
     return 1
   end
   redis.call('HSET', rec, 's', 'd')
@@ -451,7 +449,7 @@ local function complete1(kb, nk, a)
       return 1
     end
     if not r[1] then
-      local base, id = packedBase(rec)
+      local base, id = packedBase(rec, slice)
       local v, bucket
       if base then v, bucket = packedFind(base, id, clock(), tonumber(retention), slice) end
       if v and packedFields(v) == fence then
@@ -461,6 +459,15 @@ local function complete1(kb, nk, a)
     end
     return 0
   end
+  -- Where the record goes, checked before the first write.
+  local base, id = packedBase(rec, slice)
+  local v = base and packedValue(r[3], r[4], r[5] or '', result)
+  local bucket
+  if v then
+    local why
+    bucket, why = packedBucket(base, clock(), tonumber(retention), slice)
+    if not bucket then return {-1, why} end
+  end
   -- The common effect, a single INCRBY, needs no shadow: a command that
   -- fails writes nothing, so it is simply tried. A wrong type, a value that
   -- is no integer or an overflow make the completion invalid; any other
@@ -468,7 +475,7 @@ local function complete1(kb, nk, a)
   -- meets it again and fails the call.
   if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and KEYS[kb + 1] ~= rec then
     local ir = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
-    if type(ir) ~= 'table' then return done(rec, result, r) end
+    if type(ir) ~= 'table' then return done(rec, result, bucket, id, v) end
     local e = tostring(ir.err)
     if string.sub(e, 1, 10) == 'WRONGTYPE ' or string.sub(e, 1, 4) == 'ERR ' then
       return {-1, 'effect 0: INCRBY ' .. KEYS[kb + 1] .. ': ' .. e}
@@ -557,7 +564,7 @@ local function complete1(kb, nk, a)
     elseif op == 'PEXPIRE' then redis.call('PEXPIRE', k, x)
     end
   end
-  return done(rec, result, r)
+  return done(rec, result, bucket, id, v)
 end
 
 local out = {}
