@@ -227,6 +227,11 @@ type Config struct {
 	MinReplicas int
 	// ReplicaTimeout bounds one WAIT for MinReplicas.
 	ReplicaTimeout time.Duration
+	// PackDoneRecords packs done records into buckets (packed.go): about
+	// 40 to 90 bytes of Redis memory a record instead of 230, for more
+	// Redis CPU per event. Claims look for packed records whether or not
+	// the store packs, once any store has (SliceKey is set).
+	PackDoneRecords bool
 }
 
 // DefaultConfig returns a 30 s lease, a 24 h dedupe window, and no replica

@@ -33,18 +33,19 @@
 // every write. The lease is a field, not the key's TTL, so the fence and the
 // attempt count survive an expired lease.
 //
-// A done record is packed: the completion deletes the hash and writes its
-// fence, attempts, fingerprint and result as one field of a hash of its
-// aggregate and slice (packed.go):
+// With Config.PackDoneRecords a done record is packed: the completion
+// deletes the hash and writes its fence, attempts, fingerprint and result
+// as one field of a hash of its aggregate and slice (packed.go):
 //
 //	fleet:idem:{<aggregate>}:~<slice>  <identity>  <fingerprint, fence, attempts[, result]>
 //
 // Redis holds events/s × retention of done records, and a hash of its own
 // costs about 230 bytes of used_memory where a packed record costs 40 to
-// 90. A done record is kept at least a retention (and at most a retention
-// and a slice, half a retention by default) after it was done. A result
-// longer than a listpack value leaves the record done in place, keeping
-// only s, f, a, p and r.
+// 90, for more Redis CPU per event. A packed record is kept at least a
+// retention (and at most a retention and a slice, half a retention by
+// default) after it was done. Otherwise, and for a result longer than a
+// listpack value, the record is done in place, keeping only s, f, a, p and
+// r.
 //
 // Owner tokens come from [Owners] (the caller's, or the store's own): a
 // random prefix (8 bytes from crypto/rand, hex) and a counter, one token per
@@ -80,10 +81,10 @@
 //
 // # Upgrades
 //
-// Done records of their own (every version before packing) are read where
-// they are: a claim looks at the record key first, and finds them there.
-// A record in process under a worker of that version is completed by it
-// in place, or, when a worker of this version completes it, packed.
+// Done records of their own (every version before packing, and stores
+// that do not pack) are read where they are: a claim looks at the record
+// key first, and finds them there. Once a store has packed (SliceKey is
+// set), every store reads the buckets too.
 //
 // Records of the layout before (fleet:idem:{<aggregate>}:<group>:<source>:<id>,
 // with a fingerprint of the raw bytes) are read, never written: a claim that

@@ -155,7 +155,7 @@ func (c *ocChecker) reset() {
 	if err := c.cl.FlushAll(c.ctx).Err(); err != nil {
 		c.t.Fatal(err)
 	}
-	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour}
+	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour, PackDoneRecords: true}
 	var err error
 	if c.red, err = dedupe.NewRedis(c.cl, cfg); err != nil {
 		c.t.Fatal(err)

@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -69,6 +70,19 @@ const packedMaxValue = 64
 // the same).
 const luaPacked = `
 local PACKED_MAX = 64
+-- packedSlice turns a script's slice argument into the slice: 0 when
+-- nothing is packed ('off': a Redis Cluster; '0' with no SliceKey set), the
+-- slice set in SliceKey for '0' (a store that does not pack still finds
+-- the records others packed), else the argument.
+local function packedSlice(arg)
+  if arg == 'off' then return 0 end
+  if arg == '0' then
+    local v = redis.call('GET', 'fleet:idem:slice')
+    if type(v) == 'string' and #v <= 16 and string.match(v, '^[1-9]%d*$') then return tonumber(v) end
+    return 0
+  end
+  return tonumber(arg)
+end
 -- packedBase returns the prefix of rec's buckets and rec's identity, or
 -- nil when rec is not a record key of the current layout, or when records
 -- are not packed (slice 0: a Redis Cluster, see packed.go).
@@ -179,15 +193,33 @@ return redis.call('GET', KEYS[1])
 // claim read thousands of buckets.
 const maxSlicesPerRetention = 32
 
-// readSlice reads (or sets) SliceKey. On a Redis Cluster records are not
-// packed (slice 0): a script may only touch the keys it declares while a
-// slot migrates, and a record's buckets depend on the Redis clock.
+// The slice as the scripts take it: sliceOff, never packed (a Redis
+// Cluster); sliceLook, this store does not pack, and a script reads
+// SliceKey itself to find the records other stores packed; or the slice in
+// milliseconds, this store packs.
+const (
+	sliceOff  = -1
+	sliceLook = -2
+)
+
+// readSlice reads SliceKey, and sets it when the store packs. On a Redis
+// Cluster records are not packed: a script may only touch the keys it
+// declares while a slot migrates, and a record's buckets depend on the
+// Redis clock.
 func (s *Redis) readSlice(ctx context.Context) error {
 	if _, cluster := s.c.(*redis.ClusterClient); cluster {
-		s.sliceMS.Store(-1)
+		s.sliceMS.Store(sliceOff)
 		return nil
 	}
-	v, err := s.sliceLua.Run(ctx, s.c, []string{SliceKey}, defaultSliceMS(s.cfg)).Text()
+	script := sliceReadLua
+	if s.cfg.PackDoneRecords {
+		script = s.sliceLua
+	}
+	v, err := script.Run(ctx, s.c, []string{SliceKey}, defaultSliceMS(s.cfg)).Text()
+	if errors.Is(err, redis.Nil) {
+		s.sliceMS.Store(sliceLook)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", SliceKey, err)
 	}
@@ -196,12 +228,19 @@ func (s *Redis) readSlice(ctx context.Context) error {
 		return err
 	}
 	if n := s.cfg.Retention.Milliseconds() / ms; n > maxSlicesPerRetention {
-		return fmt.Errorf("%s is %v, set by the first worker on this Redis (half its retention): a retention of %v spans %d slices, and a claim would read a bucket of each (at most %d); if the records of that first retention no longer matter, delete %s and start again",
+		return fmt.Errorf("%s is %v, set by the first worker that packed records on this Redis (half its retention): a retention of %v spans %d slices, and a claim would read a bucket of each (at most %d); if the records of that first retention no longer matter, delete %s and start again",
 			SliceKey, time.Duration(ms)*time.Millisecond, s.cfg.Retention, n, maxSlicesPerRetention, SliceKey)
+	}
+	if !s.cfg.PackDoneRecords {
+		ms = sliceLook
 	}
 	s.sliceMS.Store(ms)
 	return nil
 }
+
+// sliceReadLua reads SliceKey (a script, so that a store that does not
+// pack reads it the way one that packs does).
+var sliceReadLua = redis.NewScript(`return redis.call('GET', KEYS[1])`)
 
 // parseSlice reads the value of SliceKey: a positive number of
 // milliseconds, as the scripts accept it (at most 16 digits).
@@ -213,16 +252,23 @@ func parseSlice(v string) (int64, error) {
 	return ms, nil
 }
 
-// slice returns the slice as a script argument (0: records are not
-// packed), reading it first if no Load has.
-func (s *Redis) slice(ctx context.Context) (int64, error) {
-	if ms := s.sliceMS.Load(); ms != 0 {
-		return max(ms, 0), nil
+// slice returns the slice as a script argument ("off", "0" for a store
+// that does not pack, or the slice in milliseconds), reading SliceKey
+// first if no Load has.
+func (s *Redis) slice(ctx context.Context) (any, error) {
+	if s.sliceMS.Load() == 0 {
+		if err := s.readSlice(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if err := s.readSlice(ctx); err != nil {
-		return 0, err
+	switch ms := s.sliceMS.Load(); ms {
+	case sliceOff:
+		return "off", nil
+	case sliceLook:
+		return "0", nil
+	default:
+		return ms, nil
 	}
-	return max(s.sliceMS.Load(), 0), nil
 }
 
 // isBucketKey reports whether key is a bucket of packed records:

@@ -18,7 +18,7 @@ func attackCluster(t *testing.T) (*redistest.Cluster, *redis.ClusterClient, *ded
 	t.Helper()
 	cl := redistest.StartCluster(t, 3)
 	c := cl.Client(t)
-	return cl, c, loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	return cl, c, loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 }
 
 // beginMove puts slot in the state of a reshard in progress, the way
@@ -182,7 +182,7 @@ func TestAttackClusterRecordsNotPacked(t *testing.T) {
 func TestAttackClusterReshardShortRetention(t *testing.T) {
 	cl, c, first := attackCluster(t) // retention 1h: slice 30 min
 	_ = first
-	s := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: 10 * time.Minute})
+	s := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: 10 * time.Minute})
 	ctx := context.Background()
 	key := dedupe.Key("ledger", "acct-reshard-4", "payments-api", uuid())
 	packedRun(t, s, []string{key}, "fp", nil)

@@ -50,7 +50,7 @@ func TestAttackDifferential(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
-	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour}
+	cfg := dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour}
 	ctx := context.Background()
 	mem := dedupe.NewMemory(cfg, nil)
 	rc := redistest.Start(t).Client(t)

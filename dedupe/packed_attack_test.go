@@ -42,8 +42,8 @@ func sliceStart(slice time.Duration) time.Time {
 func TestAttackShorterRetentionCutsBucket(t *testing.T) {
 	ctx := context.Background()
 	check := func(t *testing.T, c redis.UniversalClient, advance func(time.Duration)) {
-		long := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: 48 * time.Hour}) // sets the slice: 24 h
-		short := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+		long := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: 48 * time.Hour}) // sets the slice: 24 h
+		short := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 		x := dedupe.Key("payments", "acct-1", "payments-api", uuid())
 		y := dedupe.Key("audit", "acct-1", "payments-api", uuid())
 		packedRun(t, long, []string{x}, "fp", nil)
@@ -65,7 +65,7 @@ func TestAttackShorterRetentionCutsBucket(t *testing.T) {
 		}
 	}
 	t.Run("redis", func(t *testing.T) {
-		_, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: 48 * time.Hour})
+		_, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: 48 * time.Hour})
 		check(t, c, nil)
 	})
 	t.Run("miniredis", func(t *testing.T) {
@@ -83,7 +83,7 @@ func TestAttackShorterRetentionCutsBucket(t *testing.T) {
 func TestAttackClockStepsBack(t *testing.T) {
 	at := sliceStart(30 * time.Minute).Add(200 * time.Millisecond)
 	mr, c := attackMini(t, at)
-	s := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	s := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	key := dedupe.Key("ledger", "acct-1", "payments-api", uuid())
 	packedRun(t, s, []string{key}, "fp", nil)
 	mr.SetTime(at.Add(-time.Second))
@@ -103,7 +103,7 @@ func TestAttackAdminRetention(t *testing.T) {
 	slice := 36 * time.Hour
 	at := sliceStart(slice).Add(-time.Hour) // an hour before a boundary
 	mr, c := attackMini(t, at)
-	workers := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: 72 * time.Hour})
+	workers := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: 72 * time.Hour})
 	admin, err := dedupe.NewRedis(c, dedupe.DefaultConfig()) // as openAdmin
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestAttackAdminSetsSlice(t *testing.T) {
 	_, c := attackMini(t, time.Now())
 	admin, _ := dedupe.NewRedis(c, dedupe.DefaultConfig())
 	_, _ = admin.Inspect(context.Background(), dedupe.Key("g", "a", "s", "1"))
-	workers := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: 10 * time.Minute})
+	workers := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: 10 * time.Minute})
 	_ = workers
 	if v, _ := c.Get(context.Background(), dedupe.SliceKey).Result(); v != "300000" {
 		t.Fatalf("%s = %s after an admin command and then a worker with a 10 min retention: want 300000 (5 min)", dedupe.SliceKey, v)
@@ -144,7 +144,7 @@ func TestAttackAdminSetsSlice(t *testing.T) {
 // would delete the whole bucket, and all 300 events of the aggregate would
 // run again. The operator's tools refuse a bucket's key.
 func TestAttackForgetBucketKey(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	s, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	ctx := context.Background()
 	keys := eventKeys("acct-9", 300)
 	packedRun(t, s, keys, "fp", nil)
@@ -173,7 +173,7 @@ func TestAttackForgetBucketKey(t *testing.T) {
 // duplicate answers the first payload's result, another payload is a
 // conflict, and Inspect reads back what was stored.
 func TestAttackFingerprintAndResultShapes(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	s, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	ctx := context.Background()
 	fps := []string{"", "fp", "a b", " ", "x\ny", "+", strings.Repeat("f", 64), "\x00\xff"}
 	results := [][]byte{nil, []byte(" "), []byte("  "), []byte("a b c"), []byte("\n"), []byte("\x00"), []byte("1 1 fp")}
@@ -214,7 +214,7 @@ func TestAttackMiniredisLatin1Identity(t *testing.T) {
 	ctx := context.Background()
 	odd := "fleet:idem:{m}:\xc0" + strings.Repeat("A", 21)
 	outcome := func(t *testing.T, c redis.UniversalClient) string {
-		s := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+		s := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 		packedRun(t, s, eventKeys("m", 130), "fp", nil) // a large bucket
 		res, err := s.ClaimBatch(ctx, []dedupe.Claim{{Key: odd, Fingerprint: "fp"}})
 		if err != nil {
@@ -222,10 +222,10 @@ func TestAttackMiniredisLatin1Identity(t *testing.T) {
 		}
 		return res[0].Outcome.String()
 	}
-	_, rc := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	_, rc := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	_, mc := attackMini(t, time.Now())
 	r, m := outcome(t, rc), outcome(t, mc)
-	mem, _ := dedupe.NewMemory(dedupe.Config{Lease: time.Minute, Retention: time.Hour}, nil).ClaimBatch(ctx, []dedupe.Claim{{Key: odd, Fingerprint: "fp"}})
+	mem, _ := dedupe.NewMemory(dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour}, nil).ClaimBatch(ctx, []dedupe.Claim{{Key: odd, Fingerprint: "fp"}})
 	if r != m || r != mem[0].Outcome.String() {
 		t.Fatalf("claim of %q: redis %s, miniredis %s, memory %s", odd, r, m, mem[0].Outcome)
 	}
@@ -237,8 +237,8 @@ func TestAttackMiniredisLatin1Identity(t *testing.T) {
 // worker with a 24 h retention would read 2,880 buckets per claim. Load
 // refuses, and says what to do.
 func TestAttackManySlices(t *testing.T) {
-	_, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Minute})
-	s, err := dedupe.NewRedis(c, dedupe.Config{Lease: time.Minute, Retention: 24 * time.Hour})
+	_, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Second, Retention: time.Minute})
+	s, err := dedupe.NewRedis(c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestAttackManySlices(t *testing.T) {
 func TestAttackSliceKeyTooLong(t *testing.T) {
 	_, c := attackMini(t, time.Now())
 	c.Set(context.Background(), dedupe.SliceKey, "10000000000000000", 0)
-	s, _ := dedupe.NewRedis(c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	s, _ := dedupe.NewRedis(c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	lerr := s.Load(context.Background())
 	_, err := s.ClaimBatch(context.Background(), []dedupe.Claim{{Key: dedupe.Key("g", "a", "s", "1"), Fingerprint: "fp"}})
 	if lerr == nil && err != nil {

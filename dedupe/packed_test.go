@@ -82,7 +82,7 @@ func eventKeys(agg string, n int) []string {
 // afterwards, another payload a conflict, and no done record is left a
 // hash of its own.
 func TestPackedBuckets(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	s, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	ctx := context.Background()
 	for agg, n := range map[string]int{"cold": 100, "hot": 2000} {
 		keys := eventKeys(agg, n)
@@ -114,7 +114,7 @@ func TestPackedBuckets(t *testing.T) {
 // the event run again (and again be packed). A result too long to pack stays
 // a done hash of its own.
 func TestPackedRecordsAsBefore(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	s, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	ctx := context.Background()
 	key := dedupe.Key("ledger", "acct-1", "payments-api", uuid())
 	r := packedClaims(t, s, []string{key}, "fp")[0]
@@ -174,7 +174,7 @@ func TestPackedRecordsAsBefore(t *testing.T) {
 // under a worker of that version is busy, then completed into the
 // buckets by a worker of this one.
 func TestPackedRecordsOfThePreviousLayout(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	s, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	ctx := context.Background()
 	done := dedupe.Key("ledger", "acct-1", "payments-api", uuid())
 	c.HSet(ctx, done, "s", "d", "f", "3", "a", "2", "p", "fp", "r", "old result")
@@ -207,11 +207,11 @@ func TestPackedRecordsOfThePreviousLayout(t *testing.T) {
 // store's, so stores started later with another retention find the
 // records packed before.
 func TestPackedRetentionChangedBetweenRestarts(t *testing.T) {
-	first, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	first, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	keys := eventKeys("acct-7", 300)
 	packedRun(t, first, keys, "fp", nil)
 	for _, retention := range []time.Duration{10 * time.Hour, 10 * time.Minute} {
-		later := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: retention})
+		later := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: retention})
 		for i, r := range packedClaims(t, later, keys, "fp") {
 			if r.Outcome != dedupe.Duplicate {
 				t.Fatalf("retention %v, claim %d: %+v", retention, i, r)
@@ -229,7 +229,7 @@ func TestPackedRetentionChangedBetweenRestarts(t *testing.T) {
 // always a duplicate, and one older than a retention and a slice is gone.
 func TestPackedRecordsLiveOneRetention(t *testing.T) {
 	retention := 600 * time.Millisecond
-	s, c := newRedisStore(t, dedupe.Config{Lease: 200 * time.Millisecond, Retention: retention})
+	s, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: 200 * time.Millisecond, Retention: retention})
 	type done struct {
 		key           string
 		start, finish time.Time // the completion call's
@@ -273,12 +273,12 @@ func TestPackedRecordsLiveOneRetention(t *testing.T) {
 // for other numbers of events per aggregate (within one slice), down to
 // the worst case, every event on an aggregate of its own.
 func TestPackedMemoryPerRecord(t *testing.T) {
-	_, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	_, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 	measure := func(name string, aggs, per int) float64 {
 		if err := c.FlushAll(context.Background()).Err(); err != nil {
 			t.Fatal(err)
 		}
-		s := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+		s := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
 		keys := make([]string, 0, aggs*per)
 		for a := range aggs {
 			for range per {
@@ -313,4 +313,42 @@ func usedMemory(t *testing.T, c *redis.Client) int64 {
 	}
 	t.Fatal("no used_memory in INFO memory")
 	return 0
+}
+
+// TestPackedSeenByAStoreThatDoesNotPack: packing is a setting that may
+// differ between workers, or change between restarts. A store that does
+// not pack sets no slice and costs nothing until one packs; from then on
+// it finds the records packed by the other, loaded before or after, and
+// completes its own in place.
+func TestPackedSeenByAStoreThatDoesNotPack(t *testing.T) {
+	plain, c := newRedisStore(t, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	ctx := context.Background()
+	own := eventKeys("acct-1", 10)
+	packedRun(t, plain, own, "fp", nil)
+	if n, _ := c.Exists(ctx, dedupe.SliceKey).Result(); n != 0 {
+		t.Fatalf("a store that does not pack set %s", dedupe.SliceKey)
+	}
+	if st, _ := c.HGet(ctx, own[0], "s").Result(); st != "d" {
+		t.Fatalf("a store that does not pack: record state %q, want done in place", st)
+	}
+	packing := loadedStore(t, c, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
+	keys := eventKeys("acct-1", 10)
+	packedRun(t, packing, keys, "fp", nil)
+	if n, _ := c.Exists(ctx, keys[0]).Result(); n != 0 {
+		t.Fatal("the packing store left a done hash of its own")
+	}
+	later := loadedStore(t, c, dedupe.Config{Lease: time.Minute, Retention: time.Hour})
+	for name, s := range map[string]*dedupe.Redis{"loaded before": plain, "loaded after": later} {
+		for i, r := range packedClaims(t, s, append(keys, own...), "fp") {
+			if r.Outcome != dedupe.Duplicate {
+				t.Fatalf("a store that does not pack, %s: claim %d of a done event: %+v", name, i, r)
+			}
+		}
+		if r := packedClaims(t, s, keys[:1], "other")[0]; r.Outcome != dedupe.Conflict {
+			t.Fatalf("a store that does not pack, %s: another payload: %+v", name, r)
+		}
+		if rec, err := s.Inspect(ctx, keys[0]); err != nil || rec.State != dedupe.StateDone {
+			t.Fatalf("a store that does not pack, %s: inspect %+v, %v", name, rec, err)
+		}
+	}
 }

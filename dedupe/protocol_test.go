@@ -66,7 +66,7 @@ func TestProtocolChecker(t *testing.T) {
 	t.Logf("protocol checker: seed %d (replay: FLEET_PROTOCOL_SEED=%d go test ./dedupe -run TestProtocolChecker -count=1 -v)", seed, seed)
 
 	cl := redistest.Start(t).Client(t)
-	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour}
+	cfg := dedupe.Config{Lease: time.Minute, Retention: time.Hour, PackDoneRecords: true}
 	c := newPCChecker(t, seed, cfg, cl)
 	c.reset()
 	start := time.Now()

@@ -588,7 +588,7 @@ var opNames = [...]string{
 // completionCmd encodes the completions items as one call of
 // completeScript. An op of an unknown kind is sent as "?", which the script
 // refuses as invalid.
-func (s *Redis) completionCmd(all []Completion, items []int, slice int64) []any {
+func (s *Redis) completionCmd(all []Completion, items []int, slice any) []any {
 	nk, na := 0, 3
 	for _, i := range items {
 		nk += 1 + len(all[i].Effects)

@@ -54,7 +54,8 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // there is none to consult), KEYS[3i] its key's gate (docs/ordering.md; the
 // record key again when the event cannot be gated); ARGV[1] lease ms,
 // ARGV[2] retention ms, ARGV[3] '1' when a duplicate must write (see
-// below), ARGV[4] the slice of packed records (ms, packed.go), then owner,
+// below), ARGV[4] the slice of packed records (packed.go: 'off', '0' or
+// ms), then owner,
 // fingerprint and previous fingerprint of each record (ARGV[3i+2],
 // ARGV[3i+3], ARGV[3i+4]).
 // Claims of one key in one batch run in order.
@@ -109,10 +110,11 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // nothing.
 const claimScript = luaMS + luaPacked + `
 local n = #KEYS / 3
-if not ms(ARGV[1]) or not ms(ARGV[2]) or not (ARGV[4] == '0' or ms(ARGV[4])) or #KEYS % 3 ~= 0 or #ARGV ~= 4 + 3 * n then
+if not ms(ARGV[1]) or not ms(ARGV[2]) or not (ARGV[4] == 'off' or ARGV[4] == '0' or ms(ARGV[4])) or #KEYS % 3 ~= 0 or
+    #ARGV ~= 4 + 3 * n then
   return redis.error_reply('ERR fleet claim: malformed batch')
 end
-local lease, retention, touch, slice = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', tonumber(ARGV[4])
+local lease, retention, touch, slice = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', packedSlice(ARGV[4])
 -- gateOf reads the gate's head, state, releasing head and queued
 -- fingerprint; nil when the event cannot be gated (gate is its record) or
 -- has no gate (one EXISTS: an integer reply, the cheapest probe).
@@ -288,7 +290,8 @@ return 1
 
 // completeScript completes a batch, each completion atomically with its
 // effects, in one script call. ARGV[1] retention ms, ARGV[2] the number of
-// completions, ARGV[3] the slice of packed records (ms); then per completion a header of five (key count, owner,
+// completions, ARGV[3] the slice of packed records ('off', '0' or ms:
+// packed.go); then per completion a header of five (key count, owner,
 // fence, result, op count) and four slots per op:
 //
 //	INCRBY  key  delta  ''
@@ -318,10 +321,11 @@ return 1
 // another: each sees the writes of the ones before it.
 const completeScript = luaMS + luaPacked + `
 local n = tonumber(ARGV[2])
-if not ms(ARGV[1]) or not (ARGV[3] == '0' or ms(ARGV[3])) or not n or n < 0 or n % 1 ~= 0 then
+if not ms(ARGV[1]) or not (ARGV[3] == 'off' or ARGV[3] == '0' or ms(ARGV[3])) or not n or n < 0 or n % 1 ~= 0 then
   return redis.error_reply('ERR fleet complete: malformed batch')
 end
-local retention, slice = ARGV[1], tonumber(ARGV[3])
+-- A store that does not pack ('off', '0') completes in place.
+local retention, slice = ARGV[1], tonumber(ARGV[3]) or 0
 local now
 local function clock()
   if not now then

@@ -123,6 +123,19 @@ func TestRedisContract(t *testing.T) {
 	})
 }
 
+// TestRedisContractPacked runs the suite on a store that packs done
+// records (packed.go).
+func TestRedisContractPacked(t *testing.T) {
+	c := redistest.Start(t).Client(t)
+	dedupetest.Run(t, func(t *testing.T, cfg dedupe.Config) dedupetest.Harness {
+		if err := c.FlushAll(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		cfg.PackDoneRecords = true
+		return redisHarness(t, c, cfg)
+	})
+}
+
 // TestRedisClusterContract runs the suite on a three-master Redis Cluster.
 func TestRedisClusterContract(t *testing.T) {
 	if testing.Short() {
@@ -147,6 +160,23 @@ func TestMiniredisContract(t *testing.T) {
 		mr := miniredis.RunT(t)
 		c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		t.Cleanup(func() { c.Close() })
+		h := redisHarness(t, c, cfg)
+		h.ExpireLease = func(string) {
+			mr.SetTime(time.Now().Add(cfg.Lease + time.Second))
+		}
+		h.LooseIntegers = true
+		return h
+	})
+}
+
+// TestMiniredisContractPacked runs the suite on the embedded Redis of
+// fleet dev, packing done records.
+func TestMiniredisContractPacked(t *testing.T) {
+	dedupetest.Run(t, func(t *testing.T, cfg dedupe.Config) dedupetest.Harness {
+		mr := miniredis.RunT(t)
+		c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		t.Cleanup(func() { c.Close() })
+		cfg.PackDoneRecords = true
 		h := redisHarness(t, c, cfg)
 		h.ExpireLease = func(string) {
 			mr.SetTime(time.Now().Add(cfg.Lease + time.Second))
@@ -275,7 +305,7 @@ func TestRedisBatchCalls(t *testing.T) {
 // lose every record of a running fleet), the bucket a done record is packed
 // into and what it keeps, and its time to live.
 func TestRedisRecordLayout(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Hour})
+	s, c := newRedisStore(t, dedupe.Config{Lease: time.Second, Retention: time.Hour, PackDoneRecords: true})
 	ctx := context.Background()
 	key := dedupe.Key("ledger", "acct-123", "payments-api", "4f6c1d2e-8a9b-4c3d-9e0f-112233445566")
 	if key != "fleet:idem:{acct-123}:SaVXVzEnuvP_ARWBzQmjfA" {

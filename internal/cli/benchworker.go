@@ -51,6 +51,7 @@ type benchWorkerCmd struct {
 	TimeoutSec  int      `default:"600"`
 	HTTPHandler string   `name:"http-handler" help:"Serve the ledger's events through this HTTP endpoint instead of the Go handlers."`
 	FailOnce    float64  `name:"fail-once" default:"0" help:"Share of events whose first attempt fails (retryably), with one attempt in place."`
+	Pack        bool     `name:"pack-done-records" help:"Pack done records (fleet run --pack-done-records)."`
 }
 
 // workerResult is what a bench worker reports.
@@ -241,7 +242,7 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 		return workerResult{}, err
 	}
 	store, err := dedupe.NewRedis(rdb, dedupe.Config{Lease: 30 * time.Second, Retention: 24 * time.Hour,
-		MinReplicas: c.MinReplicas, ReplicaTimeout: time.Second})
+		MinReplicas: c.MinReplicas, ReplicaTimeout: time.Second, PackDoneRecords: c.Pack})
 	if err != nil {
 		return workerResult{}, err
 	}
