@@ -101,7 +101,9 @@ type structuredValue struct {
 //   - an extension's value is its string's contents, "" for null, and the
 //     JSON text of anything else (a number, a boolean, an object, an array);
 //   - invalid UTF-8 in a string, and an escaped lone surrogate, read as
-//     U+FFFD.
+//     U+FFFD, except in a core attribute (but data), which is refused:
+//     read so, ids "\xff" and "\xfe" would name one event (the decoder
+//     before read them as U+FFFD too).
 func decodeStructured(msg *kafka.Message) (handlers.Event, error) {
 	r := structuredReaders.Get().(*structuredReader)
 	defer r.release()
@@ -228,6 +230,10 @@ func (s *structuredValue) setAttribute(attr int, v jsontext.Value) {
 	case attr == attrData:
 		s.data = bytes.Clone(v)
 	case k == '"':
+		if !validString(v) && s.typeErr == nil {
+			// Read as U+FFFD, two ids would name one event.
+			s.typeErr = decodeErrorf("structured mode: attribute %s is not valid UTF-8 (invalid bytes or an escaped lone surrogate; JSON text must be UTF-8)", attrNames[attr])
+		}
 		from := len(s.text)
 		s.text = appendUnquoted(s.text, v)
 		s.spans[attr].from, s.spans[attr].to = from, len(s.text)
@@ -289,6 +295,16 @@ func appendUnquoted(dst, quoted []byte) []byte {
 	}
 	dst, _ = jsontext.AppendUnquote(dst, quoted)
 	return dst
+}
+
+// validString reports whether a JSON string that a Decoder has read holds
+// valid UTF-8 and no escaped lone surrogate.
+func validString(quoted []byte) bool {
+	if b := quoted[1 : len(quoted)-1]; bytes.IndexByte(b, '\\') < 0 {
+		return utf8.Valid(b)
+	}
+	_, err := jsontext.AppendUnquote(nil, quoted)
+	return err == nil
 }
 
 // kindName names a JSON value's kind for an error.
