@@ -17,7 +17,7 @@
 //	claims.go     claim the batch in one store round trip (groupcommit.go
 //	              gathers every partition's claims into one)
 //	keyqueue.go   one key's events in offset order, keys in parallel, run by
-//	lanes.go      the lanes, up to Config.Lanes
+//	lanes.go      the lanes, up to Config.Lanes, each ending when nothing is ready
 //	process.go    each event's lifecycle, a loop over decide (lifecycle.go:
 //	              every rule, a pure function) and its actions:
 //	attempt.go    the handler run under the claim (rate limit, timeout) and

@@ -36,11 +36,13 @@ type partition struct {
 	rules rules
 
 	// ready holds deliveries whose key has nothing before it in flight; the
-	// lanes take them from there. Lanes start as deliveries need them:
-	// spawned is the dispatcher's count, busy the lanes running one now.
+	// lanes take them from there. Lanes start as deliveries need them and
+	// end when none is ready (lanes.go): spawned counts them, under laneMu,
+	// and busy the lanes running one now.
 	ready   chan *delivery
 	keys    *keyQueue
 	lanes   sync.WaitGroup
+	laneMu  sync.Mutex
 	spawned int
 	busy    atomic.Int32
 	// slots and bytes are the backpressure: a slot per delivery in flight,
