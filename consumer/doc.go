@@ -22,7 +22,8 @@
 //	              every rule, a pure function) and its actions:
 //	attempt.go    the handler run under the claim (rate limit, timeout) and
 //	              its completion (group commit: groupcommit.go)
-//	leases.go     meanwhile the lease keeper extends every claim held
+//	leases.go     meanwhile the lease keeper extends every claim held (its
+//	              heartbeat runs while the partition holds claims)
 //	outcome.go    finish, release, retry tier or dead letter (the messages:
 //	              deadletter.go; the writer: publisher.go), then the watermark
 //	order.go      ordered retries (docs/ordering.md): the gate of a key;

@@ -99,8 +99,7 @@ func (p *partition) run() {
 	var fetcher sync.WaitGroup
 	fetcher.Go(func() { p.fetch(fetchCtx, reader, fetched) })
 	beatCtx, stopBeat := context.WithCancel(p.drain.work)
-	var heartbeat sync.WaitGroup
-	heartbeat.Go(func() { p.leases.run(beatCtx) })
+	p.leases.keep(beatCtx)
 
 	batch := make([]*delivery, 0, p.e.cfg.BatchSize)
 	for p.collect(fetched, &batch) {
@@ -113,7 +112,7 @@ func (p *partition) run() {
 	close(p.ready)
 	p.awaitLanes(&fetcher)
 	stopBeat()
-	heartbeat.Wait()
+	p.leases.stop()
 }
 
 // reader is the partition's Kafka reader, at the generation's start offset.
