@@ -11,6 +11,7 @@
 // watermarks (watermark.go) every CommitInterval. One event's way through a
 // partition:
 //
+//	reader.go     a connection to the partition's leader (leaders.go)
 //	intake.go     fetch, wait for a retry tier's not-before time, collect a batch
 //	              (budget.go: the byte budget; a slot per event in flight)
 //	dispatch.go   decode (decode.go), check the limits (limits.go), route;
@@ -64,11 +65,16 @@
 //
 // # Sharp edges of kafka-go, and where they are handled
 //
-//   - Reader.ReadMessage commits before processing when a GroupID is set; the
-//     engine uses partition readers and FetchMessage, and commits itself.
+//   - Reader.ReadMessage commits before processing when a GroupID is set;
+//     the engine reads partitions itself, and commits itself.
 //   - Reader{GroupID} gives no revocation signal; ConsumerGroup and
 //     Generation do, which is why the engine uses them.
+//   - A partition Reader dials through Dialer.DialLeader, which reads the
+//     metadata of the partition's whole topic at every dial, and holds two
+//     goroutines and a queue of 100 messages: a worker assigned a thousand
+//     partitions decodes a thousand times the metadata of a thousand
+//     partitions. The engine reads a partition over a kafka.Conn to the
+//     leader that one metadata request per generation names (reader.go).
 //   - A struct-literal kafka.Writer waits for no acknowledgement at all;
 //     [NewPublisher] sets RequireAll.
-//   - kafka.NewReader panics on a bad config; [Config.Validate] runs first.
 package consumer

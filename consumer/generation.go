@@ -27,7 +27,7 @@ func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generatio
 
 	drain := newDrain(ctx, e.cfg.DrainTimeout)
 	defer drain.end()
-	parts := e.partitionsOf(gen, drain)
+	parts := e.partitionsOf(gen, &genParts{drain: drain, leaders: newLeaders(e.cfg.Dialer, e.cfg.Brokers, topicsOf(gen))})
 	var wg sync.WaitGroup
 	for _, p := range parts {
 		wg.Go(p.run)
@@ -60,13 +60,29 @@ func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generatio
 	e.log.Info("generation drained", "generation", gen.ID, "took", time.Since(started).Round(time.Millisecond))
 }
 
+// genParts is what a generation's partitions share: the drain, and the
+// leaders their readers dial.
+type genParts struct {
+	drain   *drain
+	leaders *leaders
+}
+
+// topicsOf lists the topics of gen's assignments.
+func topicsOf(gen *kafka.Generation) []string {
+	topics := make([]string, 0, len(gen.Assignments))
+	for t := range gen.Assignments {
+		topics = append(topics, t)
+	}
+	return topics
+}
+
 // partitionsOf makes the partitions of gen's assignments and publishes them
 // for /status.
-func (e *Engine) partitionsOf(gen *kafka.Generation, drain *drain) []*partition {
+func (e *Engine) partitionsOf(gen *kafka.Generation, g *genParts) []*partition {
 	var parts []*partition
 	for topic, assignments := range gen.Assignments {
 		for _, a := range assignments {
-			parts = append(parts, e.newPartition(topic, a, drain))
+			parts = append(parts, e.newPartition(topic, a, g))
 		}
 	}
 	e.parts.Store(&parts)

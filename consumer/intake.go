@@ -9,10 +9,9 @@ import (
 )
 
 // fetch reads messages into deliveries on fetched until ctx is cancelled.
-// kafka-go retries broker errors itself; other errors are counted, logged
-// and retried (kafkaRetry).
-func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *delivery) {
-	read := func() (kafka.Message, error) { return r.FetchMessage(ctx) }
+// Errors are counted, logged and retried (kafkaRetry).
+func (p *partition) fetch(ctx context.Context, r *partitionReader, fetched chan<- *delivery) {
+	read := r.next
 	failed := p.fetchFailed
 	for {
 		m, err := retry(ctx, kafkaRetry, read, failed)

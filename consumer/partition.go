@@ -23,7 +23,6 @@ type partition struct {
 	topic string
 	route route
 	id    int
-	start int64
 	// scope names the gates of the partition's source partition
 	// (dedupe.OrderScope); batches counts the batches claimed, for the
 	// key queue's marks.
@@ -52,6 +51,9 @@ type partition struct {
 
 	leases *leaseKeeper
 
+	// leaders are the generation's partition leaders, for the reader.
+	leaders *leaders
+
 	lag prometheus.Gauge
 	// hwm is the high-water mark of the last fetched message; committed the
 	// last offset committed for the partition (-1 before the first commit
@@ -61,12 +63,13 @@ type partition struct {
 	hwm, committed, waiting, waitingOffset atomic.Int64
 }
 
-func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, drain *drain) *partition {
+// newPartition makes the partition of an assignment in a generation.
+func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, g *genParts) *partition {
 	p := &partition{
-		e: e, topic: topic, route: e.routes[topic], id: a.ID, start: a.Offset,
+		e: e, topic: topic, route: e.routes[topic], id: a.ID, leaders: g.leaders,
 		wm:    newWatermark(a.Offset),
 		scope: dedupe.OrderScope(e.cfg.Group, e.routes[topic].source, a.ID),
-		drain: drain,
+		drain: g.drain,
 		rules: rules{maxAttempts: e.cfg.MaxAttempts, inPlaceAttempts: e.cfg.InPlaceAttempts, tierDelays: e.cfg.RetryDelays,
 			maxInPlaceWait: e.cfg.MaxRetryBackoff},
 		ready: make(chan *delivery, e.cfg.MaxInFlight),
@@ -90,14 +93,15 @@ func (p *partition) close() {
 // drains; it returns when every lane has finished or abandoned its
 // deliveries (or, past the drain budget, left hung handlers behind).
 func (p *partition) run() {
-	reader := p.reader()
-	defer reader.Close()
-
 	fetchCtx, cancelFetch := context.WithCancel(p.drain.work)
 	defer cancelFetch()
+	reader := p.openReader(fetchCtx)
 	fetched := make(chan *delivery, p.e.cfg.BatchSize)
 	var fetcher sync.WaitGroup
-	fetcher.Go(func() { p.fetch(fetchCtx, reader, fetched) })
+	fetcher.Go(func() {
+		defer reader.close()
+		p.fetch(fetchCtx, reader, fetched)
+	})
 	beatCtx, stopBeat := context.WithCancel(p.drain.work)
 	p.leases.keep(beatCtx)
 
@@ -113,25 +117,6 @@ func (p *partition) run() {
 	p.awaitLanes(&fetcher)
 	stopBeat()
 	p.leases.stop()
-}
-
-// reader is the partition's Kafka reader, at the generation's start offset.
-func (p *partition) reader() *kafka.Reader {
-	e := p.e
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     e.cfg.Brokers,
-		Dialer:      e.cfg.Dialer,
-		Topic:       p.topic,
-		Partition:   p.id,
-		MinBytes:    1,
-		MaxBytes:    16 << 20,
-		MaxWait:     e.cfg.MaxWait,
-		ErrorLogger: kafkaLogger(e.log.With("topic", p.topic, "partition", p.id), -4),
-	})
-	if err := r.SetOffset(p.start); err != nil {
-		e.log.Error("set start offset", "topic", p.topic, "partition", p.id, "offset", p.start, "err", err)
-	}
-	return r
 }
 
 // awaitLanes waits for the fetcher and the lanes to finish, within the drain
