@@ -8,8 +8,12 @@
 // (topics.go) and joins the group with kafka-go's ConsumerGroup. For every
 // generation (generation.go) it starts one function with Generation.Start
 // that runs each assigned partition (partition.go) and commits the
-// watermarks (watermark.go) every CommitInterval. One event's way through a
-// partition:
+// watermarks (watermark.go) every CommitInterval. A source partition reads
+// for the whole generation; a partition of a retry tier or parked topic
+// sleeps while it has nothing to read, with no reader, goroutine or buffer
+// (sleep.go), and the generation's watcher (watch.go, watchpoll.go) starts
+// a session of it when something is written to it or the retry message it
+// waits for is due. One event's way through a partition:
 //
 //	reader.go     a connection to the partition's leader (leaders.go)
 //	intake.go     fetch, wait for a retry tier's not-before time, collect a batch
@@ -75,6 +79,8 @@
 //     partitions decodes a thousand times the metadata of a thousand
 //     partitions. The engine reads a partition over a kafka.Conn to the
 //     leader that one metadata request per generation names (reader.go).
+//   - Client.ListOffsets sends one request per partition; the watcher asks
+//     about all sleeping partitions with one fetch per broker instead.
 //   - A struct-literal kafka.Writer waits for no acknowledgement at all;
 //     [NewPublisher] sets RequireAll.
 package consumer

@@ -18,6 +18,11 @@ import (
 // and claims a batch (dispatch.go, claims.go), the key queue and the lanes
 // that run each delivery's lifecycle (keyqueue.go, lanes.go, process.go),
 // and the lease keeper that extends every claim held meanwhile (leases.go).
+//
+// A source partition reads for the whole generation. A partition of a retry
+// tier or of a parked topic reads in sessions, only while it has something
+// to read: between them it sleeps, without a reader, goroutine or buffer,
+// and the generation's watcher (watch.go) starts its next session.
 type partition struct {
 	e     *Engine
 	topic string
@@ -45,7 +50,8 @@ type partition struct {
 	spawned int
 	busy    atomic.Int32
 	// slots and bytes are the backpressure: a slot per delivery in flight,
-	// and a cap on their bytes.
+	// and a cap on their bytes. ready, slots and bytes are made for each
+	// session (makeBuffers).
 	slots chan struct{}
 	bytes *byteBudget
 
@@ -53,6 +59,10 @@ type partition struct {
 
 	// leaders are the generation's partition leaders, for the reader.
 	leaders *leaders
+
+	// nap is what a partition that sleeps between sessions keeps
+	// (sleep.go).
+	nap
 
 	lag prometheus.Gauge
 	// hwm is the high-water mark of the last fetched message; committed the
@@ -72,65 +82,105 @@ func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, g *genP
 		drain: g.drain,
 		rules: rules{maxAttempts: e.cfg.MaxAttempts, inPlaceAttempts: e.cfg.InPlaceAttempts, tierDelays: e.cfg.RetryDelays,
 			maxInPlaceWait: e.cfg.MaxRetryBackoff},
-		ready: make(chan *delivery, e.cfg.MaxInFlight),
-		keys:  newKeyQueue(),
-		slots: make(chan struct{}, e.cfg.MaxInFlight),
-		bytes: newByteBudget(e.cfg.MaxInFlightBytes),
-		lag:   e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
+		keys: newKeyQueue(),
+		lag:  e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
 	}
 	p.leases = newLeaseKeeper(e.cfg.Lease, p.extendLeases, p.forfeited)
+	p.leases.keep(g.beats)
 	p.committed.Store(-1)
 	p.hwm.Store(-1)
 	return p
 }
 
-// close forgets the partition's metrics after the generation ended.
+// makeBuffers makes a session's channels and byte budget.
+func (p *partition) makeBuffers() {
+	p.ready = make(chan *delivery, p.e.cfg.MaxInFlight)
+	p.slots = make(chan struct{}, p.e.cfg.MaxInFlight)
+	p.bytes = newByteBudget(p.e.cfg.MaxInFlightBytes)
+}
+
+// dropBuffers drops them once every lane has ended, so that a sleeping
+// partition holds none.
+func (p *partition) dropBuffers() {
+	p.ready, p.slots, p.bytes = nil, nil, nil
+}
+
+// close waits for the lease keeper's heartbeat, whose context the
+// generation cancelled, and forgets the partition's metrics, after the
+// generation ended.
 func (p *partition) close() {
+	p.leases.stop()
 	p.e.m.lag.DeleteLabelValues(p.topic, strconv.Itoa(p.id))
 }
 
-// run fetches, claims in batches and feeds the lanes until the generation
-// drains; it returns when every lane has finished or abandoned its
-// deliveries (or, past the drain budget, left hung handlers behind).
+// run is one session: it fetches, claims in batches and feeds the lanes
+// until the generation drains or, for a partition that sleeps between
+// sessions, until it has nothing to read (see drowsy); it returns when every
+// lane has finished or abandoned its deliveries (or, past the drain budget,
+// left hung handlers behind). A partition that fell asleep is then the
+// watcher's.
 func (p *partition) run() {
+	p.makeBuffers()
 	fetchCtx, cancelFetch := context.WithCancel(p.drain.work)
 	defer cancelFetch()
-	reader := p.openReader(fetchCtx)
+	fetched, fetcher := p.startFetcher(fetchCtx)
+	c := p.feed(fetched)
+	// Draining or falling asleep: nothing new is dispatched; deliveries
+	// fetched but not dispatched are simply not finished, so the watermark
+	// stays before them, and the next session or owner reads them again.
+	cancelFetch()
+	fetcher.Wait()
+	close(p.ready)
+	if p.awaitLanes() && c == asleep {
+		p.dropBuffers()
+		p.watch.sleep(p)
+	}
+}
+
+// startFetcher starts the session's fetcher, which reads from the
+// partition's next offset into fetched until ctx is done.
+func (p *partition) startFetcher(ctx context.Context) (chan *delivery, *sync.WaitGroup) {
+	reader := p.openReader(ctx)
 	fetched := make(chan *delivery, p.e.cfg.BatchSize)
 	var fetcher sync.WaitGroup
+	p.lastFetch.Store(time.Now().UnixNano())
 	fetcher.Go(func() {
 		defer reader.close()
-		p.fetch(fetchCtx, reader, fetched)
+		p.fetch(ctx, reader, fetched)
 	})
-	beatCtx, stopBeat := context.WithCancel(p.drain.work)
-	p.leases.keep(beatCtx)
+	return fetched, &fetcher
+}
 
+// feed collects batches and dispatches them to the lanes until the
+// partition drains or falls asleep, and says which.
+func (p *partition) feed(fetched <-chan *delivery) collected {
+	var idle <-chan time.Time
+	if p.watch != nil {
+		t := time.NewTicker(sleepAfter(p.e.cfg))
+		defer t.Stop()
+		idle = t.C
+	}
 	batch := make([]*delivery, 0, p.e.cfg.BatchSize)
-	for p.collect(fetched, &batch) {
+	for {
+		if c := p.collect(fetched, &batch, idle); c != batchReady {
+			return c
+		}
 		p.dispatch(batch)
 		batch = batch[:0]
 	}
-	// Draining: nothing new is dispatched; deliveries fetched but not
-	// dispatched are simply not finished, so the watermark stays before them.
-	cancelFetch()
-	close(p.ready)
-	p.awaitLanes(&fetcher)
-	stopBeat()
-	p.leases.stop()
 }
 
-// awaitLanes waits for the fetcher and the lanes to finish, within the drain
-// budget and a short grace after it.
-func (p *partition) awaitLanes(fetcher *sync.WaitGroup) {
+// awaitLanes waits for the lanes to finish, within the drain budget and a
+// short grace after it. It reports whether they all finished.
+func (p *partition) awaitLanes() bool {
 	lanesDone := make(chan struct{})
 	go func() {
-		fetcher.Wait()
 		p.lanes.Wait()
 		close(lanesDone)
 	}()
 	select {
 	case <-lanesDone:
-		return
+		return true
 	case <-p.drain.work.Done():
 	}
 	// The drain budget is spent and every handler's context cancelled. A
@@ -142,8 +192,10 @@ func (p *partition) awaitLanes(fetcher *sync.WaitGroup) {
 	// expires.
 	select {
 	case <-lanesDone:
+		return true
 	case <-time.After(hungGrace):
 		p.hungLeftBehind(p.leases.running())
+		return false
 	}
 }
 
