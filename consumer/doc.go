@@ -17,7 +17,8 @@
 //
 //	reader.go     a connection to the partition's leader (leaders.go)
 //	intake.go     fetch, wait for a retry tier's not-before time, collect a batch
-//	              (budget.go: the byte budget; a slot per event in flight)
+//	              (budget.go: the byte budget; a slot per event in flight, the
+//	              partition's and the worker's)
 //	dispatch.go   decode (decode.go), check the limits (limits.go), route;
 //	claims.go     claim the batch in one store round trip (groupcommit.go
 //	              gathers every partition's claims into one)

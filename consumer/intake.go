@@ -36,11 +36,29 @@ func (p *partition) fetch(ctx context.Context, r *partitionReader, fetched chan<
 		if p.route.tier > 0 && p.ours(&d.msg) && !p.due(ctx, &d.msg) {
 			return
 		}
+		// The worker's slot: fetched and in flight, its partitions hold at
+		// most WorkerMaxInFlight events. A delivery never sent gives it back;
+		// one left in fetched at the end of the session, dropFetched.
+		if !p.e.slots.take(ctx.Done()) {
+			return
+		}
 		select {
 		case fetched <- d:
 		case <-ctx.Done():
+			p.e.slots.give()
 			return
 		}
+	}
+}
+
+// dropFetched drops the deliveries fetched and not collected when a session
+// ends, once its fetcher has returned, and gives their slots back to the
+// worker: they are not in the watermark, so the next session or owner
+// reads them again.
+func (p *partition) dropFetched(fetched <-chan *delivery) {
+	for len(fetched) > 0 {
+		<-fetched
+		p.e.slots.give()
 	}
 }
 

@@ -130,6 +130,7 @@ func (p *partition) run() {
 	// stays before them, and the next session or owner reads them again.
 	cancelFetch()
 	fetcher.Wait()
+	p.dropFetched(fetched)
 	close(p.ready)
 	if p.awaitLanes() && c == asleep {
 		p.dropBuffers()
