@@ -58,3 +58,38 @@ func (b *byteBudget) give(n int64) {
 	default:
 	}
 }
+
+// workerSlots caps the events fetched and in flight in a whole worker
+// (Config.WorkerMaxInFlight): a partition's fetcher takes one for each
+// message it hands over, and the slot is given back when the event is
+// finished or abandoned, or dropped before it was collected. A nil
+// workerSlots caps nothing.
+type workerSlots chan struct{}
+
+func newWorkerSlots(n int) workerSlots {
+	if n == 0 {
+		return nil
+	}
+	return make(workerSlots, n)
+}
+
+// take takes a slot, waiting for one; it reports false if stop closes
+// first.
+func (s workerSlots) take(stop <-chan struct{}) bool {
+	if s == nil {
+		return true
+	}
+	select {
+	case s <- struct{}{}:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// give gives a slot back.
+func (s workerSlots) give() {
+	if s != nil {
+		<-s
+	}
+}

@@ -29,6 +29,15 @@ type Config struct {
 	Lanes int
 	// MaxInFlight caps fetched-but-unfinished events per partition.
 	MaxInFlight int
+	// WorkerMaxInFlight caps fetched-but-unfinished events in the whole
+	// worker, over all its partitions: a worker that takes over many
+	// partitions with a backlog (its crashed peers') would otherwise hold
+	// a batch fetched ahead and MaxInFlight events, with up to Lanes
+	// goroutines, for each of them at once. A partition's fetcher waits
+	// for room before it hands over its next message; while the cap is
+	// reached, a partition whose events are slow holds up the others. 0:
+	// no cap.
+	WorkerMaxInFlight int
 	// MaxInFlightBytes caps the bytes (keys, values, headers) of a
 	// partition's messages from fetch to finish, those queued for the next
 	// batch included; a single larger message still goes through, alone.
@@ -126,6 +135,7 @@ func DefaultConfig() Config {
 	return Config{
 		Lanes:             64,
 		MaxInFlight:       256,
+		WorkerMaxInFlight: 4096,
 		MaxInFlightBytes:  4 << 20,
 		BatchSize:         256,
 		MaxMessageBytes:   1 << 20,
@@ -209,6 +219,9 @@ func (c Config) checkPipeline(p *problems) {
 	}
 	if c.MaxInFlight < 1 {
 		p.add("max in flight %d: must be at least 1", c.MaxInFlight)
+	}
+	if c.WorkerMaxInFlight < 0 {
+		p.add("worker max in flight %d: must not be negative (0: no cap)", c.WorkerMaxInFlight)
 	}
 	if c.MaxInFlightBytes < 1 {
 		p.add("max in flight bytes %d: must be at least 1", c.MaxInFlightBytes)

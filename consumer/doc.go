@@ -8,22 +8,29 @@
 // (topics.go) and joins the group with kafka-go's ConsumerGroup. For every
 // generation (generation.go) it starts one function with Generation.Start
 // that runs each assigned partition (partition.go) and commits the
-// watermarks (watermark.go) every CommitInterval. One event's way through a
-// partition:
+// watermarks (watermark.go) every CommitInterval. A source partition reads
+// for the whole generation; a partition of a retry tier or parked topic
+// sleeps while it has nothing to read, with no reader, goroutine or buffer
+// (sleep.go), and the generation's watcher (watch.go, watchpoll.go) starts
+// a session of it when something is written to it or the retry message it
+// waits for is due. One event's way through a partition:
 //
+//	reader.go     a connection to the partition's leader (leaders.go)
 //	intake.go     fetch, wait for a retry tier's not-before time, collect a batch
-//	              (budget.go: the byte budget; a slot per event in flight)
+//	              (budget.go: the byte budget; a slot per event in flight, the
+//	              partition's and the worker's)
 //	dispatch.go   decode (decode.go; structured mode: structured.go), check the
 //	              limits (limits.go), route;
 //	claims.go     claim the batch in one store round trip (groupcommit.go
 //	              gathers every partition's claims into one)
 //	keyqueue.go   one key's events in offset order, keys in parallel, run by
-//	lanes.go      the lanes, up to Config.Lanes
+//	lanes.go      the lanes, up to Config.Lanes, each ending when nothing is ready
 //	process.go    each event's lifecycle, a loop over decide (lifecycle.go:
 //	              every rule, a pure function) and its actions:
 //	attempt.go    the handler run under the claim (rate limit, timeout) and
 //	              its completion (group commit: groupcommit.go)
-//	leases.go     meanwhile the lease keeper extends every claim held
+//	leases.go     meanwhile the lease keeper extends every claim held (its
+//	              heartbeat runs while the partition holds claims)
 //	outcome.go    finish, release, retry tier or dead letter (the messages:
 //	              deadletter.go; the writer: publisher.go), then the watermark
 //	order.go      ordered retries (docs/ordering.md): the gate of a key;
@@ -64,11 +71,18 @@
 //
 // # Sharp edges of kafka-go, and where they are handled
 //
-//   - Reader.ReadMessage commits before processing when a GroupID is set; the
-//     engine uses partition readers and FetchMessage, and commits itself.
+//   - Reader.ReadMessage commits before processing when a GroupID is set;
+//     the engine reads partitions itself, and commits itself.
 //   - Reader{GroupID} gives no revocation signal; ConsumerGroup and
 //     Generation do, which is why the engine uses them.
+//   - A partition Reader dials through Dialer.DialLeader, which reads the
+//     metadata of the partition's whole topic at every dial, and holds two
+//     goroutines and a queue of 100 messages: a worker assigned a thousand
+//     partitions decodes a thousand times the metadata of a thousand
+//     partitions. The engine reads a partition over a kafka.Conn to the
+//     leader that one metadata request per generation names (reader.go).
+//   - Client.ListOffsets sends one request per partition; the watcher asks
+//     about all sleeping partitions with one fetch per broker instead.
 //   - A struct-literal kafka.Writer waits for no acknowledgement at all;
 //     [NewPublisher] sets RequireAll.
-//   - kafka.NewReader panics on a bad config; [Config.Validate] runs first.
 package consumer

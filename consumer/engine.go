@@ -80,6 +80,8 @@ type Engine struct {
 
 	completions chan *delivery
 	claims      chan *claimRequest
+	// slots caps the events in flight over all partitions.
+	slots workerSlots
 }
 
 // New returns an engine. The store's calls must honour their context's
@@ -109,6 +111,7 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 		eventRetry:  retryPolicy{initial: cfg.RetryBackoff, max: cfg.MaxRetryBackoff},
 		completions: make(chan *delivery, cfg.MaxInFlight),
 		claims:      make(chan *claimRequest, 64),
+		slots:       newWorkerSlots(cfg.WorkerMaxInFlight),
 	}
 	if m.reg != nil {
 		if err := m.reg.Register(newStatusCollector(e)); err != nil {

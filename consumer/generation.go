@@ -27,11 +27,11 @@ func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generatio
 
 	drain := newDrain(ctx, e.cfg.DrainTimeout)
 	defer drain.end()
-	parts := e.partitionsOf(gen, drain)
+	beats, stopBeats := context.WithCancel(drain.work)
+	defer stopBeats()
+	parts := e.partitionsOf(gen, &genParts{drain: drain, beats: beats, leaders: newLeaders(e.cfg.Dialer, e.cfg.Brokers, topicsOf(gen))})
 	var wg sync.WaitGroup
-	for _, p := range parts {
-		wg.Go(p.run)
-	}
+	e.startPartitions(parts, drain, &wg)
 	c := &committer{gen: gen, parts: parts, committed: make(map[*partition]int64, len(parts)), e: e}
 
 	ticker := time.NewTicker(e.cfg.CommitInterval)
@@ -52,6 +52,7 @@ func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generatio
 	e.draining.Store(started.UnixNano())
 	drain.begin()
 	wg.Wait()
+	stopBeats()
 	c.commit()
 	for _, p := range parts {
 		p.close()
@@ -60,13 +61,45 @@ func (e *Engine) runGeneration(ctx, genCtx context.Context, gen *kafka.Generatio
 	e.log.Info("generation drained", "generation", gen.ID, "took", time.Since(started).Round(time.Millisecond))
 }
 
+// startPartitions runs the source partitions, and hands the others (retry
+// tiers, parked topics) to a watcher, asleep until they have something to
+// read (sleep.go). Every session runs in wg, and so does the watcher.
+func (e *Engine) startPartitions(parts []*partition, drain *drain, wg *sync.WaitGroup) {
+	w := newWatcher(e, drain, func(p *partition) { wg.Go(p.run) })
+	for _, p := range parts {
+		if p.route.fleets() {
+			w.add(p)
+		} else {
+			wg.Go(p.run)
+		}
+	}
+	wg.Go(w.run)
+}
+
+// genParts is what a generation's partitions share: the drain, the context
+// of their heartbeats, and the leaders their readers dial.
+type genParts struct {
+	drain   *drain
+	beats   context.Context
+	leaders *leaders
+}
+
+// topicsOf lists the topics of gen's assignments.
+func topicsOf(gen *kafka.Generation) []string {
+	topics := make([]string, 0, len(gen.Assignments))
+	for t := range gen.Assignments {
+		topics = append(topics, t)
+	}
+	return topics
+}
+
 // partitionsOf makes the partitions of gen's assignments and publishes them
 // for /status.
-func (e *Engine) partitionsOf(gen *kafka.Generation, drain *drain) []*partition {
+func (e *Engine) partitionsOf(gen *kafka.Generation, g *genParts) []*partition {
 	var parts []*partition
 	for topic, assignments := range gen.Assignments {
 		for _, a := range assignments {
-			parts = append(parts, e.newPartition(topic, a, drain))
+			parts = append(parts, e.newPartition(topic, a, g))
 		}
 	}
 	e.parts.Store(&parts)

@@ -9,16 +9,16 @@ import (
 )
 
 // fetch reads messages into deliveries on fetched until ctx is cancelled.
-// kafka-go retries broker errors itself; other errors are counted, logged
-// and retried (kafkaRetry).
-func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *delivery) {
-	read := func() (kafka.Message, error) { return r.FetchMessage(ctx) }
+// Errors are counted, logged and retried (kafkaRetry).
+func (p *partition) fetch(ctx context.Context, r *partitionReader, fetched chan<- *delivery) {
+	read := r.next
 	failed := p.fetchFailed
 	for {
 		m, err := retry(ctx, kafkaRetry, read, failed)
 		if err != nil {
 			return
 		}
+		p.lastFetch.Store(time.Now().UnixNano())
 		// Backpressure: the bytes of the messages queued here and in flight
 		// are capped; a message over the budget waits until it fits, or
 		// goes alone when nothing else is held.
@@ -36,11 +36,29 @@ func (p *partition) fetch(ctx context.Context, r *kafka.Reader, fetched chan<- *
 		if p.route.tier > 0 && p.ours(&d.msg) && !p.due(ctx, &d.msg) {
 			return
 		}
+		// The worker's slot: fetched and in flight, its partitions hold at
+		// most WorkerMaxInFlight events. A delivery never sent gives it back;
+		// one left in fetched at the end of the session, dropFetched.
+		if !p.e.slots.take(ctx.Done()) {
+			return
+		}
 		select {
 		case fetched <- d:
 		case <-ctx.Done():
+			p.e.slots.give()
 			return
 		}
+	}
+}
+
+// dropFetched drops the deliveries fetched and not collected when a session
+// ends, once its fetcher has returned, and gives their slots back to the
+// worker: they are not in the watermark, so the next session or owner
+// reads them again.
+func (p *partition) dropFetched(fetched <-chan *delivery) {
+	for len(fetched) > 0 {
+		<-fetched
+		p.e.slots.give()
 	}
 }
 
@@ -66,7 +84,11 @@ func (p *partition) due(ctx context.Context, m *kafka.Message) bool {
 	p.lag.Set(float64(max(m.HighWaterMark-m.Offset, 0)))
 	p.waitingOffset.Store(m.Offset)
 	p.waiting.Store(max(m.Time.UnixNano(), 1))
-	defer p.waiting.Store(0)
+	p.dueAt.Store(t.UnixNano())
+	defer func() {
+		p.dueAt.Store(0)
+		p.waiting.Store(0)
+	}()
 	return sleep(ctx, t.Sub(now))
 }
 
@@ -104,42 +126,65 @@ func (p *partition) tierDelay() time.Duration {
 	return 0
 }
 
+// collected is how collect ended.
+type collected int
+
+const (
+	// batchReady: the batch holds at least one delivery.
+	batchReady collected = iota
+	// draining: the generation drains; the batch is empty.
+	draining
+	// asleep: a partition that sleeps between sessions has nothing to do
+	// (see drowsy); the batch is empty.
+	asleep
+)
+
 // collect waits for the next batch: one message, then whatever else is
-// already fetched, up to BatchSize and the in-flight cap. It reports false
-// when the partition drains.
-func (p *partition) collect(fetched <-chan *delivery, batch *[]*delivery) bool {
+// already fetched, up to BatchSize and the in-flight cap. While it waits for
+// the first, idle (nil for a partition that never sleeps) ticks: at each
+// tick, a drowsy partition falls asleep.
+func (p *partition) collect(fetched <-chan *delivery, batch *[]*delivery, idle <-chan time.Time) collected {
+	if c := p.first(fetched, batch, idle); c != batchReady {
+		return c
+	}
 	for len(*batch) < cap(*batch) {
 		// Backpressure: a slot per in-flight event.
-		if len(*batch) == 0 {
-			select {
-			case p.slots <- struct{}{}:
-			case <-p.drain.stopping.Done():
-				return false
-			}
-		} else {
-			select {
-			case p.slots <- struct{}{}:
-			default:
-				return true
-			}
+		select {
+		case p.slots <- struct{}{}:
+		default:
+			return batchReady
 		}
-		var d *delivery
-		if len(*batch) == 0 {
-			select {
-			case d = <-fetched:
-			case <-p.drain.stopping.Done():
-				<-p.slots
-				return false
-			}
-		} else {
-			select {
-			case d = <-fetched:
-			default:
-				<-p.slots
-				return true
-			}
+		select {
+		case d := <-fetched:
+			*batch = append(*batch, d)
+		default:
+			<-p.slots
+			return batchReady
 		}
-		*batch = append(*batch, d)
 	}
-	return true
+	return batchReady
+}
+
+// first waits for the batch's first delivery, and its slot.
+func (p *partition) first(fetched <-chan *delivery, batch *[]*delivery, idle <-chan time.Time) collected {
+	select {
+	case p.slots <- struct{}{}:
+	case <-p.drain.stopping.Done():
+		return draining
+	}
+	for {
+		select {
+		case d := <-fetched:
+			*batch = append(*batch, d)
+			return batchReady
+		case <-p.drain.stopping.Done():
+			<-p.slots
+			return draining
+		case <-idle:
+			if p.drowsy(len(fetched)) {
+				<-p.slots
+				return asleep
+			}
+		}
+	}
 }

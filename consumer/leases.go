@@ -33,17 +33,49 @@ type leaseKeeper struct {
 
 	mu   sync.Mutex
 	held map[*delivery]dedupe.Lease
+	// The heartbeat runs only while claims are held (see keep): ctx is
+	// its context, beating tells whether it runs, stopped that it must
+	// not start again, and beats waits for it.
+	ctx     context.Context
+	beating bool
+	stopped bool
+	beats   sync.WaitGroup
 }
 
 func newLeaseKeeper(lease time.Duration, extend func(context.Context, []dedupe.Lease) ([]error, error), forfeit func(*delivery)) *leaseKeeper {
 	return &leaseKeeper{lease: lease, extend: extend, forfeit: forfeit, held: make(map[*delivery]dedupe.Lease)}
 }
 
-// hold starts holding d's lease (a fresh claim).
+// keep makes the keeper extend its claims from now on, under ctx: its
+// heartbeat starts with the first claim held and ends when a beat finds
+// none, so that a partition without claims holds no goroutine. stop ends
+// it for good.
+func (k *leaseKeeper) keep(ctx context.Context) {
+	k.mu.Lock()
+	k.ctx = ctx
+	k.mu.Unlock()
+}
+
+// stop ends the heartbeat, and waits for it; no claim held is extended
+// after it.
+func (k *leaseKeeper) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.mu.Unlock()
+	k.beats.Wait()
+}
+
+// hold starts holding d's lease (a fresh claim), and the heartbeat if it
+// does not run.
 func (k *leaseKeeper) hold(d *delivery) {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.held[d] = d.attempt.lease
-	k.mu.Unlock()
+	if k.ctx != nil && !k.beating && !k.stopped {
+		k.beating = true
+		ctx := k.ctx
+		k.beats.Go(func() { k.run(ctx) })
+	}
 }
 
 // startRun ties a run's context to d's held claim: a lost lease cancels it,
@@ -96,18 +128,35 @@ func (k *leaseKeeper) running() int {
 	return n
 }
 
-// run extends the held claims every third of the lease until ctx is done.
+// run extends the held claims every third of the lease until ctx is done,
+// or until a beat finds none held.
 func (k *leaseKeeper) run(ctx context.Context) {
 	t := time.NewTicker(k.lease / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			k.idle(true)
 			return
 		case now := <-t.C:
 			_ = k.beat(ctx, now) // extend reports store errors; the next beat tries again
+			if k.idle(false) {
+				return
+			}
 		}
 	}
+}
+
+// idle reports whether the heartbeat ends: when told to, or when no claim
+// is held. A claim held later starts it again.
+func (k *leaseKeeper) idle(end bool) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if end || len(k.held) == 0 {
+		k.beating = false
+		return true
+	}
+	return false
 }
 
 // beat extends every claim due at now in one round trip, bounded by a third

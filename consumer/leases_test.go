@@ -234,3 +234,46 @@ func TestLeaseKeeperBeatsUntilCancelled(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestLeaseKeeperBeatsOnlyWhileHolding runs the heartbeat from the first
+// claim held until a beat finds none, and again with the next claim.
+func TestLeaseKeeperBeatsOnlyWhileHolding(t *testing.T) {
+	beats := make(chan int, 16)
+	k := newLeaseKeeper(60*time.Millisecond, func(_ context.Context, ls []dedupe.Lease) ([]error, error) {
+		beats <- len(ls)
+		return make([]error, len(ls)), nil
+	}, func(*delivery) {})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k.keep(ctx)
+	if k.isBeating() {
+		t.Fatal("a heartbeat runs without a claim held")
+	}
+	for round := range 2 {
+		d := &delivery{}
+		k.hold(d)
+		if n := <-beats; n != 1 {
+			t.Fatalf("round %d: a beat extended %d claims, want 1", round, n)
+		}
+		k.drop(d)
+		deadline := time.Now().Add(5 * time.Second)
+		for k.isBeating() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the heartbeat still runs with no claim held", round)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	k.stop()
+	k.hold(&delivery{})
+	if k.isBeating() {
+		t.Error("a stopped keeper started its heartbeat again")
+	}
+}
+
+// isBeating reports whether the heartbeat runs.
+func (k *leaseKeeper) isBeating() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.beating
+}

@@ -195,4 +195,5 @@ func (p *partition) free(d *delivery) {
 	p.e.m.inFlight.Dec()
 	p.bytes.give(d.size)
 	<-p.slots
+	p.e.slots.give()
 }

@@ -18,12 +18,16 @@ import (
 // and claims a batch (dispatch.go, claims.go), the key queue and the lanes
 // that run each delivery's lifecycle (keyqueue.go, lanes.go, process.go),
 // and the lease keeper that extends every claim held meanwhile (leases.go).
+//
+// A source partition reads for the whole generation. A partition of a retry
+// tier or of a parked topic reads in sessions, only while it has something
+// to read: between them it sleeps, without a reader, goroutine or buffer,
+// and the generation's watcher (watch.go) starts its next session.
 type partition struct {
 	e     *Engine
 	topic string
 	route route
 	id    int
-	start int64
 	// scope names the gates of the partition's source partition
 	// (dedupe.OrderScope); batches counts the batches claimed, for the
 	// key queue's marks.
@@ -36,19 +40,29 @@ type partition struct {
 	rules rules
 
 	// ready holds deliveries whose key has nothing before it in flight; the
-	// lanes take them from there. Lanes start as deliveries need them:
-	// spawned is the dispatcher's count, busy the lanes running one now.
+	// lanes take them from there. Lanes start as deliveries need them and
+	// end when none is ready (lanes.go): spawned counts them, under laneMu,
+	// and busy the lanes running one now.
 	ready   chan *delivery
 	keys    *keyQueue
 	lanes   sync.WaitGroup
+	laneMu  sync.Mutex
 	spawned int
 	busy    atomic.Int32
 	// slots and bytes are the backpressure: a slot per delivery in flight,
-	// and a cap on their bytes.
+	// and a cap on their bytes. ready, slots and bytes are made for each
+	// session (makeBuffers).
 	slots chan struct{}
 	bytes *byteBudget
 
 	leases *leaseKeeper
+
+	// leaders are the generation's partition leaders, for the reader.
+	leaders *leaders
+
+	// nap is what a partition that sleeps between sessions keeps
+	// (sleep.go).
+	nap
 
 	lag prometheus.Gauge
 	// hwm is the high-water mark of the last fetched message; committed the
@@ -59,92 +73,115 @@ type partition struct {
 	hwm, committed, waiting, waitingOffset atomic.Int64
 }
 
-func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, drain *drain) *partition {
+// newPartition makes the partition of an assignment in a generation.
+func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, g *genParts) *partition {
 	p := &partition{
-		e: e, topic: topic, route: e.routes[topic], id: a.ID, start: a.Offset,
+		e: e, topic: topic, route: e.routes[topic], id: a.ID, leaders: g.leaders,
 		wm:    newWatermark(a.Offset),
 		scope: dedupe.OrderScope(e.cfg.Group, e.routes[topic].source, a.ID),
-		drain: drain,
+		drain: g.drain,
 		rules: rules{maxAttempts: e.cfg.MaxAttempts, inPlaceAttempts: e.cfg.InPlaceAttempts, tierDelays: e.cfg.RetryDelays,
 			maxInPlaceWait: e.cfg.MaxRetryBackoff},
-		ready: make(chan *delivery, e.cfg.MaxInFlight),
-		keys:  newKeyQueue(),
-		slots: make(chan struct{}, e.cfg.MaxInFlight),
-		bytes: newByteBudget(e.cfg.MaxInFlightBytes),
-		lag:   e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
+		keys: newKeyQueue(),
+		lag:  e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
 	}
 	p.leases = newLeaseKeeper(e.cfg.Lease, p.extendLeases, p.forfeited)
+	p.leases.keep(g.beats)
 	p.committed.Store(-1)
 	p.hwm.Store(-1)
 	return p
 }
 
-// close forgets the partition's metrics after the generation ended.
+// makeBuffers makes a session's channels and byte budget.
+func (p *partition) makeBuffers() {
+	p.ready = make(chan *delivery, p.e.cfg.MaxInFlight)
+	p.slots = make(chan struct{}, p.e.cfg.MaxInFlight)
+	p.bytes = newByteBudget(p.e.cfg.MaxInFlightBytes)
+}
+
+// dropBuffers drops them once every lane has ended, so that a sleeping
+// partition holds none.
+func (p *partition) dropBuffers() {
+	p.ready, p.slots, p.bytes = nil, nil, nil
+}
+
+// close waits for the lease keeper's heartbeat, whose context the
+// generation cancelled, and forgets the partition's metrics, after the
+// generation ended.
 func (p *partition) close() {
+	p.leases.stop()
 	p.e.m.lag.DeleteLabelValues(p.topic, strconv.Itoa(p.id))
 }
 
-// run fetches, claims in batches and feeds the lanes until the generation
-// drains; it returns when every lane has finished or abandoned its
-// deliveries (or, past the drain budget, left hung handlers behind).
+// run is one session: it fetches, claims in batches and feeds the lanes
+// until the generation drains or, for a partition that sleeps between
+// sessions, until it has nothing to read (see drowsy); it returns when every
+// lane has finished or abandoned its deliveries (or, past the drain budget,
+// left hung handlers behind). A partition that fell asleep is then the
+// watcher's.
 func (p *partition) run() {
-	reader := p.reader()
-	defer reader.Close()
-
+	p.makeBuffers()
 	fetchCtx, cancelFetch := context.WithCancel(p.drain.work)
 	defer cancelFetch()
+	fetched, fetcher := p.startFetcher(fetchCtx)
+	c := p.feed(fetched)
+	// Draining or falling asleep: nothing new is dispatched; deliveries
+	// fetched but not dispatched are simply not finished, so the watermark
+	// stays before them, and the next session or owner reads them again.
+	cancelFetch()
+	fetcher.Wait()
+	p.dropFetched(fetched)
+	close(p.ready)
+	if p.awaitLanes() && c == asleep {
+		p.dropBuffers()
+		p.watch.sleep(p)
+	}
+}
+
+// startFetcher starts the session's fetcher, which reads from the
+// partition's next offset into fetched until ctx is done.
+func (p *partition) startFetcher(ctx context.Context) (chan *delivery, *sync.WaitGroup) {
+	reader := p.openReader(ctx)
 	fetched := make(chan *delivery, p.e.cfg.BatchSize)
 	var fetcher sync.WaitGroup
-	fetcher.Go(func() { p.fetch(fetchCtx, reader, fetched) })
-	beatCtx, stopBeat := context.WithCancel(p.drain.work)
-	var heartbeat sync.WaitGroup
-	heartbeat.Go(func() { p.leases.run(beatCtx) })
+	p.lastFetch.Store(time.Now().UnixNano())
+	fetcher.Go(func() {
+		defer reader.close()
+		p.fetch(ctx, reader, fetched)
+	})
+	return fetched, &fetcher
+}
 
+// feed collects batches and dispatches them to the lanes until the
+// partition drains or falls asleep, and says which.
+func (p *partition) feed(fetched <-chan *delivery) collected {
+	var idle <-chan time.Time
+	if p.watch != nil {
+		t := time.NewTicker(sleepAfter(p.e.cfg))
+		defer t.Stop()
+		idle = t.C
+	}
 	batch := make([]*delivery, 0, p.e.cfg.BatchSize)
-	for p.collect(fetched, &batch) {
+	for {
+		if c := p.collect(fetched, &batch, idle); c != batchReady {
+			return c
+		}
 		p.dispatch(batch)
 		batch = batch[:0]
 	}
-	// Draining: nothing new is dispatched; deliveries fetched but not
-	// dispatched are simply not finished, so the watermark stays before them.
-	cancelFetch()
-	close(p.ready)
-	p.awaitLanes(&fetcher)
-	stopBeat()
-	heartbeat.Wait()
 }
 
-// reader is the partition's Kafka reader, at the generation's start offset.
-func (p *partition) reader() *kafka.Reader {
-	e := p.e
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     e.cfg.Brokers,
-		Dialer:      e.cfg.Dialer,
-		Topic:       p.topic,
-		Partition:   p.id,
-		MinBytes:    1,
-		MaxBytes:    16 << 20,
-		MaxWait:     e.cfg.MaxWait,
-		ErrorLogger: kafkaLogger(e.log.With("topic", p.topic, "partition", p.id), -4),
-	})
-	if err := r.SetOffset(p.start); err != nil {
-		e.log.Error("set start offset", "topic", p.topic, "partition", p.id, "offset", p.start, "err", err)
-	}
-	return r
-}
-
-// awaitLanes waits for the fetcher and the lanes to finish, within the drain
-// budget and a short grace after it.
-func (p *partition) awaitLanes(fetcher *sync.WaitGroup) {
+// awaitLanes waits for the lanes to finish, within the drain budget and a
+// short grace after it. It reports whether they all finished.
+func (p *partition) awaitLanes() bool {
 	lanesDone := make(chan struct{})
 	go func() {
-		fetcher.Wait()
 		p.lanes.Wait()
 		close(lanesDone)
 	}()
 	select {
 	case <-lanesDone:
-		return
+		return true
 	case <-p.drain.work.Done():
 	}
 	// The drain budget is spent and every handler's context cancelled. A
@@ -156,8 +193,10 @@ func (p *partition) awaitLanes(fetcher *sync.WaitGroup) {
 	// expires.
 	select {
 	case <-lanesDone:
+		return true
 	case <-time.After(hungGrace):
 		p.hungLeftBehind(p.leases.running())
+		return false
 	}
 }
 

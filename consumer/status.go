@@ -49,6 +49,10 @@ type PartitionStatus struct {
 	// timestamp). Both are 0 when nothing is in flight.
 	OldestInFlightSeconds float64 `json:"oldest_in_flight_seconds"`
 	TimeLagSeconds        float64 `json:"time_lag_seconds"`
+	// Asleep is true while a partition of a retry tier or parked topic has
+	// nothing to read: it holds no reader until something is written to it
+	// or the retry message it waits for is due.
+	Asleep bool `json:"asleep,omitempty"`
 }
 
 // ErrorEntry is one failure the engine met.
@@ -139,7 +143,7 @@ func (e *Engine) Status() Status {
 
 func (p *partition) status(now time.Time) PartitionStatus {
 	ps := PartitionStatus{Topic: p.topic, Partition: p.id, Committed: p.committed.Load(),
-		Next: p.wm.commitOffset(), HighWaterMark: p.hwm.Load()}
+		Next: p.wm.commitOffset(), HighWaterMark: p.hwm.Load(), Asleep: p.asleep.Load()}
 	if ps.Next < 0 {
 		ps.Next = -1 // nothing fetched yet from a partition without a committed offset
 	}
@@ -181,8 +185,8 @@ func (e *Engine) partitions() []*partition {
 // statusCollector exposes the per-partition ages of an engine at scrape
 // time.
 type statusCollector struct {
-	e                            *Engine
-	timeLag, inFlight, committed *prometheus.Desc
+	e                                    *Engine
+	timeLag, inFlight, committed, asleep *prometheus.Desc
 }
 
 func newStatusCollector(e *Engine) *statusCollector {
@@ -197,6 +201,9 @@ func newStatusCollector(e *Engine) *statusCollector {
 		committed: prometheus.NewDesc("fleet_consumer_committed_offset",
 			"The offset last committed for the partition by this worker (absent until its first commit in the generation).",
 			[]string{"topic", "partition"}, nil),
+		asleep: prometheus.NewDesc("fleet_consumer_partitions_asleep",
+			"Assigned partitions of retry tiers and parked topics that have nothing to read, and hold no reader until something is written to them or the retry message they wait for is due.",
+			nil, nil),
 	}
 }
 
@@ -204,12 +211,17 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.timeLag
 	ch <- c.inFlight
 	ch <- c.committed
+	ch <- c.asleep
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
+	asleep := 0
 	for _, p := range c.e.partitions() {
 		ps := p.status(now)
+		if ps.Asleep {
+			asleep++
+		}
 		part := strconv.Itoa(p.id)
 		ch <- prometheus.MustNewConstMetric(c.timeLag, prometheus.GaugeValue, ps.TimeLagSeconds, p.topic, part)
 		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, ps.OldestInFlightSeconds, p.topic, part)
@@ -217,4 +229,5 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.committed, prometheus.GaugeValue, float64(ps.Committed), p.topic, part)
 		}
 	}
+	ch <- prometheus.MustNewConstMetric(c.asleep, prometheus.GaugeValue, float64(asleep))
 }

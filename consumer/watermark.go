@@ -40,6 +40,17 @@ func (w *watermark) add(offset, now, msgTime int64) {
 	w.mu.Unlock()
 }
 
+// startAt moves the watermark of a partition that has fetched nothing yet
+// to offset: the start the watcher found for a sleeping partition without a
+// committed offset (watch.go).
+func (w *watermark) startAt(offset int64) {
+	w.mu.Lock()
+	if w.next < 0 && w.head == len(w.pending) {
+		w.next = offset
+	}
+	w.mu.Unlock()
+}
+
 // finish marks offset done and reports the offset to commit.
 func (w *watermark) finish(offset int64) int64 {
 	w.mu.Lock()

@@ -112,3 +112,24 @@ func TestWatermarkOldest(t *testing.T) {
 		t.Fatal("oldest with nothing in flight")
 	}
 }
+
+// TestWatermarkStartAt moves the start of a partition that starts at the
+// first or last offset, and only until it has fetched something.
+func TestWatermarkStartAt(t *testing.T) {
+	w := newWatermark(-2)
+	w.startAt(40)
+	if got := w.commitOffset(); got != 40 {
+		t.Fatalf("commit offset = %d, want the start found, 40", got)
+	}
+	w.add(41, 0, 0)
+	w.finish(41)
+	w.startAt(3)
+	if got := w.commitOffset(); got != 42 {
+		t.Errorf("commit offset = %d after a message, want 42: a start found late must not move it", got)
+	}
+	w = newWatermark(17)
+	w.startAt(3)
+	if got := w.commitOffset(); got != 17 {
+		t.Errorf("a committed start moved to %d", got)
+	}
+}

@@ -34,7 +34,8 @@ type cli struct {
 	DLQ     dlqCmd     `cmd:"" name:"dlq" help:"List and replay dead letters."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 
-	BenchWorker benchWorkerCmd `cmd:"" hidden:"" name:"bench-worker" help:"One measured worker of fleet bench."`
+	BenchWorker     benchWorkerCmd     `cmd:"" hidden:"" name:"bench-worker" help:"One measured worker of fleet bench."`
+	BenchPartitions benchPartitionsCmd `cmd:"" hidden:"" name:"bench-partitions" help:"Measure what the partitions assigned to one worker cost it."`
 }
 
 type versionCmd struct{}

@@ -50,6 +50,7 @@ type runCmd struct {
 	HandlerTimeout    time.Duration `env:"FLEET_HANDLER_TIMEOUT" default:"30s" help:"Bound on one handler attempt (0: none)."`
 	BatchSize         int           `env:"FLEET_BATCH_SIZE" default:"256" help:"Events claimed in one Redis round trip."`
 	MaxInFlight       int           `env:"FLEET_MAX_IN_FLIGHT" default:"256" help:"Fetched but unfinished events per partition."`
+	WorkerMaxInFlight int           `env:"FLEET_WORKER_MAX_IN_FLIGHT" default:"4096" help:"Fetched but unfinished events over all the partitions of the worker; bounds its memory when it takes over many partitions with a backlog (0: no bound)."`
 	MaxInFlightBytes  int64         `env:"FLEET_MAX_IN_FLIGHT_BYTES" default:"4194304" help:"Bytes (keys, values, headers) a partition holds from fetch to finish; a larger message goes through alone."`
 	RateLimits        string        `env:"FLEET_RATE_LIMITS" help:"Fleet-wide limits per event type, shared by every worker of the group through Redis: TYPE=N/s, TYPE=N/m or TYPE=N/h, comma-separated."`
 	MaxMessageBytes   int           `env:"FLEET_MAX_MESSAGE_BYTES" default:"1048576" help:"Largest message (key, value, headers) accepted; larger ones are dead-lettered as too_large (0: no limit)."`
@@ -84,6 +85,7 @@ func (c *runCmd) consumerConfig() consumer.Config {
 	cfg.HandlerTimeout = c.HandlerTimeout
 	cfg.BatchSize = c.BatchSize
 	cfg.MaxInFlight = c.MaxInFlight
+	cfg.WorkerMaxInFlight = c.WorkerMaxInFlight
 	cfg.MaxInFlightBytes = c.MaxInFlightBytes
 	cfg.CommitInterval = c.CommitInterval
 	cfg.MaxMessageBytes, cfg.MaxHeaders, cfg.MaxJSONDepth = c.MaxMessageBytes, c.MaxHeaders, c.MaxJSONDepth
