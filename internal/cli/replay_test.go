@@ -188,6 +188,14 @@ func TestCLIOutputEscaped(t *testing.T) {
 	w := &kafka.Writer{Addr: kafka.TCP(c.brokers...), Balancer: fixedPartition(0), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
 		AllowAutoTopicCreation: true}
 	defer w.Close()
+	// The dead-letter topic first: a writer that meets a topic the broker
+	// is still creating fails its write.
+	kc := &kafka.Client{Addr: kafka.TCP(c.brokers...)}
+	dlq := consumer.DeadLetterTopic(e2eTopic)
+	created, err := kc.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: dlq, NumPartitions: 1, ReplicationFactor: 1}}})
+	if err != nil || created.Errors[dlq] != nil {
+		t.Fatal(err, created)
+	}
 	hostile := "evil\x1b[2J\n0  0  2099-01-01T00:00:00Z  forged"
 	ev := demo.Event(hostile, "acct-\x1b]0;owned\x07", ledger.TypeCaptured, `{"account":"acct-x","amount_cents":1}`)
 	ev.Headers = append(ev.Headers,
