@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fleetworks/fleet/internal/demo"
@@ -110,7 +109,7 @@ func (r curvesRun) memory(ctx context.Context, pack bool) ([]memoryPoint, error)
 		return nil, err
 	}
 	defer env.Close()
-	empty, err := settledUsedMemory(ctx, env.rdb)
+	empty, err := usedMemory(ctx, env.rdb)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +126,7 @@ func (r curvesRun) memory(ctx context.Context, pack bool) ([]memoryPoint, error)
 		if _, err := bench.worker(ctx, "fleet", env.brokers, topic, topic, env.redisURL, step, nil, io.Discard); err != nil {
 			return nil, fmt.Errorf("memory step %d: %w", i, err)
 		}
-		used, err := settledUsedMemory(ctx, env.rdb)
+		used, err := usedMemory(ctx, env.rdb)
 		if err != nil {
 			return nil, err
 		}
@@ -135,33 +134,6 @@ func (r curvesRun) memory(ctx context.Context, pack bool) ([]memoryPoint, error)
 			BytesPerRecord: float64(used-empty) / float64(records)})
 	}
 	return points, nil
-}
-
-// settledUsedMemory is used_memory once it has stopped moving: three
-// equal readings 100 ms apart, or the last after 10 s. Right after presize
-// grew its tables, Redis still holds the old ones until its incremental
-// rehash is done (megabytes, freed within a second): read at once, a
-// baseline would count them, and the first points fall below it.
-func settledUsedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
-	last, err := usedMemory(ctx, rdb)
-	if err != nil {
-		return 0, err
-	}
-	for same, deadline := 0, time.Now().Add(10*time.Second); same < 2 && time.Now().Before(deadline); {
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return 0, ctx.Err()
-		}
-		used, err := usedMemory(ctx, rdb)
-		if err != nil {
-			return 0, err
-		}
-		if used == last {
-			same++
-		} else {
-			same, last = 0, used
-		}
-	}
-	return last, nil
 }
 
 // latency is one paced run at rate, for the plan's latency time.
