@@ -23,7 +23,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/internal/demo"
@@ -168,9 +167,9 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 		topics = append(topics, benchStructuredTopic)
 	}
 	if len(brokers) == 0 {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(c.Partitions), topics...) /* #nosec G115 -- checked: 1 to 1024 */, kfake.AllowAutoTopicCreation())
+		cluster, err := embeddedBroker(c.Partitions, topics...)
 		if err != nil {
-			return nil, fmt.Errorf("embedded broker: %w", err)
+			return nil, err
 		}
 		defer cluster.Close()
 		brokers = cluster.ListenAddrs()

@@ -36,6 +36,7 @@ type cli struct {
 
 	BenchWorker     benchWorkerCmd     `cmd:"" hidden:"" name:"bench-worker" help:"One measured worker of fleet bench."`
 	BenchPartitions benchPartitionsCmd `cmd:"" hidden:"" name:"bench-partitions" help:"Measure what the partitions assigned to one worker cost it."`
+	BenchCurves     benchCurvesCmd     `cmd:"" hidden:"" name:"bench-curves" help:"Measure the cost curves of docs/performance.md: key cardinality, Redis memory, partitions, latency by load."`
 }
 
 type versionCmd struct{}

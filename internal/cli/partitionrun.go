@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/internal/demo"
@@ -75,9 +74,9 @@ const partitionTopic = "partitions"
 // measure runs the measurement: broker, Redis, load, worker.
 func (r partitionRun) measure(ctx context.Context) (partitionResult, error) {
 	res := partitionResult{Partitions: r.partitions, Events: r.events}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(r.partitions), partitionTopic) /* #nosec G115 -- checked: 1 to 4096 */, kfake.AllowAutoTopicCreation())
+	cluster, err := embeddedBroker(r.partitions, partitionTopic)
 	if err != nil {
-		return res, fmt.Errorf("embedded broker: %w", err)
+		return res, err
 	}
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()

@@ -51,18 +51,44 @@ type Stream struct {
 // accounts, of which a share dupShare (0 to 1) is published twice. The same
 // arguments give the same stream, except for ce_time.
 func New(events, accounts int, dupShare float64, seed uint64) (*Stream, error) {
-	if events < 1 || accounts < 1 || dupShare < 0 || dupShare > 1 {
-		return nil, fmt.Errorf("demo stream: %d events, %d accounts, duplicate share %v: need at least one event and account and a share in [0, 1]",
-			events, accounts, dupShare)
+	return NewWith(Options{Events: events, Accounts: accounts, DupShare: dupShare, Seed: seed})
+}
+
+// Options are the arguments of NewWith.
+type Options struct {
+	// Events unique events over Accounts accounts, of which a share
+	// DupShare (0 to 1) is published twice; Seed makes the stream.
+	Events, Accounts int
+	DupShare         float64
+	Seed             uint64
+	// Zipf, when above 1, picks each event's account from a Zipf
+	// distribution of that exponent (math/rand/v2's NewZipf): the first
+	// accounts are hot, the 1,000th gets about 1,000^-Zipf of the first's
+	// events. Zero picks accounts uniformly, as New does.
+	Zipf float64
+}
+
+// NewWith generates a stream as New does, with the options of o. The same
+// options give the same stream, except for ce_time.
+func NewWith(o Options) (*Stream, error) {
+	events, accounts, dupShare, seed := o.Events, o.Accounts, o.DupShare, o.Seed
+	if events < 1 || accounts < 1 || dupShare < 0 || dupShare > 1 || (o.Zipf != 0 && o.Zipf <= 1) {
+		return nil, fmt.Errorf("demo stream: %d events, %d accounts, duplicate share %v, zipf %v: need at least one event and account, a share in [0, 1] and a zipf exponent of 0 or above 1",
+			events, accounts, dupShare, o.Zipf)
 	}
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) // #nosec G404 -- a reproducible demo stream, not a secret
+	pick := func() int { return r.IntN(accounts) }
+	if o.Zipf != 0 {
+		z := rand.NewZipf(r, o.Zipf, 1, uint64(accounts-1)) // #nosec G115 -- accounts is at least 1
+		pick = func() int { return int(z.Uint64()) }        // #nosec G115 -- at most accounts-1
+	}
 	s := &Stream{Run: fmt.Sprintf("%08x", (seed^seed>>32)&0xffffffff), Unique: events}
 	for i := range accounts {
 		s.Accounts = append(s.Accounts, fmt.Sprintf("acct-%s-%04d", s.Run, i))
 	}
 	var unique, late []kafka.Message
 	for i := range events {
-		acct := s.Accounts[r.IntN(accounts)]
+		acct := s.Accounts[pick()]
 		typ := ledger.TypeCaptured
 		if r.IntN(5) == 0 {
 			typ = ledger.TypeRefunded

@@ -105,3 +105,58 @@ func TestNewRejectsBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestNewWithZipf: a Zipf stream puts most events on a few hot accounts,
+// a uniform one spreads them; both stay valid streams with their balances.
+func TestNewWithZipf(t *testing.T) {
+	const events, accounts = 20000, 10000
+	share := func(s *Stream) float64 {
+		counts := map[string]int{}
+		for _, m := range s.Valid {
+			counts[string(m.Key)]++
+		}
+		return float64(counts[s.Accounts[0]]) / float64(len(s.Valid))
+	}
+	zipf, err := NewWith(Options{Events: events, Accounts: accounts, Seed: 3, Zipf: 1.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uniform, err := NewWith(Options{Events: events, Accounts: accounts, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := share(zipf); got < 0.05 {
+		t.Errorf("zipf: hottest account has %.3f of the events, want at least 0.05", got)
+	}
+	if got := share(uniform); got > 0.01 {
+		t.Errorf("uniform: first account has %.3f of the events, want at most 0.01", got)
+	}
+	if zipf.Unique != events || len(zipf.Want) == 0 || len(zipf.Want) >= accounts {
+		t.Errorf("zipf: %d unique events over %d accounts with a balance", zipf.Unique, len(zipf.Want))
+	}
+	for _, zipfS := range []float64{1, 0.5, -2} {
+		if _, err := NewWith(Options{Events: 1, Accounts: 1, Zipf: zipfS}); err == nil {
+			t.Errorf("zipf %v: accepted", zipfS)
+		}
+	}
+}
+
+// TestNewMatchesNewWith: New is NewWith with uniform accounts.
+func TestNewMatchesNewWith(t *testing.T) {
+	a, err := New(500, 30, 0.2, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewWith(Options{Events: 500, Accounts: 30, DupShare: 0.2, Seed: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Valid) != len(b.Valid) {
+		t.Fatalf("valid %d and %d", len(a.Valid), len(b.Valid))
+	}
+	for i := range a.Valid {
+		if !bytes.Equal(a.Valid[i].Key, b.Valid[i].Key) || !bytes.Equal(a.Valid[i].Value, b.Valid[i].Value) {
+			t.Fatalf("message %d differs", i)
+		}
+	}
+}
