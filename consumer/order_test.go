@@ -118,9 +118,10 @@ func TestOrderedRetriesHold(t *testing.T) {
 	e.publish(payment("doomed", "acct-1", ledger.TypeCaptured, 5), payment("behind", "acct-1", ledger.TypeCaptured, 7),
 		payment("elsewhere", "acct-2", ledger.TypeCaptured, 1))
 
-	waitFor(t, 30*time.Second, "the key held", func() bool {
+	waitFor(t, 30*time.Second, "the key held, its follower parked, on a scan of the gates", func() bool {
 		s := en.Status().Gates
-		return s != nil && s.Held == 1 && en.value("fleet_order_held_keys") == 1 && en.finished(consumer.OutcomeParked) == 1
+		return s != nil && s.Held == 1 && en.value("fleet_order_held_keys") == 1 && en.finished(consumer.OutcomeParked) == 1 &&
+			len(s.Keys) == 1 && s.Keys[0].Parked == 1
 	})
 	if got := en.finished(consumer.OutcomeProcessed); got != 1 {
 		t.Errorf("processed %d before the unblock, want 1 (elsewhere)", got)

@@ -23,6 +23,7 @@ type benchCurvesCmd struct {
 	Events     int           `default:"100000" help:"Unique events of each throughput run and of each memory fill (--quick: 20,000)."`
 	Zipf       float64       `default:"1.1" help:"Exponent of the Zipf-distributed keys (above 1)."`
 	LatencyFor time.Duration `default:"5s" help:"How long each latency run publishes (--quick: 1s)."`
+	Replot     bool          `help:"Measure nothing: draw the plots and print the tables again from --out's curves.json."`
 }
 
 // curvesPlan is what one bench-curves run measures.
@@ -116,20 +117,39 @@ func (c *benchCurvesCmd) Run(stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	r := curvesRun{plan: c.plan(), exe: exe, progress: os.Stderr}
-	report, err := r.measure(ctx)
+	report, err := c.report(exe)
 	if err != nil {
-		return err
-	}
-	if err := writeCurvesJSON(filepath.Join(c.Out, "curves.json"), report); err != nil {
 		return err
 	}
 	if err := plotCurves(c.Out, report); err != nil {
 		return err
 	}
 	return report.print(stdout)
+}
+
+// report measures the curves and writes curves.json, or, with --replot,
+// reads the curves.json there is.
+func (c *benchCurvesCmd) report(exe string) (*curvesReport, error) {
+	path := filepath.Join(c.Out, "curves.json")
+	if c.Replot {
+		b, err := os.ReadFile(path) // #nosec G304 -- the operator's own --out directory
+		if err != nil {
+			return nil, err
+		}
+		var report curvesReport
+		if err := json.Unmarshal(b, &report); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return &report, nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	r := curvesRun{plan: c.plan(), exe: exe, progress: os.Stderr}
+	report, err := r.measure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return report, writeCurvesJSON(path, report)
 }
 
 func writeCurvesJSON(path string, report *curvesReport) error {
