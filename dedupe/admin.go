@@ -71,21 +71,15 @@ func stateName(s string) string {
 	return s
 }
 
-// luaNow is the Redis clock in ms, for the admin scripts.
-const luaNow = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-`
-
 // inspectScript: KEYS[1] record; ARGV lookback and slice ms (adminSlice). Reply {} no
 // record, {'h', ttl ms, fields} a record of its own, {'p', ttl ms, {fence,
 // attempts, fingerprint, result}} a packed one.
-var inspectScript = redis.NewScript(luaPacked + luaNow + `
+var inspectScript = redis.NewScript(luaClock + luaPacked + `
 local all = redis.call('HGETALL', KEYS[1])
 if #all > 0 then return {'h', redis.call('PTTL', KEYS[1]), all} end
 local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
 if not base then return {} end
-local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
+local v, bucket = packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2]))
 if not v then return {} end
 local f, a, fp, result = packedFields(v)
 return {'p', redis.call('PTTL', bucket), {f or '', a or '', fp or '', result or ''}}
@@ -189,11 +183,11 @@ func packedRecord(key string, fields []any, ttl time.Duration) (Record, error) {
 
 // forgetScript: KEYS[1] record; ARGV lookback and slice ms (adminSlice). Deletes the
 // record, of its own or packed. Reply 1 when there was one.
-var forgetScript = redis.NewScript(luaPacked + luaNow + `
+var forgetScript = redis.NewScript(luaClock + luaPacked + `
 local n = redis.call('DEL', KEYS[1])
 local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
 if base then
-  local v, bucket = packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
+  local v, bucket = packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2]))
   if v then
     redis.call('HDEL', bucket, id)
     n = 1
@@ -214,11 +208,11 @@ func (s *Redis) Forget(ctx context.Context, key string) (bool, error) {
 
 // resetScript: KEYS[1] record; ARGV lookback and slice ms (adminSlice). Reply 1 reset,
 // 0 no record, -1 done.
-var resetScript = redis.NewScript(luaPacked + luaNow + `
+var resetScript = redis.NewScript(luaClock + luaPacked + `
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then
   local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
-  if base and packedFind(base, id, now, tonumber(ARGV[1]), tonumber(ARGV[2])) then return -1 end
+  if base and packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2])) then return -1 end
   return 0
 end
 if s == 'd' then return -1 end

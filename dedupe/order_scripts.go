@@ -117,14 +117,13 @@ const (
 
 // parkScript: ARGV identity, fingerprint, queue element, most followers (0:
 // no bound), retention and slice of packed records (ms).
-const parkScript = luaPacked + `
+const parkScript = luaClock + luaPacked + `
 local rec = redis.call('HMGET', KEYS[3], 's', 'p')
 if not rec[1] then
   local slice = packedSlice(ARGV[6])
   local base, id = packedBase(KEYS[3], slice)
   if base then
-    local t = redis.call('TIME')
-    local v = packedFind(base, id, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[5]), slice)
+    local v = packedFind(base, id, clock(), tonumber(ARGV[5]), slice)
     if v then
       local _, _, fp = packedFields(v)
       rec = {'d', fp}

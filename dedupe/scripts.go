@@ -48,6 +48,19 @@ const luaMS = `
 local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v, '^[1-9]%d*$') ~= nil end
 `
 
+// luaClock is the Redis clock in milliseconds, read once per script call
+// (TIME), when first needed.
+const luaClock = `
+local now
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+`
+
 // claimScript claims a batch: one script call for many records, so that the
 // per-call cost of a script is paid once per batch. KEYS[3i-2] record i,
 // KEYS[3i-1] its record in the previous layout (the record key again when
@@ -108,7 +121,7 @@ local function ms(v) return type(v) == 'string' and #v <= 16 and string.match(v,
 // A copy that arrives after its owner let go (the record keeps the last
 // owner that released it or was taken over, lo) answers busy and takes
 // nothing.
-const claimScript = luaMS + luaPacked + `
+const claimScript = luaMS + luaClock + luaPacked + `
 local n = #KEYS / 3
 if not ms(ARGV[1]) or not ms(ARGV[2]) or not (ARGV[4] == 'off' or ARGV[4] == '0' or ms(ARGV[4])) or #KEYS % 3 ~= 0 or
     #ARGV ~= 4 + 3 * n then
@@ -152,14 +165,6 @@ local function admit(gate, key, fp)
     redis.call('HDEL', gate, 'm', 'mf')
   end
   return nil, 1
-end
-local now
-local function clock()
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
 end
 local function create(key, owner, fp, fence, attempts)
   redis.call('HSET', key, 's', 'p', 'f', fence, 'o', owner, 'l', clock() + lease, 'a', attempts, 'p', fp)
@@ -319,21 +324,13 @@ return 1
 // integer rules (no '+', no leading zeros, 64-bit range, overflow), so that
 // the second pass, which writes, cannot fail. Completions run one after
 // another: each sees the writes of the ones before it.
-const completeScript = luaMS + luaPacked + `
+const completeScript = luaMS + luaClock + luaPacked + `
 local n = tonumber(ARGV[2])
 if not ms(ARGV[1]) or not (ARGV[3] == 'off' or ARGV[3] == '0' or ms(ARGV[3])) or not n or n < 0 or n % 1 ~= 0 then
   return redis.error_reply('ERR fleet complete: malformed batch')
 end
 -- A store that does not pack ('off', '0') completes in place.
 local retention, slice = ARGV[1], tonumber(ARGV[3]) or 0
-local now
-local function clock()
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
-end
 -- The layout is checked whole before anything is written.
 do
   local kb, a = 1, 4
