@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,33 +36,7 @@ import (
 // It runs for FLEET_ORDER_SECONDS (5 s by default, 2 s with -short), or
 // exactly FLEET_ORDER_EPOCHS epochs; FLEET_ORDER_SEED replays a run.
 func TestOrderProtocolChecker(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("FLEET_ORDER_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("FLEET_ORDER_SEED=%q: %v", v, err)
-		}
-		seed = n
-	}
-	budget := 5 * time.Second
-	if testing.Short() {
-		budget = 2 * time.Second
-	}
-	if v := os.Getenv("FLEET_ORDER_SECONDS"); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 {
-			t.Fatalf("FLEET_ORDER_SECONDS=%q: want a positive number of seconds", v)
-		}
-		budget = time.Duration(f * float64(time.Second))
-	}
-	epochs := -1
-	if v := os.Getenv("FLEET_ORDER_EPOCHS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("FLEET_ORDER_EPOCHS=%q: want a number of epochs", v)
-		}
-		epochs = n
-	}
+	seed, budget, epochs := checkerRun(t, "FLEET_ORDER", 5*time.Second, "EPOCHS", 1)
 	t.Logf("order checker: seed %d (replay: FLEET_ORDER_SEED=%d go test ./dedupe -run TestOrderProtocolChecker -count=1 -v)", seed, seed)
 	c := &ocChecker{t: t, ctx: context.Background(), rng: rand.New(rand.NewPCG(seed, 0x6a7e5)), seed: seed,
 		cl: redistest.Start(t).Client(t), stats: map[string]int{}}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,33 +35,7 @@ import (
 //
 //	FLEET_PROTOCOL_SEED=<seed> FLEET_PROTOCOL_STEPS=<step> go test ./dedupe -run TestProtocolChecker -count=1 -v
 func TestProtocolChecker(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("FLEET_PROTOCOL_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("FLEET_PROTOCOL_SEED=%q: %v", v, err)
-		}
-		seed = n
-	}
-	budget := 20 * time.Second
-	if testing.Short() {
-		budget = 2 * time.Second
-	}
-	if v := os.Getenv("FLEET_PROTOCOL_SECONDS"); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 {
-			t.Fatalf("FLEET_PROTOCOL_SECONDS=%q: want a positive number of seconds", v)
-		}
-		budget = time.Duration(f * float64(time.Second))
-	}
-	maxSteps := -1
-	if v := os.Getenv("FLEET_PROTOCOL_STEPS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			t.Fatalf("FLEET_PROTOCOL_STEPS=%q: want a number of steps", v)
-		}
-		maxSteps = n
-	}
+	seed, budget, maxSteps := checkerRun(t, "FLEET_PROTOCOL", 20*time.Second, "STEPS", 0)
 	t.Logf("protocol checker: seed %d (replay: FLEET_PROTOCOL_SEED=%d go test ./dedupe -run TestProtocolChecker -count=1 -v)", seed, seed)
 
 	cl := redistest.Start(t).Client(t)
