@@ -97,22 +97,23 @@ local function packedBase(rec, slice)
   if string.find(id, '[^%w_%-]') then return nil end
   return string.sub(rec, 1, n - 22) .. '~', id
 end
--- The slices of this call, computed once: the current one's suffix, the
--- others' a lookup reads (the next one, in case the clock stepped back,
--- and those back a lookback), and the current one's deadline.
+-- The slices of this call, computed once from its window (the retention;
+-- an operator's lookback): the current one's suffix, the others' a lookup
+-- reads (the next one, in case the clock stepped back, and those back a
+-- window), and the current one's deadline, a window after its end.
 local sliceNewest, sliceOthers, sliceDeadline
-local function slices(now, lookback, slice, retention)
+local function slices(now, window, slice)
   if not sliceNewest then
     local s = math.floor(now / slice)
-    sliceNewest, sliceOthers, sliceDeadline = tostring(s), {tostring(s + 1)}, (s + 1) * slice + retention
-    for o = s - 1, math.max(math.floor((now - lookback) / slice), s - 4096), -1 do sliceOthers[#sliceOthers + 1] = tostring(o) end
+    sliceNewest, sliceOthers, sliceDeadline = tostring(s), {tostring(s + 1)}, (s + 1) * slice + window
+    for o = s - 1, math.max(math.floor((now - window) / slice), s - 4096), -1 do sliceOthers[#sliceOthers + 1] = tostring(o) end
   end
 end
 -- packedFind returns the packed value of id and its bucket, or nil: one
 -- HGET of the current slice's bucket, then one EXISTS of the others'
 -- (most aggregates have none) and an HGET of each that exists.
 local function packedFind(base, id, now, lookback, slice)
-  slices(now, lookback, slice, lookback)
+  slices(now, lookback, slice)
   local key = base .. sliceNewest
   local v = redis.call('HGET', key, id)
   if v then return v, key end
@@ -129,7 +130,7 @@ end
 -- reason when it holds something other than a hash: checked before a
 -- completion writes anything, since a script is not rolled back.
 local function packedBucket(base, now, retention, slice)
-  slices(now, retention, slice, retention)
+  slices(now, retention, slice)
   local key = base .. sliceNewest
   local t = redis.call('TYPE', key)['ok']
   if t ~= 'hash' and t ~= 'none' then return nil, key .. ' holds a ' .. t .. ', not a bucket of done records' end

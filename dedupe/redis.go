@@ -380,8 +380,6 @@ func (s *Redis) ClaimBatch(ctx context.Context, claims []Claim) ([]ClaimResult, 
 	return out, nil
 }
 
-// claimResult decodes one item of a claim reply: a list, or the bare
-// integer 1 for the common answer, acquired at fence 1 on the first attempt.
 // claimOwners checks the claims and returns their owner tokens, making
 // one for a claim without.
 func (s *Redis) claimOwners(claims []Claim) ([]string, error) {
@@ -398,6 +396,8 @@ func (s *Redis) claimOwners(claims []Claim) ([]string, error) {
 	return owners, nil
 }
 
+// claimResult decodes one item of a claim reply: a list, or the bare
+// integer 1 for the common answer, acquired at fence 1 on the first attempt.
 func claimResult(item any, key, owner string) (ClaimResult, error) {
 	if n, ok := item.(int64); ok && n == replyAcquired {
 		return ClaimResult{Outcome: Acquired, Lease: Lease{Key: key, Owner: owner, Fence: 1}, Attempts: 1}, nil
