@@ -18,7 +18,9 @@ func (p *partition) fetch(ctx context.Context, r *partitionReader, fetched chan<
 		if err != nil {
 			return
 		}
-		p.lastFetch.Store(time.Now().UnixNano())
+		if p.watch != nil { // only a partition that sleeps asks when (drowsy)
+			p.lastFetch.Store(time.Now().UnixNano())
+		}
 		// Backpressure: the bytes of the messages queued here and in flight
 		// are capped; a message over the budget waits until it fits, or
 		// goes alone when nothing else is held.
