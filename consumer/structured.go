@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/fleetworks/fleet/internal/jsonkind"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fleetworks/fleet/handlers"
@@ -157,7 +159,7 @@ func (s *structuredValue) read(r *structuredReader, value []byte) error {
 	case 'n':
 		// An event without attributes, as encoding/json left it.
 	default:
-		return decodeErrorf("structured mode: value is not a JSON object: it is %s", kindName(k))
+		return decodeErrorf("structured mode: value is not a JSON object: it is %s", jsonkind.Name(k))
 	}
 	if _, err := dec.ReadToken(); err != io.EOF {
 		if err == nil {
@@ -240,7 +242,7 @@ func (s *structuredValue) setAttribute(attr int, v jsontext.Value) {
 	case k == 'n':
 		// null leaves the attribute as it was.
 	case s.typeErr == nil:
-		s.typeErr = decodeErrorf("structured mode: attribute %s is %s, not a string", attrNames[attr], kindName(k))
+		s.typeErr = decodeErrorf("structured mode: attribute %s is %s, not a string", attrNames[attr], jsonkind.Name(k))
 	}
 }
 
@@ -305,23 +307,4 @@ func validString(quoted []byte) bool {
 	}
 	_, err := jsontext.AppendUnquote(nil, quoted)
 	return err == nil
-}
-
-// kindName names a JSON value's kind for an error.
-func kindName(k jsontext.Kind) string {
-	switch k {
-	case '"':
-		return "a string"
-	case '0':
-		return "a number"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	}
-	return "not JSON"
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/fleetworks/fleet/internal/jsonkind"
+
 	"github.com/fleetworks/fleet/handlers"
 )
 
@@ -108,33 +110,14 @@ func formatError(err error) string {
 		case se.GoType != nil && se.GoType.Kind() == reflect.Int64:
 			return fmt.Sprintf("%s: want an integer within 64 bits", where)
 		case se.GoType != nil && se.GoType.Kind() == reflect.String:
-			return fmt.Sprintf("%s: want a string, got %s", where, kindName(se.JSONKind))
+			return fmt.Sprintf("%s: want a string, got %s", where, jsonkind.Name(se.JSONKind))
 		case se.GoType != nil && se.GoType.Kind() == reflect.Slice:
-			return fmt.Sprintf("%s: want an array, got %s", where, kindName(se.JSONKind))
+			return fmt.Sprintf("%s: want an array, got %s", where, jsonkind.Name(se.JSONKind))
 		case se.Err != nil:
 			return fmt.Sprintf("%s: %v", where, se.Err)
 		}
 	}
 	return err.Error()
-}
-
-// kindName names a JSON kind for a message.
-func kindName(k jsontext.Kind) string {
-	switch k {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case '0':
-		return "a number"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "another kind"
 }
 
 // op checks e against its command and returns it as a handlers.Op.
