@@ -158,7 +158,6 @@ func (c *benchCmd) validate() (time.Duration, error) {
 }
 
 func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress io.Writer) (*benchReport, error) {
-	brokers := c.Brokers
 	topics := []string{"bench-naive", "bench-fleet", "bench-latency"}
 	if c.HTTPHandler {
 		topics = append(topics, benchHTTPTopic, benchHTTPLatencyTopic)
@@ -166,50 +165,13 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	if c.Structured {
 		topics = append(topics, benchStructuredTopic)
 	}
-	if len(brokers) == 0 {
-		cluster, err := embeddedBroker(c.Partitions, topics...)
-		if err != nil {
-			return nil, err
-		}
-		defer cluster.Close()
-		brokers = cluster.ListenAddrs()
-	}
-	redisURL := c.Redis
-	if redisURL == "" {
-		url, stopRedis, err := startRedis()
-		if err != nil {
-			return nil, err
-		}
-		defer stopRedis()
-		redisURL = url
-		for range c.Replicas {
-			_, stopReplica, err := startRedis("--replicaof", "127.0.0.1", strings.TrimSuffix(strings.TrimPrefix(url, "redis://127.0.0.1:"), "/0"))
-			if err != nil {
-				return nil, fmt.Errorf("replica: %w", err)
-			}
-			defer stopReplica()
-		}
-	}
-	opts, err := parseRedisURL(redisURL)
+	env, err := c.environment(ctx, topics, progress)
 	if err != nil {
-		return nil, configError{err}
+		return nil, err
 	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	defer env.Close()
+	brokers, redisURL, rdb := env.brokers, env.redisURL, env.rdb
 	c.rdb = rdb
-	if c.Redis == "" {
-		// Each phase leaves at most a key per event (the naive loop's
-		// markers, fleet's records), and the balances.
-		phases := 3
-		if c.Structured {
-			phases++
-		}
-		keys := phases*c.Events + c.Accounts + 1024
-		fmt.Fprintf(progress, "sizing the private Redis's keyspace for %d keys\n", keys)
-		if err := presize(ctx, rdb, keys); err != nil {
-			return nil, fmt.Errorf("size the private Redis: %w", err)
-		}
-	}
 
 	run := fmt.Sprint(time.Now().UnixNano())
 	stream, err := demo.New(c.Events, c.Accounts, c.Duplicates, uint64(time.Now().UnixNano()))
@@ -310,6 +272,61 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 		report.HTTPAddedP50ms, report.HTTPAddedP99ms = runs[1].P50ms-lat.P50ms, runs[1].P99ms-lat.P99ms
 	}
 	return report, nil
+}
+
+// environment is the run's broker and Redis: those given (--brokers,
+// --redis), or an embedded broker with topics and a private redis-server
+// (with --redis-replicas replicas) sized for the keys the run adds.
+func (c *benchCmd) environment(ctx context.Context, topics []string, progress io.Writer) (env *benchEnv, err error) {
+	env = &benchEnv{brokers: c.Brokers, redisURL: c.Redis}
+	defer func() {
+		if err != nil {
+			env.Close()
+		}
+	}()
+	if len(env.brokers) == 0 {
+		cluster, err := embeddedBroker(c.Partitions, topics...)
+		if err != nil {
+			return env, err
+		}
+		env.closers = append(env.closers, cluster.Close)
+		env.brokers = cluster.ListenAddrs()
+	}
+	if env.redisURL == "" {
+		url, stopRedis, err := startRedis()
+		if err != nil {
+			return env, err
+		}
+		env.closers = append(env.closers, stopRedis)
+		env.redisURL = url
+		for range c.Replicas {
+			_, stopReplica, err := startRedis("--replicaof", "127.0.0.1", strings.TrimSuffix(strings.TrimPrefix(url, "redis://127.0.0.1:"), "/0"))
+			if err != nil {
+				return env, fmt.Errorf("replica: %w", err)
+			}
+			env.closers = append(env.closers, stopReplica)
+		}
+	}
+	opts, err := parseRedisURL(env.redisURL)
+	if err != nil {
+		return env, configError{err}
+	}
+	env.rdb = redis.NewClient(opts)
+	env.closers = append(env.closers, func() { _ = env.rdb.Close() })
+	if c.Redis == "" {
+		// Each phase leaves at most a key per event (the naive loop's
+		// markers, fleet's records), and the balances.
+		phases := 3
+		if c.Structured {
+			phases++
+		}
+		keys := phases*c.Events + c.Accounts + 1024
+		fmt.Fprintf(progress, "sizing the private Redis's keyspace for %d keys\n", keys)
+		if err := presize(ctx, env.rdb, keys); err != nil {
+			return env, fmt.Errorf("size the private Redis: %w", err)
+		}
+	}
+	return env, nil
 }
 
 // worker runs one bench worker as a child process and measures it. feed,
