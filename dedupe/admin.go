@@ -79,7 +79,8 @@ local all = redis.call('HGETALL', KEYS[1])
 if #all > 0 then return {'h', redis.call('PTTL', KEYS[1]), all} end
 local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
 if not base then return {} end
-local v, bucket = packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2]))
+local v, bucket, err = packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2]))
+if err then return redis.error_reply(err) end
 if not v then return {} end
 local f, a, fp, result = packedFields(v)
 return {'p', redis.call('PTTL', bucket), {f or '', a or '', fp or '', result or ''}}
@@ -187,7 +188,8 @@ var forgetScript = redis.NewScript(luaClock + luaPacked + `
 local n = redis.call('DEL', KEYS[1])
 local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
 if base then
-  local v, bucket = packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2]))
+  local v, bucket, err = packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2]))
+  if err then return redis.error_reply(err) end
   if v then
     redis.call('HDEL', bucket, id)
     n = 1
@@ -212,7 +214,11 @@ var resetScript = redis.NewScript(luaClock + luaPacked + `
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then
   local base, id = packedBase(KEYS[1], tonumber(ARGV[2]))
-  if base and packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2])) then return -1 end
+  if base then
+    local v, _, err = packedFind(base, id, clock(), tonumber(ARGV[1]), tonumber(ARGV[2]))
+    if err then return redis.error_reply(err) end
+    if v then return -1 end
+  end
   return 0
 end
 if s == 'd' then return -1 end

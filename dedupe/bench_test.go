@@ -3,6 +3,7 @@ package dedupe_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,11 +18,18 @@ import (
 
 // BenchmarkRedisClaimComplete claims and completes batches of 100 ledger
 // events against a real redis-server: two round trips per batch. ns/op is
-// per event.
+// per event. Done records in place (the default) and packed. With
+// FLEET_BENCH_COMMANDSTATS set, it logs Redis's INFO commandstats: the
+// calls and time of each command the scripts run.
 func BenchmarkRedisClaimComplete(b *testing.B) {
+	b.Run("in-place", func(b *testing.B) { benchClaimComplete(b, false) })
+	b.Run("packed", func(b *testing.B) { benchClaimComplete(b, true) })
+}
+
+func benchClaimComplete(b *testing.B, packed bool) {
 	srv := redistest.Start(b)
 	c := srv.Client(b)
-	s, err := dedupe.NewRedis(c, dedupe.Config{Lease: 30 * time.Second, Retention: time.Hour})
+	s, err := dedupe.NewRedis(c, dedupe.Config{Lease: 30 * time.Second, Retention: time.Hour, PackDoneRecords: packed})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,6 +67,10 @@ func BenchmarkRedisClaimComplete(b *testing.B) {
 	}
 	b.ReportMetric(float64(s.RoundTrips())/float64(max(n, 1)), "trips/event")
 	b.ReportMetric((redisCPU(b, c)-cpu0)*1e6/float64(max(n, 1)), "redis-µs/event")
+	if os.Getenv("FLEET_BENCH_COMMANDSTATS") != "" {
+		stats, _ := c.Info(context.Background(), "commandstats").Result()
+		b.Log(stats)
+	}
 }
 
 // redisCPU is the CPU seconds the Redis server has used.

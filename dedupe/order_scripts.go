@@ -123,7 +123,8 @@ if not rec[1] then
   local slice = packedSlice(ARGV[6])
   local base, id = packedBase(KEYS[3], slice)
   if base then
-    local v = packedFind(base, id, clock(), tonumber(ARGV[5]), slice)
+    local v, _, err = packedFind(base, id, clock(), tonumber(ARGV[5]), slice)
+    if err then return redis.error_reply(err) end
     if v then
       local _, _, fp = packedFields(v)
       rec = {'d', fp}

@@ -22,13 +22,13 @@ import (
 //
 // A slice is a stretch of the dedupe window (SliceKey): every record done
 // in it goes to its aggregate's bucket of that slice, which expires a
-// retention after the slice ends. So a done record is kept at least a
+// retention (and a second) after the slice ends. So a done record is kept at least a
 // retention and at most a retention and a slice after it was done, and a
 // lookup reads the buckets of the slices a retention back: the newest with
 // one HGET, the older ones (most aggregates have none) with one EXISTS
-// first.
+// first, which for a claim also asks after the record key and the gate.
 //
-// Redis keeps a bucket of up to 128 records of up to 64 bytes as a
+// Redis keeps a bucket of up to 512 records of up to 64 bytes as a
 // listpack, about 40 bytes a record, and a larger one as a hash table,
 // about 90 bytes a record with values of at most 12 bytes, which is why a
 // packed record is binary where it can be:
@@ -47,8 +47,9 @@ import (
 // declares, and a record's buckets depend on the Redis clock, which the
 // caller does not read. Declaring them is the next step.
 //
-// The checks that keep a bucket whole: a completion looks at the type of
-// its bucket before its first write (a script is not rolled back); a
+// The checks that keep a bucket whole: a completion's first write is its
+// packed record (HSETNX, which a key of another type refuses; a script is
+// not rolled back), taken out again if its effects then fail; a
 // bucket's time to live only ever grows, so that a store with a shorter
 // retention does not cut the records of one with a longer one; a lookup
 // also reads the next slice's bucket, in case the Redis clock stepped back
@@ -70,6 +71,7 @@ const packedMaxValue = 64
 // the same).
 const luaPacked = `
 local PACKED_MAX = 64
+local PACKED_SCAN = 128
 -- packedSlice turns a script's slice argument into the slice: 0 when
 -- nothing is packed ('off': a Redis Cluster; '0' with no SliceKey set), the
 -- slice set in SliceKey for '0' (a store that does not pack still finds
@@ -88,14 +90,14 @@ end
 -- are not packed (slice 0: a Redis Cluster, see packed.go).
 local function packedBase(rec, slice)
   local n = #rec
-  -- The bucket shares rec's hash tag only when the tag is not empty.
-  if slice == 0 or n < 37 or string.sub(rec, n - 23, n - 22) ~= '}:' or string.sub(rec, 1, 13) == 'fleet:idem:{}' or
-      string.sub(rec, 1, 12) ~= 'fleet:idem:{' then
+  -- The bucket shares rec's hash tag only when the tag is not empty (byte
+  -- 13 is no '}'). Bytes are compared, not substrings: a Lua string is
+  -- made (hashed and interned) for each.
+  if slice == 0 or n < 37 or string.byte(rec, n - 23) ~= 125 or string.byte(rec, n - 22) ~= 58 or
+      string.byte(rec, 13) == 125 or string.find(rec, 'fleet:idem:{', 1, true) ~= 1 or string.find(rec, '[^%w_%-]', n - 21) then
     return nil
   end
-  local id = string.sub(rec, n - 21)
-  if string.find(id, '[^%w_%-]') then return nil end
-  return string.sub(rec, 1, n - 22) .. '~', id
+  return string.sub(rec, 1, n - 22) .. '~', string.sub(rec, n - 21)
 end
 -- The slices of this call, computed once from its window (the retention;
 -- an operator's lookback): the current one's suffix, the others' a lookup
@@ -105,56 +107,96 @@ local sliceNewest, sliceOthers, sliceDeadline
 local function slices(now, window, slice)
   if not sliceNewest then
     local s = math.floor(now / slice)
-    sliceNewest, sliceOthers, sliceDeadline = tostring(s), {tostring(s + 1)}, (s + 1) * slice + window
+    sliceNewest, sliceOthers, sliceDeadline = tostring(s), {tostring(s + 1)}, (s + 1) * slice + window + 1000
     for o = s - 1, math.max(math.floor((now - window) / slice), s - 4096), -1 do sliceOthers[#sliceOthers + 1] = tostring(o) end
   end
 end
--- packedFind returns the packed value of id and its bucket, or nil: one
--- HGET of the current slice's bucket, then one EXISTS of the others'
--- (most aggregates have none) and an HGET of each that exists.
+-- packedGet reads id's field of bucket: its packed value or nil, and the
+-- error when bucket holds something other than a hash (an operator's
+-- mistake: it fails the lookups of its aggregate, not a whole batch).
+local function packedGet(bucket, id)
+  local v = redis.pcall('HGET', bucket, id)
+  if type(v) == 'table' then return nil, bucket .. ': ' .. tostring(v.err) end
+  return v
+end
+-- packedFind returns the packed value of id and its bucket, or nil (and
+-- the error of a bucket that is no hash): one HGET of the current slice's
+-- bucket, then one EXISTS of the others' (most aggregates have none) and
+-- an HGET of each that exists.
 local function packedFind(base, id, now, lookback, slice)
   slices(now, lookback, slice)
   local key = base .. sliceNewest
-  local v = redis.call('HGET', key, id)
-  if v then return v, key end
+  local v, err = packedGet(key, id)
+  if v or err then return v, key, err end
   local others = {}
   for i = 1, #sliceOthers do others[i] = base .. sliceOthers[i] end
   if redis.call('EXISTS', unpack(others)) == 0 then return nil end
   for i = 1, #others do
-    v = redis.call('HGET', others[i], id)
-    if v then return v, others[i] end
+    v, err = packedGet(others[i], id)
+    if v or err then return v, others[i], err end
   end
   return nil
 end
--- packedBucket returns the current slice's bucket of base, or nil and the
--- reason when it holds something other than a hash: checked before a
--- completion writes anything, since a script is not rolled back.
-local function packedBucket(base, now, retention, slice)
-  slices(now, retention, slice)
-  local key = base .. sliceNewest
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'hash' and t ~= 'none' then return nil, key .. ' holds a ' .. t .. ', not a bucket of done records' end
-  return key
+-- packedGrown makes a bucket past PACKED_SCAN records a hash table, by
+-- giving it the field '~' with a value longer than PACKED_MAX (a field no
+-- identity can be, kept so that Redis still loads it as a hash table
+-- after a restart): a listpack is read from one end, so a claim of a new
+-- event, which looks its identity up in vain, would read every record.
+-- One completion in eight looks (by the first character of its identity,
+-- a digest): most buckets stay small, and past the window the look costs
+-- one HLEN.
+local function packedGrown(bucket, id)
+  if string.byte(id, 1) % 8 ~= 0 then return end
+  local n = redis.call('HLEN', bucket)
+  if n > PACKED_SCAN and n <= PACKED_SCAN + 64 then redis.call('HSET', bucket, '~', string.rep('~', PACKED_MAX + 1)) end
 end
--- packedPut writes id's packed value into bucket, and makes the bucket
--- live until the current slice's deadline, never shorter: a store with a
--- shorter retention must not cut the records of one with a longer one.
-local function packedPut(bucket, id, v, now)
-  redis.call('HSET', bucket, id, v)
+-- packedStage writes id's packed value into the current slice's bucket of
+-- base, as a completion's first write (a script is not rolled back, and a
+-- bucket may hold something other than a hash): it answers the bucket and
+-- whether the field is new (a completion that then fails takes it out
+-- again: packedUnstage), or nil and the reason nothing was written. A
+-- field already there (an operator's tool, a repeat) is left for
+-- packedPut.
+local function packedStage(base, id, v)
+  local bucket = base .. sliceNewest
+  local r = redis.pcall('HSETNX', bucket, id, v)
+  if type(r) == 'table' then
+    if string.sub(tostring(r.err), 1, 10) == 'WRONGTYPE ' then
+      return nil, false, bucket .. ' holds something other than a bucket of done records'
+    end
+    -- Any other refusal (OOM, READONLY) fails the call: sent again
+    -- with redis.call, it raises.
+    r = redis.call('HSETNX', bucket, id, v)
+  end
+  return bucket, r == 1
+end
+local function packedUnstage(bucket, id, staged)
+  if staged then redis.call('HDEL', bucket, id) end
+end
+-- packedPut writes id's packed value into bucket unless packedStage did,
+-- and makes the bucket live until the current slice's deadline, never
+-- shorter: a store with a shorter retention must not cut the records of
+-- one with a longer one. The deadline has a second to spare, so that the
+-- time the script has run since it read the clock (PTTL counts from
+-- later) does not make every completion set it again.
+local function packedPut(bucket, id, v, staged, now)
+  if not staged then redis.call('HSET', bucket, id, v) end
+  packedGrown(bucket, id)
   local ttl = redis.call('PTTL', bucket)
-  if ttl < 0 or now + ttl < sliceDeadline then redis.call('PEXPIREAT', bucket, sliceDeadline) end
+  if ttl < 0 or now + ttl < sliceDeadline - 1000 then redis.call('PEXPIREAT', bucket, sliceDeadline) end
 end
 -- packedValue is the packed form of a done record, or nil when it cannot
 -- be packed.
 local function packedValue(fence, attempts, fp, result)
-  if not string.match(fence or '', '^%d+$') or not string.match(attempts or '', '^%d+$') or string.find(fp, ' ', 1, true) then
+  if not fence or fence == '' or string.find(fence, '%D') or not attempts or attempts == '' or string.find(attempts, '%D') or
+      string.find(fp, ' ', 1, true) then
     return nil
   end
   local v
   if #fp == 16 and not string.find(fp, '[^0-9a-f]') then
-    local hi, lo = tonumber(string.sub(fp, 1, 8), 16), tonumber(string.sub(fp, 9), 16)
-    v = '#' .. string.char(math.floor(hi / 16777216), math.floor(hi / 65536) % 256, math.floor(hi / 256) % 256, hi % 256,
-      math.floor(lo / 16777216), math.floor(lo / 65536) % 256, math.floor(lo / 256) % 256, lo % 256) .. fence .. ' ' .. attempts
+    local floor, hi, lo = math.floor, tonumber(string.sub(fp, 1, 8), 16), tonumber(string.sub(fp, 9), 16)
+    v = string.char(35, floor(hi / 16777216), floor(hi / 65536) % 256, floor(hi / 256) % 256, hi % 256,
+      floor(lo / 16777216), floor(lo / 65536) % 256, floor(lo / 256) % 256, lo % 256) .. fence .. ' ' .. attempts
   else
     v = fence .. ' ' .. attempts .. ' ' .. fp
   end

@@ -101,7 +101,12 @@ func TestPackedBuckets(t *testing.T) {
 		if err != nil || len(buckets) != 1 || !strings.Contains(buckets[0], "}:~") {
 			t.Fatalf("%s: keys %q, %v: want one bucket", agg, buckets, err)
 		}
-		if held, _ := c.HLen(ctx, buckets[0]).Result(); held != int64(n) {
+		// A hot bucket is a hash table, marked by the field '~'.
+		held, _ := c.HLen(ctx, buckets[0]).Result()
+		if c.HExists(ctx, buckets[0], "~").Val() {
+			held--
+		}
+		if held != int64(n) {
 			t.Fatalf("%s: bucket of %d records, want %d", agg, held, n)
 		}
 	}

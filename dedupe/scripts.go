@@ -166,9 +166,39 @@ local function admit(gate, key, fp)
   end
   return nil, 1
 end
+-- leaseEnd is the deadline of this call's leases, formatted once: Redis
+-- formats a number argument with %.17g, for each command.
+local leaseEnd
+local function deadline()
+  if not leaseEnd then leaseEnd = string.format('%.0f', clock() + lease) end
+  return leaseEnd
+end
 local function create(key, owner, fp, fence, attempts)
-  redis.call('HSET', key, 's', 'p', 'f', fence, 'o', owner, 'l', clock() + lease, 'a', attempts, 'p', fp)
+  redis.call('HSET', key, 's', 'p', 'f', fence, 'o', owner, 'l', deadline(), 'a', attempts, 'p', fp)
   redis.call('PEXPIRE', key, retention)
+end
+-- absent reports whether none of the keys that could decide a claim
+-- exists but the current slice's bucket: the record, its record of the
+-- previous layout, its gate and its buckets of the other slices. One
+-- EXISTS tells most new events apart.
+local probe = {}
+local function absent(key, prev, gate, base)
+  local k = 1
+  probe[1] = key
+  if prev ~= key then k = k + 1; probe[k] = prev end
+  if gate ~= key then k = k + 1; probe[k] = gate end
+  if base then
+    slices(clock(), tonumber(retention), slice)
+    for i = 1, #sliceOthers do k = k + 1; probe[k] = base .. sliceOthers[i] end
+  end
+  return redis.call('EXISTS', unpack(probe, 1, k)) == 0
+end
+-- packedDuplicate answers a claim that found its record packed: v in
+-- bucket.
+local function packedDuplicate(key, gate, fp, id, v, bucket)
+  local _, _, pfp, result = packedFields(v)
+  if pfp ~= fp then return {3} end
+  return duplicate(key, result, gate, function() redis.call('HSET', bucket, id, v) end)
 end
 -- previous answers for a record of the previous layout: a reply when it
 -- decides the claim, else whether there is one to continue, and its fence,
@@ -190,18 +220,25 @@ local function previous(prev, fp)
   return nil, true, math.floor(tonumber(r[1]) or 0), math.floor(tonumber(r[3]) or 0), took
 end
 local function claim(key, prev, gate, owner, fp, prevfp)
-  -- Most claims are of new events: one field tells (every record has s).
+  local base, id = packedBase(key, slice)
+  -- Most claims are of new events, which one EXISTS tells apart.
+  if absent(key, prev, gate, base) then
+    if base then
+      local bucket = base .. sliceNewest
+      local v, err = packedGet(bucket, id)
+      if err then return {-2, err} end
+      if v then return packedDuplicate(key, gate, fp, id, v, bucket) end
+    end
+    create(key, owner, fp, '1', '1')
+    return 1
+  end
   local state = redis.pcall('HGET', key, 's')
   if type(state) == 'table' then return {-2, state.err} end
   if not state then
-    local base, id = packedBase(key, slice)
     if base then
-      local v, bucket = packedFind(base, id, clock(), tonumber(retention), slice)
-      if v then
-        local _, _, pfp, result = packedFields(v)
-        if pfp ~= fp then return {3} end
-        return duplicate(key, result, gate, function() redis.call('HSET', bucket, id, v) end)
-      end
+      local v, bucket, err = packedFind(base, id, clock(), tonumber(retention), slice)
+      if err then return {-2, err} end
+      if v then return packedDuplicate(key, gate, fp, id, v, bucket) end
     end
     local found, f, a, took = false, 0, 0, 0
     if prev ~= key then
@@ -267,7 +304,7 @@ local function claim(key, prev, gate, owner, fp, prevfp)
   local fence = redis.call('HINCRBY', key, 'f', 1)
   local attempts = redis.call('HINCRBY', key, 'a', 1)
   if state == 'p' then redis.call('HSET', key, 'lo', r[2] or '') end
-  redis.call('HSET', key, 's', 'p', 'o', owner, 'l', clock() + lease)
+  redis.call('HSET', key, 's', 'p', 'o', owner, 'l', deadline())
   redis.call('PEXPIRE', key, retention)
   return {1, fence, attempts, took, head}
 end
@@ -420,12 +457,13 @@ end
 local function bad(i, msg) return {-1, 'effect ' .. i .. ': ' .. msg} end
 
 -- complete1 completes the record KEYS[kb] with nk keys; its owner is ARGV[a].
--- done marks the record done: packed into bucket (packed.go), or, with no
--- bucket, in place keeping only s, f, a, p (and r).
-local function done(rec, result, bucket, id, v)
+-- done marks the record done: packed into bucket (packed.go; staged: its
+-- field already written), or, with no bucket, in place keeping only s, f,
+-- a, p (and r).
+local function done(rec, result, bucket, id, v, staged)
   if bucket then
     redis.call('DEL', rec)
-    packedPut(bucket, id, v, clock())
+    packedPut(bucket, id, v, staged, clock())
     return 1
   end
   redis.call('HSET', rec, 's', 'd')
@@ -451,8 +489,9 @@ local function complete1(kb, nk, a)
     end
     if not r[1] then
       local base, id = packedBase(rec, slice)
-      local v, bucket
-      if base then v, bucket = packedFind(base, id, clock(), tonumber(retention), slice) end
+      local v, bucket, err
+      if base then v, bucket, err = packedFind(base, id, clock(), tonumber(retention), slice) end
+      if err then return {-2, err} end
       if v and packedFields(v) == fence then
         redis.call('HSET', bucket, id, v)
         return 1
@@ -460,23 +499,33 @@ local function complete1(kb, nk, a)
     end
     return 0
   end
-  -- Where the record goes, checked before the first write.
+  -- Where the record goes: packed (its bucket's slice read off the clock
+  -- once per call) or in place.
   local base, id = packedBase(rec, slice)
   local v = base and packedValue(r[3], r[4], r[5] or '', result)
-  local bucket
-  if v then
+  if v then slices(clock(), tonumber(retention), slice) end
+  -- stage writes the packed record first (packedStage): nil, or the
+  -- reply when the bucket refuses it.
+  local bucket, staged
+  local function stage()
+    if not v then return nil end
     local why
-    bucket, why = packedBucket(base, clock(), tonumber(retention), slice)
+    bucket, staged, why = packedStage(base, id, v)
     if not bucket then return {-1, why} end
   end
   -- The common effect, a single INCRBY, needs no shadow: a command that
-  -- fails writes nothing, so it is simply tried. A wrong type, a value that
-  -- is no integer or an overflow make the completion invalid; any other
+  -- fails writes nothing, so it is simply tried, after the packed record,
+  -- which is taken out again when it fails. A wrong type, a value that is
+  -- no integer or an overflow make the completion invalid; any other
   -- refusal (OOM, READONLY, NOPERM) goes on to the general path, which
   -- meets it again and fails the call.
   if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and KEYS[kb + 1] ~= rec then
+    local refused = stage()
+    if refused then return refused end
     local ir = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
-    if type(ir) ~= 'table' then return done(rec, result, bucket, id, v) end
+    if type(ir) ~= 'table' then return done(rec, result, bucket, id, v, staged) end
+    packedUnstage(bucket, id, staged)
+    bucket, staged = nil, nil
     local e = tostring(ir.err)
     if string.sub(e, 1, 10) == 'WRONGTYPE ' or string.sub(e, 1, 4) == 'ERR ' then
       return {-1, 'effect 0: INCRBY ' .. KEYS[kb + 1] .. ': ' .. e}
@@ -553,6 +602,8 @@ local function complete1(kb, nk, a)
     end
   end
 
+  local refused = stage()
+  if refused then return refused end
   for i = 0, n - 1 do
     local b = a + 4 + 4 * i
     local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
@@ -565,7 +616,7 @@ local function complete1(kb, nk, a)
     elseif op == 'PEXPIRE' then redis.call('PEXPIRE', k, x)
     end
   end
-  return done(rec, result, bucket, id, v)
+  return done(rec, result, bucket, id, v, staged)
 end
 
 local out = {}
