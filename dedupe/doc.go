@@ -42,8 +42,10 @@
 // Redis holds events/s × retention of done records, and a hash of its own
 // costs about 230 bytes of used_memory where a packed record costs 40 to
 // 90, for more Redis CPU per event. A packed record is kept at least a
-// retention (and at most a retention and a slice, half a retention by
-// default) after it was done. Otherwise, and for a result longer than a
+// retention (and at most a retention, a slice, half a retention by
+// default, and a second) after it was done. The packed record is the
+// completion's first write (HSETNX, which a bucket key of another type
+// refuses), and is taken out again when an effect then fails. Otherwise, and for a result longer than a
 // listpack value, the record is done in place, keeping only s, f, a, p and
 // r.
 //

@@ -71,7 +71,6 @@ const packedMaxValue = 64
 // the same).
 const luaPacked = `
 local PACKED_MAX = 64
-local PACKED_SCAN = 128
 -- packedSlice turns a script's slice argument into the slice: 0 when
 -- nothing is packed ('off': a Redis Cluster; '0' with no SliceKey set), the
 -- slice set in SliceKey for '0' (a store that does not pack still finds
@@ -137,19 +136,6 @@ local function packedFind(base, id, now, lookback, slice)
   end
   return nil
 end
--- packedGrown makes a bucket past PACKED_SCAN records a hash table, by
--- giving it the field '~' with a value longer than PACKED_MAX (a field no
--- identity can be, kept so that Redis still loads it as a hash table
--- after a restart): a listpack is read from one end, so a claim of a new
--- event, which looks its identity up in vain, would read every record.
--- One completion in eight looks (by the first character of its identity,
--- a digest): most buckets stay small, and past the window the look costs
--- one HLEN.
-local function packedGrown(bucket, id)
-  if string.byte(id, 1) % 8 ~= 0 then return end
-  local n = redis.call('HLEN', bucket)
-  if n > PACKED_SCAN and n <= PACKED_SCAN + 64 then redis.call('HSET', bucket, '~', string.rep('~', PACKED_MAX + 1)) end
-end
 -- packedStage writes id's packed value into the current slice's bucket of
 -- base, as a completion's first write (a script is not rolled back, and a
 -- bucket may hold something other than a hash): it answers the bucket and
@@ -181,7 +167,6 @@ end
 -- later) does not make every completion set it again.
 local function packedPut(bucket, id, v, staged, now)
   if not staged then redis.call('HSET', bucket, id, v) end
-  packedGrown(bucket, id)
   local ttl = redis.call('PTTL', bucket)
   if ttl < 0 or now + ttl < sliceDeadline - 1000 then redis.call('PEXPIREAT', bucket, sliceDeadline) end
 end

@@ -172,27 +172,3 @@ func TestPackedBucketOfAnotherType(t *testing.T) {
 		t.Fatalf("record: %+v, %v: want processing", rec, err)
 	}
 }
-
-// TestPackedHotBucketBecomesATable: a bucket past 128 records is made a
-// hash table (a listpack is scanned, and every new event looks itself up
-// in vain), marked by the field '~', which no lookup mistakes for a
-// record; a bucket of fewer stays a listpack.
-func TestPackedHotBucketBecomesATable(t *testing.T) {
-	s, c := newRedisStore(t, dedupe.Config{PackDoneRecords: true, Lease: time.Minute, Retention: time.Hour})
-	ctx := context.Background()
-	for agg, n := range map[string]int{"cold": 100, "hot": 400} {
-		keys := eventKeys(agg, n)
-		packedRun(t, s, keys, "0123456789abcdef", nil)
-		bucket := bucketOf(t, c, agg)
-		enc := c.ObjectEncoding(ctx, bucket).Val()
-		marked := c.HExists(ctx, bucket, "~").Val()
-		if hot := n > 128; (enc == "hashtable") != hot || marked != hot {
-			t.Fatalf("%s bucket of %d records: encoding %s, marked %v", agg, n, enc, marked)
-		}
-		for i, r := range packedClaims(t, s, keys, "0123456789abcdef") {
-			if r.Outcome != dedupe.Duplicate {
-				t.Fatalf("%s: claim %d of a done event: %+v", agg, i, r)
-			}
-		}
-	}
-}
