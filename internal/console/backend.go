@@ -7,18 +7,31 @@ import (
 )
 
 // Backend is what the console shows and changes: one consumer group's
-// broker and Redis. fleet console and fleet dev implement it over Kafka and
-// the idempotency store (internal/cli); the console itself knows neither.
+// broker and Redis, through three small ports. fleet console and fleet dev
+// implement it over Kafka and the idempotency store (internal/cli); the
+// console itself knows neither.
 //
 // Every error a Backend returns is shown to the operator as it is: it must
 // hold nothing secret (no password, no token, no URL with credentials).
+// Its methods are called concurrently.
 type Backend interface {
+	Overviewer
+	DeadLetterStore
+	RecordStore
+}
+
+// Overviewer reads the state of the group.
+type Overviewer interface {
 	// Group is the consumer group the console is about.
 	Group() string
 	// Overview reads the group's members, partitions, retry tiers, held
 	// keys and last failures. A part that cannot be read is left empty
 	// and said in Overview.Problems; only a total failure is an error.
 	Overview(ctx context.Context) (Overview, error)
+}
+
+// DeadLetterStore lists, shows and replays dead letters.
+type DeadLetterStore interface {
 	// DeadLetters returns the dead letters f selects, newest first (by
 	// the time they were written, then by offset), at most f.Limit of
 	// them after skipping f.Skip, and how many match in all.
@@ -30,6 +43,10 @@ type Backend interface {
 	// unless dryRun, republishes those to replay (fleet dlq replay's
 	// rules). progress, when not nil, is called as dead letters are done.
 	Replay(ctx context.Context, sel Selection, dryRun bool, progress func(done, total int)) (ReplayReport, error)
+}
+
+// RecordStore looks up and changes idempotency records and held keys.
+type RecordStore interface {
 	// Record looks up an idempotency record; ErrNotFound when there is
 	// none.
 	Record(ctx context.Context, ref RecordRef) (Record, error)
@@ -215,9 +232,9 @@ type AuditSink interface {
 type AuditEntry struct {
 	Time    time.Time `json:"time"`
 	Who     string    `json:"who"`
-	Role    string    `json:"role"`
+	Role    string    `json:"role,omitempty"`
 	Action  string    `json:"action"`
-	Target  string    `json:"target"`
+	Target  string    `json:"target,omitempty"`
 	Outcome string    `json:"outcome"`
 	Detail  string    `json:"detail,omitempty"`
 }

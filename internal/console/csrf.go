@@ -1,0 +1,44 @@
+package console
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+)
+
+// csrfField is the form field every action carries.
+const csrfField = "csrf"
+
+// csrfKeys make and check CSRF tokens: an HMAC of what the caller is bound
+// to (session, bearer token, trusted user) under a key made at start. A
+// page served to a caller carries the caller's token; a form posted from
+// another site cannot know it.
+type csrfKeys struct{ key []byte }
+
+func newCSRF() csrfKeys {
+	key := make([]byte, 32)
+	// crypto/rand does not fail on any supported platform.
+	_, _ = rand.Read(key)
+	return csrfKeys{key: key}
+}
+
+// token is c's CSRF token.
+func (k csrfKeys) token(c Caller) string {
+	m := hmac.New(sha256.New, k.key)
+	m.Write([]byte(c.binding))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// valid reports whether r carries c's CSRF token, and does not come from
+// another site (Sec-Fetch-Site, where the browser sends it).
+func (k csrfKeys) valid(r *http.Request, c Caller) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return false
+	}
+	got := r.PostFormValue(csrfField)
+	return got != "" && hmac.Equal([]byte(got), []byte(k.token(c)))
+}
