@@ -69,6 +69,140 @@ port or not at all. */}}
 {{- end }}
 {{- end }}
 
+{{/* The consumer group and where it reads: FLEET_BROKERS, FLEET_TOPICS,
+FLEET_GROUP (the workers' and the console's). */}}
+{{- define "fleet.env.group" -}}
+- name: FLEET_BROKERS
+  value: {{ required "config.brokers: the Kafka bootstrap brokers" (join "," .Values.config.brokers | default "") | quote }}
+- name: FLEET_TOPICS
+  value: {{ required "config.topics: the source topics" (join "," .Values.config.topics | default "") | quote }}
+- name: FLEET_GROUP
+  value: {{ required "config.group: the consumer group" .Values.config.group | quote }}
+{{- end }}
+
+{{/* Redis: FLEET_REDIS_URL (from redis.existingSecret when set),
+FLEET_REDIS_MODE and FLEET_REDIS_TLS_*; the CA is mounted by
+fleet.tlsVolumeMounts. */}}
+{{- define "fleet.env.redis" -}}
+{{- if .Values.redis.existingSecret }}
+- name: FLEET_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- else }}
+- name: FLEET_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
+- name: FLEET_REDIS_MODE
+  value: {{ .Values.redis.mode | quote }}
+- name: FLEET_REDIS_TLS_MIN_VERSION
+  value: {{ .Values.redis.tls.minVersion | quote }}
+{{- if .Values.redis.tls.insecureSkipVerify }}
+- name: FLEET_REDIS_TLS_INSECURE_SKIP_VERIFY
+  value: "true"
+{{- end }}
+{{- if .Values.redis.tls.existingSecret }}
+- name: FLEET_REDIS_TLS_CA_FILE
+  value: /etc/fleet/redis-tls/{{ .Values.redis.tls.caKey }}
+{{- end }}
+{{- end }}
+
+{{/* Kafka's SASL (credentials from kafka.sasl.existingSecret) and TLS:
+FLEET_KAFKA_SASL_* and FLEET_KAFKA_TLS*; the CA is mounted by
+fleet.tlsVolumeMounts. Empty without either. */}}
+{{- define "fleet.env.kafkaSecurity" -}}
+{{- if .Values.kafka.sasl.enabled }}
+- name: FLEET_KAFKA_SASL_MECHANISM
+  value: {{ .Values.kafka.sasl.mechanism | quote }}
+{{- if .Values.kafka.sasl.allowPlaintext }}
+- name: FLEET_KAFKA_SASL_ALLOW_PLAINTEXT
+  value: "true"
+{{- end }}
+- name: FLEET_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.usernameKey }}
+- name: FLEET_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.passwordKey }}
+{{- end }}
+{{- if .Values.kafka.tls.enabled }}
+- name: FLEET_KAFKA_TLS
+  value: "true"
+- name: FLEET_KAFKA_TLS_MIN_VERSION
+  value: {{ .Values.kafka.tls.minVersion | quote }}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: FLEET_KAFKA_TLS_CA_FILE
+  value: /etc/fleet/kafka-tls/{{ .Values.kafka.tls.caKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The mounts of the Kafka and Redis CA Secrets that FLEET_KAFKA_TLS_CA_FILE
+and FLEET_REDIS_TLS_CA_FILE point into; empty when neither is set. */}}
+{{- define "fleet.tlsVolumeMounts" -}}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: /etc/fleet/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if .Values.redis.tls.existingSecret }}
+- name: redis-tls
+  mountPath: /etc/fleet/redis-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The volumes of fleet.tlsVolumeMounts. */}}
+{{- define "fleet.tlsVolumes" -}}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret }}
+{{- end }}
+{{- if .Values.redis.tls.existingSecret }}
+- name: redis-tls
+  secret:
+    secretName: {{ .Values.redis.tls.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress rules: DNS, then networkPolicy.egress.<name> for each
+of .names (kafka, redis, handlers) that has ports. Takes (dict "np"
+.Values.networkPolicy "names" (list ...)). */}}
+{{- define "fleet.egressRules" -}}
+{{- $np := .np }}
+# DNS.
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  {{- with $np.egress.dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- range $name := .names }}
+{{- $rule := get $np.egress $name | default dict }}
+{{- if $rule.ports }}
+# {{ get (dict "kafka" "Kafka brokers." "redis" "Redis (and its Sentinels)." "handlers" "HTTP services the handlers call.") $name }}
+- ports:
+    {{- range $rule.ports }}
+    - port: {{ . | int }}
+      protocol: TCP
+    {{- end }}
+  {{- with $rule.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Whether the KEDA triggers need a TriggerAuthentication: SASL credentials,
 or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
 {{- define "fleet.kedaAuth" -}}
