@@ -203,6 +203,59 @@ of .names (kafka, redis, handlers) that has ports. Takes (dict "np"
 {{- end }}
 {{- end }}
 
+{{/* The console's objects: <fullname>-console. */}}
+{{- define "fleet.console.fullname" -}}
+{{- printf "%s-console" (include "fleet.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The console's pods are app.kubernetes.io/name <name>-console: the
+workers' selector (name <name>) must not match them, or the workers'
+Service, PodDisruptionBudget and NetworkPolicy would take them in. */}}
+{{- define "fleet.console.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-console" (include "fleet.name" . | trunc 55 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "fleet.console.labels" -}}
+helm.sh/chart: {{ include "fleet.chart" . }}
+{{ include "fleet.console.selectorLabels" . }}
+app.kubernetes.io/component: console
+app.kubernetes.io/part-of: {{ include "fleet.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The workers' port serving /status, as a number: status.port, or the
+http port 8080 when status.port is 0. */}}
+{{- define "fleet.workersStatusPort" -}}
+{{- include "fleet.statusPort" . | default "8080" }}
+{{- end }}
+
+{{/* The container port named status when /status has one, else http. */}}
+{{- define "fleet.workersStatusPortName" -}}
+{{- if include "fleet.statusPort" . }}status{{ else }}http{{ end }}
+{{- end }}
+
+{{/* A checksum of the console's tokens, so that a change rolls the console:
+the Secret's name and key, and the key's content when the Secret can be
+read at install or upgrade (lookup; not under helm template or a GitOps
+controller that does not run it, where renaming the Secret rolls it). */}}
+{{- define "fleet.console.tokensChecksum" -}}
+{{- $t := .Values.console.tokens }}
+{{- $content := "" }}
+{{- with $t.existingSecret }}
+{{- $content = dig "data" $t.key "" (lookup "v1" "Secret" $.Release.Namespace .) }}
+{{- end }}
+{{- list $t.existingSecret $t.key $content | toJson | sha256sum }}
+{{- end }}
+
+{{/* The session cookie is Secure when asked for, or when the Ingress
+serves TLS. */}}
+{{- define "fleet.console.secureCookies" -}}
+{{- $c := .Values.console }}
+{{- if or $c.secureCookies (and $c.ingress.enabled $c.ingress.tls) }}true{{ else }}false{{ end }}
+{{- end }}
+
 {{/* Whether the KEDA triggers need a TriggerAuthentication: SASL credentials,
 or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
 {{- define "fleet.kedaAuth" -}}
@@ -271,6 +324,27 @@ or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
 {{- end }}
 {{- if and $status.service (include "fleet.statusPort" .) (eq (int $status.port) (int .Values.service.port)) }}
 {{- fail (printf "status.port (%d) is also service.port: the Service cannot have both on one port; pick another status.port" (int $status.port)) }}
+{{- end }}
+{{- $console := .Values.console }}
+{{- if $console.enabled }}
+{{- if not (or $console.tokens.existingSecret $console.trustedHeader) }}
+{{- fail "console.enabled needs console.tokens.existingSecret (a Secret of lines \"<name> <role> <token>\") or console.trustedHeader (a header an authenticating proxy sets): the console never runs open" }}
+{{- end }}
+{{- if and $console.trustedOperators (not $console.trustedHeader) }}
+{{- fail "console.trustedOperators needs console.trustedHeader: they are users that header names" }}
+{{- end }}
+{{- if and $console.trustedHeader (not .Values.networkPolicy.enabled) }}
+{{- fail (printf "console.trustedHeader (%s) trusts whoever reaches the console's port to say who they are: it needs networkPolicy.enabled, with networkPolicy.consoleFrom naming only the proxy that sets the header" $console.trustedHeader) }}
+{{- end }}
+{{- if not .Values.status.enabled }}
+{{- fail "console.enabled needs status.enabled: the console reads the workers' /status" }}
+{{- end }}
+{{- if and $console.ingress.enabled (not $console.ingress.hosts) }}
+{{- fail "console.ingress.enabled needs console.ingress.hosts (host, and paths: path /, pathType Prefix)" }}
+{{- end }}
+{{- if and $console.ingress.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.consoleFrom) }}
+{{- fail "console.ingress.enabled with networkPolicy.enabled needs networkPolicy.consoleFrom (the ingress controller's pods): with it empty nothing reaches the console" }}
+{{- end }}
 {{- end }}
 {{- $np := .Values.networkPolicy }}
 {{- if $np.enabled }}
