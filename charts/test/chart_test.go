@@ -98,17 +98,22 @@ func render(t *testing.T, files []string, sets ...string) ([]byte, error) {
 
 // manifests is a rendered release, decoded.
 type manifests struct {
-	deployment     *appsv1.Deployment
+	deployment     *appsv1.Deployment // the workers'
 	serviceAccount *corev1.ServiceAccount
-	objects        map[string]any // by kind
-	kinds          []string
+	objects        map[string]any // by kind, but for the console's
+	console        map[string]any // the console's objects, by kind
+	kinds          []string       // the console's as "console <kind>"
 }
+
+// consoleComponent is the app.kubernetes.io/component of the console's
+// objects.
+const consoleComponent = "console"
 
 // decode splits a rendered release and decodes every manifest strictly into
 // its API type.
 func decode(t *testing.T, rendered []byte) manifests {
 	t.Helper()
-	m := manifests{objects: map[string]any{}}
+	m := manifests{objects: map[string]any{}, console: map[string]any{}}
 	for _, raw := range bytes.Split(rendered, []byte("\n---")) {
 		var meta metav1.TypeMeta
 		if err := yaml.Unmarshal(raw, &meta); err != nil {
@@ -124,11 +129,18 @@ func decode(t *testing.T, rendered []byte) manifests {
 		if err := yaml.UnmarshalStrict(raw, obj); err != nil {
 			t.Fatalf("%s/%s does not decode strictly: %v\n%s", meta.APIVersion, meta.Kind, err, raw)
 		}
-		if _, dup := m.objects[meta.Kind]; dup {
-			t.Fatalf("two %s manifests", meta.Kind)
+		objects, kind := m.objects, meta.Kind
+		if obj.(metav1.Object).GetLabels()["app.kubernetes.io/component"] == consoleComponent {
+			objects, kind = m.console, "console "+meta.Kind
 		}
-		m.objects[meta.Kind] = obj
-		m.kinds = append(m.kinds, meta.Kind)
+		if _, dup := objects[meta.Kind]; dup {
+			t.Fatalf("two %s manifests", kind)
+		}
+		objects[meta.Kind] = obj
+		m.kinds = append(m.kinds, kind)
+		if kind != meta.Kind {
+			continue
+		}
 		switch o := obj.(type) {
 		case *appsv1.Deployment:
 			m.deployment = o
@@ -160,6 +172,8 @@ func typed(meta metav1.TypeMeta) (any, error) {
 		return &autoscalingv2.HorizontalPodAutoscaler{}, nil
 	case "networking.k8s.io/v1 NetworkPolicy":
 		return &networkingv1.NetworkPolicy{}, nil
+	case "networking.k8s.io/v1 Ingress":
+		return &networkingv1.Ingress{}, nil
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		return &monitoringv1.ServiceMonitor{}, nil
 	case "monitoring.coreos.com/v1 PrometheusRule":
@@ -195,6 +209,8 @@ func TestCIValues(t *testing.T) {
 		"all-on-values.yaml": append(slices.Clone(base), "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
 			"ConfigMap", "HorizontalPodAutoscaler"),
 		"http-handler-sidecar-values.yaml": append(slices.Clone(base), "PodDisruptionBudget"),
+		"console-values.yaml": append(slices.Clone(base), "PodDisruptionBudget",
+			"console Deployment", "console Service", "console Ingress", "console NetworkPolicy"),
 	}
 	for _, f := range ciValues(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -227,24 +243,11 @@ func checkPod(t *testing.T, m manifests) {
 	if sa := m.serviceAccount; sa != nil && (sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken) {
 		t.Error("the service account mounts its token")
 	}
-	ps := pod.SecurityContext
-	if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot || ps.RunAsUser == nil || *ps.RunAsUser == 0 ||
-		ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-		t.Errorf("pod security context %+v", ps)
-	}
 	// fleet, and the HTTP handler sidecar when it is on.
 	if len(pod.Containers) < 1 || len(pod.Containers) > 2 || pod.Containers[0].Name != "fleet" {
 		t.Fatalf("containers %d, the first %q", len(pod.Containers), pod.Containers[0].Name)
 	}
-	for _, c := range pod.Containers {
-		sc := c.SecurityContext
-		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
-			sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || (sc.Privileged != nil && *sc.Privileged) ||
-			sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
-			t.Errorf("security context of container %s: %+v", c.Name, sc)
-		}
-	}
+	checkHardened(t, pod)
 	c := pod.Containers[0]
 	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Error("no liveness probe on /healthz")
@@ -294,6 +297,28 @@ func checkPod(t *testing.T, m manifests) {
 	checkStatusPort(t, m)
 	checkNetworkPolicy(t, m)
 	checkKedaAuth(t, m)
+	checkConsole(t, m)
+}
+
+// checkHardened checks a pod's security: non-root, RuntimeDefault seccomp,
+// and every container without privilege escalation, on a read-only root
+// filesystem, with every capability dropped.
+func checkHardened(t *testing.T, pod corev1.PodSpec) {
+	t.Helper()
+	ps := pod.SecurityContext
+	if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot || ps.RunAsUser == nil || *ps.RunAsUser == 0 ||
+		ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context %+v", ps)
+	}
+	for _, c := range pod.Containers {
+		sc := c.SecurityContext
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+			sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || (sc.Privileged != nil && *sc.Privileged) ||
+			sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+			t.Errorf("security context of container %s: %+v", c.Name, sc)
+		}
+	}
 }
 
 // TestToggles renders every combination of the optional resources: what is

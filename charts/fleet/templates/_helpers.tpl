@@ -69,6 +69,193 @@ port or not at all. */}}
 {{- end }}
 {{- end }}
 
+{{/* The consumer group and where it reads: FLEET_BROKERS, FLEET_TOPICS,
+FLEET_GROUP (the workers' and the console's). */}}
+{{- define "fleet.env.group" -}}
+- name: FLEET_BROKERS
+  value: {{ required "config.brokers: the Kafka bootstrap brokers" (join "," .Values.config.brokers | default "") | quote }}
+- name: FLEET_TOPICS
+  value: {{ required "config.topics: the source topics" (join "," .Values.config.topics | default "") | quote }}
+- name: FLEET_GROUP
+  value: {{ required "config.group: the consumer group" .Values.config.group | quote }}
+{{- end }}
+
+{{/* Redis: FLEET_REDIS_URL (from redis.existingSecret when set),
+FLEET_REDIS_MODE and FLEET_REDIS_TLS_*; the CA is mounted by
+fleet.tlsVolumeMounts. */}}
+{{- define "fleet.env.redis" -}}
+{{- if .Values.redis.existingSecret }}
+- name: FLEET_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- else }}
+- name: FLEET_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
+- name: FLEET_REDIS_MODE
+  value: {{ .Values.redis.mode | quote }}
+- name: FLEET_REDIS_TLS_MIN_VERSION
+  value: {{ .Values.redis.tls.minVersion | quote }}
+{{- if .Values.redis.tls.insecureSkipVerify }}
+- name: FLEET_REDIS_TLS_INSECURE_SKIP_VERIFY
+  value: "true"
+{{- end }}
+{{- if .Values.redis.tls.existingSecret }}
+- name: FLEET_REDIS_TLS_CA_FILE
+  value: /etc/fleet/redis-tls/{{ .Values.redis.tls.caKey }}
+{{- end }}
+{{- end }}
+
+{{/* Kafka's SASL (credentials from kafka.sasl.existingSecret) and TLS:
+FLEET_KAFKA_SASL_* and FLEET_KAFKA_TLS*; the CA is mounted by
+fleet.tlsVolumeMounts. Empty without either. */}}
+{{- define "fleet.env.kafkaSecurity" -}}
+{{- if .Values.kafka.sasl.enabled }}
+- name: FLEET_KAFKA_SASL_MECHANISM
+  value: {{ .Values.kafka.sasl.mechanism | quote }}
+{{- if .Values.kafka.sasl.allowPlaintext }}
+- name: FLEET_KAFKA_SASL_ALLOW_PLAINTEXT
+  value: "true"
+{{- end }}
+- name: FLEET_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.usernameKey }}
+- name: FLEET_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.passwordKey }}
+{{- end }}
+{{- if .Values.kafka.tls.enabled }}
+- name: FLEET_KAFKA_TLS
+  value: "true"
+- name: FLEET_KAFKA_TLS_MIN_VERSION
+  value: {{ .Values.kafka.tls.minVersion | quote }}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: FLEET_KAFKA_TLS_CA_FILE
+  value: /etc/fleet/kafka-tls/{{ .Values.kafka.tls.caKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The mounts of the Kafka and Redis CA Secrets that FLEET_KAFKA_TLS_CA_FILE
+and FLEET_REDIS_TLS_CA_FILE point into; empty when neither is set. */}}
+{{- define "fleet.tlsVolumeMounts" -}}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: /etc/fleet/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if .Values.redis.tls.existingSecret }}
+- name: redis-tls
+  mountPath: /etc/fleet/redis-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The volumes of fleet.tlsVolumeMounts. */}}
+{{- define "fleet.tlsVolumes" -}}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret }}
+{{- end }}
+{{- if .Values.redis.tls.existingSecret }}
+- name: redis-tls
+  secret:
+    secretName: {{ .Values.redis.tls.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress rules: DNS, then networkPolicy.egress.<name> for each
+of .names (kafka, redis, handlers) that has ports. Takes (dict "np"
+.Values.networkPolicy "names" (list ...)). */}}
+{{- define "fleet.egressRules" -}}
+{{- $np := .np }}
+# DNS.
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  {{- with $np.egress.dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- range $name := .names }}
+{{- $rule := get $np.egress $name | default dict }}
+{{- if $rule.ports }}
+# {{ get (dict "kafka" "Kafka brokers." "redis" "Redis (and its Sentinels)." "handlers" "HTTP services the handlers call.") $name }}
+- ports:
+    {{- range $rule.ports }}
+    - port: {{ . | int }}
+      protocol: TCP
+    {{- end }}
+  {{- with $rule.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The console's objects: <fullname>-console. */}}
+{{- define "fleet.console.fullname" -}}
+{{- printf "%s-console" (include "fleet.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The console's pods are app.kubernetes.io/name <name>-console: the
+workers' selector (name <name>) must not match them, or the workers'
+Service, PodDisruptionBudget and NetworkPolicy would take them in. */}}
+{{- define "fleet.console.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-console" (include "fleet.name" . | trunc 55 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "fleet.console.labels" -}}
+helm.sh/chart: {{ include "fleet.chart" . }}
+{{ include "fleet.console.selectorLabels" . }}
+app.kubernetes.io/component: console
+app.kubernetes.io/part-of: {{ include "fleet.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The workers' port serving /status, as a number: status.port, or the
+http port 8080 when status.port is 0. */}}
+{{- define "fleet.workersStatusPort" -}}
+{{- include "fleet.statusPort" . | default "8080" }}
+{{- end }}
+
+{{/* The container port named status when /status has one, else http. */}}
+{{- define "fleet.workersStatusPortName" -}}
+{{- if include "fleet.statusPort" . }}status{{ else }}http{{ end }}
+{{- end }}
+
+{{/* A checksum of the console's tokens, so that a change rolls the console:
+the Secret's name and key, and the key's content when the Secret can be
+read at install or upgrade (lookup; not under helm template or a GitOps
+controller that does not run it, where renaming the Secret rolls it). */}}
+{{- define "fleet.console.tokensChecksum" -}}
+{{- $t := .Values.console.tokens }}
+{{- $content := "" }}
+{{- with $t.existingSecret }}
+{{- $content = dig "data" $t.key "" (lookup "v1" "Secret" $.Release.Namespace .) }}
+{{- end }}
+{{- list $t.existingSecret $t.key $content | toJson | sha256sum }}
+{{- end }}
+
+{{/* The session cookie is Secure when asked for, or when the Ingress
+serves TLS. */}}
+{{- define "fleet.console.secureCookies" -}}
+{{- $c := .Values.console }}
+{{- if or $c.secureCookies (and $c.ingress.enabled $c.ingress.tls) }}true{{ else }}false{{ end }}
+{{- end }}
+
 {{/* Whether the KEDA triggers need a TriggerAuthentication: SASL credentials,
 or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
 {{- define "fleet.kedaAuth" -}}
@@ -137,6 +324,27 @@ or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
 {{- end }}
 {{- if and $status.service (include "fleet.statusPort" .) (eq (int $status.port) (int .Values.service.port)) }}
 {{- fail (printf "status.port (%d) is also service.port: the Service cannot have both on one port; pick another status.port" (int $status.port)) }}
+{{- end }}
+{{- $console := .Values.console }}
+{{- if $console.enabled }}
+{{- if not (or $console.tokens.existingSecret $console.trustedHeader) }}
+{{- fail "console.enabled needs console.tokens.existingSecret (a Secret of lines \"<name> <role> <token>\") or console.trustedHeader (a header an authenticating proxy sets): the console never runs open" }}
+{{- end }}
+{{- if and $console.trustedOperators (not $console.trustedHeader) }}
+{{- fail "console.trustedOperators needs console.trustedHeader: they are users that header names" }}
+{{- end }}
+{{- if and $console.trustedHeader (not .Values.networkPolicy.enabled) }}
+{{- fail (printf "console.trustedHeader (%s) trusts whoever reaches the console's port to say who they are: it needs networkPolicy.enabled, with networkPolicy.consoleFrom naming only the proxy that sets the header" $console.trustedHeader) }}
+{{- end }}
+{{- if not .Values.status.enabled }}
+{{- fail "console.enabled needs status.enabled: the console reads the workers' /status" }}
+{{- end }}
+{{- if and $console.ingress.enabled (not $console.ingress.hosts) }}
+{{- fail "console.ingress.enabled needs console.ingress.hosts (host, and paths: path /, pathType Prefix)" }}
+{{- end }}
+{{- if and $console.ingress.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.consoleFrom) }}
+{{- fail "console.ingress.enabled with networkPolicy.enabled needs networkPolicy.consoleFrom (the ingress controller's pods): with it empty nothing reaches the console" }}
+{{- end }}
 {{- end }}
 {{- $np := .Values.networkPolicy }}
 {{- if $np.enabled }}
