@@ -140,7 +140,7 @@ func (b *consoleBackend) redisFailed(err error) error {
 }
 
 // sources are the group's source topics: the configured ones, or those
-// its committed offsets name.
+// its committed offsets and its members' assignments name.
 func (b *consoleBackend) sources(ctx context.Context) ([]string, error) {
 	if len(b.cfg.Topics) > 0 {
 		return b.cfg.Topics, nil
@@ -149,7 +149,20 @@ func (b *consoleBackend) sources(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sourceTopics(slices.Collect(maps.Keys(committed))), nil
+	members, err := b.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.sourcesOf(committed, members), nil
+}
+
+// sourcesOf are the configured source topics, or those named by the
+// group's committed offsets and its members' assignments.
+func (b *consoleBackend) sourcesOf(committed map[string]map[int]int64, members []console.Member) []string {
+	if len(b.cfg.Topics) > 0 {
+		return b.cfg.Topics
+	}
+	return sourceTopics(append(slices.Collect(maps.Keys(committed)), assignedTopics(members)...))
 }
 
 // committed reads the group's committed offsets on every topic, by topic

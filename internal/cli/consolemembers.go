@@ -145,9 +145,13 @@ func (b *consoleBackend) askStatus(ctx context.Context, u string) statusAnswer {
 		return a
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		a.err = fmt.Errorf("/status at %s answered %s", shown, resp.Status)
+		return a
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		a.err = fmt.Errorf("/status at %s answered %s (%v)", shown, resp.Status, err)
+	if err != nil {
+		a.err = fmt.Errorf("/status at %s: %v", shown, err)
 		return a
 	}
 	var st processStatus

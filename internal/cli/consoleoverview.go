@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,10 +45,7 @@ func (b *consoleBackend) Overview(ctx context.Context) (console.Overview, error)
 	if err != nil {
 		problem(err)
 	}
-	srcs := b.cfg.Topics
-	if len(srcs) == 0 {
-		srcs = sourceTopics(append(slices.Collect(maps.Keys(committed)), assignedTopics(o.Members)...))
-	}
+	srcs := b.sourcesOf(committed, o.Members)
 	for _, s := range srcs {
 		if _, ok := partitions[s]; !ok {
 			o.Problems = append(o.Problems, fmt.Sprintf("topic %s is missing", s))
