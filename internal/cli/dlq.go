@@ -21,7 +21,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fleetworks/fleet/consumer"
-	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
 )
 
@@ -413,10 +412,6 @@ type dlqReplayCmd struct {
 	dlqFilter
 	redisConn `embed:""`
 	DryRun    bool `help:"Say what would be replayed and what skipped, and change nothing."`
-
-	// recordMissing is set by replayOne when the last dead letter's event
-	// had no record in the store.
-	recordMissing bool
 }
 
 // Replay verdicts.
@@ -461,158 +456,39 @@ func (c *dlqReplayCmd) Run(stdout io.Writer) error {
 	defer closeStore()
 	fmt.Fprintf(stdout, "checking against the records of group %s in Redis at %s\n", printable(c.Group), target.addr())
 
-	var bar *progressbar.ProgressBar
+	var progress func(int)
 	if !c.DryRun && term.IsTerminal(int(os.Stderr.Fd())) {
-		bar = progressbar.NewOptions(len(letters), progressbar.OptionSetWriter(os.Stderr),
+		bar := progressbar.NewOptions(len(letters), progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionSetDescription("replaying"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+		progress = func(done int) { _ = bar.Set(done) }
 	}
-	// Each event goes back to the partition it was consumed from, where its
-	// key's live events are, whatever partitioner their producer used.
-	writer := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Balancer: consumer.PartitionBalancer{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond, Transport: consumer.Transport(c.dialer)}
-	defer writer.Close()
-
-	// Republished events go out in batches: one acknowledged write per 100.
-	var pending []kafka.Message
-	published := 0
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		if err := writer.WriteMessages(ctx, pending...); err != nil {
-			return fmt.Errorf("republish: %w (replayed so far: %d)", err, published)
-		}
-		published += len(pending)
-		if bar != nil {
-			_ = bar.Add(len(pending))
-		}
-		pending = pending[:0]
-		return nil
-	}
-	counts := map[string]int{}
-	seen := map[string]bool{}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	if c.DryRun {
-		fmt.Fprintln(tw, "PARTITION\tOFFSET\tTYPE\tID\tKEY\tTO\tVERDICT")
-	}
-	unrecorded := 0 // dead letters that say they ran, with no record here
-	for _, d := range letters {
-		verdict, to, msg, err := c.replayOne(ctx, store, &d, seen)
-		if verdict == replayPublish && d.Attempts > 0 && c.recordMissing {
-			unrecorded++
-		}
-		if err != nil {
-			if ferr := flush(); ferr != nil {
-				return ferr
-			}
-			return fmt.Errorf("dead letter %s/%d@%d: %w (replayed so far: %d)", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset, err, published)
-		}
-		counts[verdict]++
-		if msg != nil {
-			if pending = append(pending, *msg); len(pending) == 100 {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		} else if bar != nil {
-			_ = bar.Add(1)
-		}
-		if c.DryRun {
-			if verdict == replayPublish {
-				verdict = "would replay"
-			} else {
-				verdict = "would " + verdict
-			}
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Msg.Partition, d.Msg.Offset, dash(d.Event.Type), dash(d.Event.ID),
-				dash(string(d.Msg.Key)), to, verdict)
-		}
-	}
-	if err := flush(); err != nil {
+	r := replayer{brokers: c.Brokers, dialer: c.dialer, dlq: c.dlqTopic(), group: c.Group, store: store, dryRun: c.DryRun}
+	tally, err := r.run(ctx, letters, progress)
+	if err != nil {
 		return err
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if unrecorded > 0 {
-		fmt.Fprintf(stdout, "warning: %s ran (they count attempts) but no idempotency record of theirs is in this Redis: is it the group's Redis?\n",
-			plural(unrecorded, "dead letter"))
-	}
-	verb, skip := "replayed", "skipped"
 	if c.DryRun {
-		verb, skip = "would replay", "would skip"
+		if err := printDryRun(stdout, tally.steps); err != nil {
+			return err
+		}
 	}
-	_, err = fmt.Fprintf(stdout, "%s %d of %d dead letters; %s %d already done, %d undecodable, %d repeated, %d conflicting, %d without a value, %d of other groups or topics\n", verb,
-		counts[replayPublish], len(letters), skip, counts[replayDone], counts[replayUndecodable], counts[replayRepeat],
-		counts[replayConflict], counts[replayGone]+counts[replayMismatch], counts[replayOtherGroup]+counts[replayOtherTopic])
+	if w := tally.warning(); w != "" {
+		fmt.Fprintln(stdout, w)
+	}
+	_, err = fmt.Fprintln(stdout, tally.summary(len(letters), c.DryRun))
 	return err
 }
 
-// replayOne decides what becomes of one dead letter and, unless this is a
-// dry run, prepares it: a fresh attempt budget for its record, and the
-// message that republishes the event to its original topic and partition
-// with its key, value and headers (nil when there is none to send). A dead
-// letter written without its value (too large for the dead-letter topic)
-// gets it back from the original topic, partition and offset.
-func (c *dlqReplayCmd) replayOne(ctx context.Context, store *dedupe.Redis, d *deadLetter, seen map[string]bool) (verdict, to string, msg *kafka.Message, err error) {
-	// Only ever to the topic this dead-letter topic belongs to: anyone who
-	// can write to it could name another.
-	to = strings.TrimSuffix(c.dlqTopic(), ".dlq")
-	switch {
-	case d.OriginalTopic != "" && d.OriginalTopic != to:
-		return replayOtherTopic, to, nil, nil
-	case d.Group != "" && d.Group != c.Group:
-		return replayOtherGroup, to, nil, nil
+// printDryRun prints what a dry run would do with each dead letter.
+func printDryRun(w io.Writer, steps []replayStep) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tOFFSET\tTYPE\tID\tKEY\tTO\tVERDICT")
+	for _, s := range steps {
+		d := &s.letter
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Msg.Partition, d.Msg.Offset, dash(d.Event.Type), dash(d.Event.ID),
+			dash(string(d.Msg.Key)), s.to, "would "+s.verdict)
 	}
-	if dropped(d.Msg.Headers, "value") {
-		orig, ok, err := c.original(ctx, d, to)
-		switch {
-		case err != nil:
-			return "", to, nil, fmt.Errorf("fetch the value from %s/%d@%d: %w", to, d.OriginalPartition, d.OriginalOffset, err)
-		case !ok:
-			return replayGone, to, nil, nil
-		}
-		ev, derr := consumer.Decode(&orig)
-		if derr != nil || !sameEvent(c.Group, d, ev) {
-			return replayMismatch, to, nil, nil
-		}
-		d.Msg.Key, d.Msg.Value, d.Msg.Headers = orig.Key, orig.Value, append(orig.Headers, fleetOwn(d.Msg.Headers)...)
-		d.Event, d.DecodeErr = ev, nil
-	}
-	if d.DecodeErr != nil {
-		return replayUndecodable, to, nil, nil
-	}
-	key := dedupe.Key(c.Group, d.Event.Key, d.Event.Source, d.Event.ID)
-	if seen[key] {
-		return replayRepeat, to, nil, nil
-	}
-	seen[key] = true
-	rec, err := store.Inspect(ctx, key)
-	c.recordMissing = errors.Is(err, dedupe.ErrNotFound)
-	switch {
-	case err == nil && rec.Fingerprint != handlers.Fingerprint(d.Event):
-		return replayConflict, to, nil, nil
-	case err == nil && rec.State == dedupe.StateDone:
-		return replayDone, to, nil, nil
-	case err != nil && !errors.Is(err, dedupe.ErrNotFound):
-		return "", to, nil, fmt.Errorf("read its idempotency record: %w", err)
-	}
-	if c.DryRun {
-		return replayPublish, to, nil, nil
-	}
-	if err == nil {
-		if _, err := store.ResetAttempts(ctx, key); err != nil {
-			return "", to, nil, fmt.Errorf("reset its attempt budget: %w", err)
-		}
-	}
-	msg = &kafka.Message{Topic: to, Partition: d.OriginalPartition, Key: d.Msg.Key, Value: d.Msg.Value}
-	for _, h := range d.Msg.Headers {
-		if !strings.HasPrefix(strings.ToLower(h.Key), "fleet-") {
-			msg.Headers = append(msg.Headers, h)
-		}
-	}
-	msg.Headers = append(msg.Headers, kafka.Header{Key: "fleet-replayed-from",
-		Value: fmt.Appendf(nil, "%s/%d/%d", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset)})
-	return replayPublish, to, msg, nil
+	return tw.Flush()
 }
 
 // replayGroup is the consumer group to replay for: the one given, or else
@@ -689,42 +565,4 @@ func fleetOwn(hs []kafka.Header) []kafka.Header {
 		}
 	}
 	return out
-}
-
-// original fetches the message a dead letter was made from, at its original
-// partition and offset of topic; ok is false when the topic no longer holds
-// it (retention, compaction).
-func (c *dlqReplayCmd) original(ctx context.Context, d *deadLetter, topic string) (kafka.Message, bool, error) {
-	if d.OriginalPartition < 0 || d.OriginalOffset < 0 {
-		return kafka.Message{}, false, nil
-	}
-	t := consumer.Transport(c.dialer)
-	defer t.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t, Timeout: 10 * time.Second}
-	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.FirstOffsetOf(d.OriginalPartition), kafka.LastOffsetOf(d.OriginalPartition)}}})
-	if err != nil {
-		return kafka.Message{}, false, err
-	}
-	for _, p := range offs.Topics[topic] {
-		if p.Partition == d.OriginalPartition && (p.Error != nil || d.OriginalOffset < p.FirstOffset || d.OriginalOffset >= p.LastOffset) {
-			return kafka.Message{}, false, nil
-		}
-	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.Brokers, Dialer: c.dialer, Topic: topic, Partition: d.OriginalPartition,
-		MinBytes: 1, MaxBytes: 64 << 20, MaxWait: 200 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(d.OriginalOffset); err != nil {
-		return kafka.Message{}, false, err
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	m, err := r.ReadMessage(rctx)
-	if err != nil {
-		return kafka.Message{}, false, err
-	}
-	if m.Offset != d.OriginalOffset {
-		return kafka.Message{}, false, nil // compacted away: the next one came back
-	}
-	return m, true, nil
 }

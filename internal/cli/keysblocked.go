@@ -132,13 +132,18 @@ func (c *keysUnblockCmd) Run(stdout io.Writer) error {
 	at := time.Now().UTC()
 	slog.New(slog.NewJSONHandler(os.Stderr, nil)).Info("key unblocked", "key", ref.Key, "group", ref.Group, "topic", ref.Topic,
 		"partition", ref.Partition, "by", by, "at", at, "released", f != nil)
-	what := "nothing was parked behind its head"
-	if f != nil {
-		what = "its next event is written to " + consumer.ParkedTopic(ref.Topic) + " and runs; the rest follow in order"
-	}
 	_, err = fmt.Fprintf(stdout, "unblocked %s (group %s, topic %s, partition %d) by %s at %s: %s\n", printable(ref.Key),
-		printable(ref.Group), printable(ref.Topic), ref.Partition, printable(by), at.Format(time.RFC3339), what)
+		printable(ref.Group), printable(ref.Topic), ref.Partition, printable(by), at.Format(time.RFC3339), released(ref, f != nil))
 	return err
+}
+
+// released says what unblocking ref let go: the next event parked behind
+// its head (follower), or nothing.
+func released(ref dedupe.GateRef, follower bool) string {
+	if !follower {
+		return "nothing was parked behind its head"
+	}
+	return "its next event is written to " + consumer.ParkedTopic(ref.Topic) + " and runs; the rest follow in order"
 }
 
 // find is the held gate of the key that the flags select.
@@ -147,14 +152,7 @@ func (c *keysUnblockCmd) find(ctx context.Context, s *dedupe.Redis) (dedupe.Gate
 	if err != nil {
 		return dedupe.GateRef{}, err
 	}
-	var held []dedupe.GateRef
-	for _, g := range list.Gates {
-		r := g.Ref
-		if r.Key == c.Key && g.State == dedupe.GateHeld && (c.Group == "" || r.Group == c.Group) &&
-			(c.Topic == "" || r.Topic == c.Topic) && (c.Partition < 0 || r.Partition == c.Partition) {
-			held = append(held, r)
-		}
-	}
+	held := heldGates(list.Gates, dedupe.GateRef{Key: c.Key, Group: c.Group, Topic: c.Topic, Partition: c.Partition})
 	switch len(held) {
 	case 0:
 		return dedupe.GateRef{}, fmt.Errorf("%s is not held%s (fleet keys blocked lists the held keys)", printable(c.Key), c.scope())
@@ -162,6 +160,20 @@ func (c *keysUnblockCmd) find(ctx context.Context, s *dedupe.Redis) (dedupe.Gate
 		return held[0], nil
 	}
 	return dedupe.GateRef{}, configError{fmt.Errorf("%s is held in %d places: name one with --group, --topic and --partition (fleet keys blocked lists them)", printable(c.Key), len(held))}
+}
+
+// heldGates are the held gates of scope's key in its group, topic and
+// partition; an empty group or topic, or a negative partition, is any.
+func heldGates(gates []dedupe.GateInfo, scope dedupe.GateRef) []dedupe.GateRef {
+	var held []dedupe.GateRef
+	for _, g := range gates {
+		r := g.Ref
+		if r.Key == scope.Key && g.State == dedupe.GateHeld && (scope.Group == "" || r.Group == scope.Group) &&
+			(scope.Topic == "" || r.Topic == scope.Topic) && (scope.Partition < 0 || r.Partition == scope.Partition) {
+			held = append(held, r)
+		}
+	}
+	return held
 }
 
 func (c *keysUnblockCmd) scope() string {
