@@ -32,6 +32,7 @@ type cli struct {
 	Status  statusCmd  `cmd:"" help:"Show what a running fleet process is doing: assignments, offsets, lag, in-flight events, last errors."`
 	Keys    keysCmd    `cmd:"" help:"Inspect or forget idempotency records."`
 	DLQ     dlqCmd     `cmd:"" name:"dlq" help:"List and replay dead letters."`
+	Console consoleCmd `cmd:"" help:"Serve the operator console of a consumer group in a browser: members, lag, retry tiers, held keys, dead letters; replay, forget, unblock."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 
 	BenchWorker     benchWorkerCmd     `cmd:"" hidden:"" name:"bench-worker" help:"One measured worker of fleet bench."`

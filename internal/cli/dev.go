@@ -43,6 +43,7 @@ type devCmd struct {
 	Workers     int           `default:"3" help:"Workers run in this process, members of one consumer group (1 to 16)."`
 	KeepRunning bool          `help:"After the verified summary, keep the broker, Redis, the worker and /metrics up, and print how to publish to them; Ctrl-C stops. Without a demo stream, always."`
 	LogLevel    string        `env:"FLEET_LOG_LEVEL" default:"error" enum:"debug,info,warn,error" help:"Level of the engine's log on stderr (warn shows every dead letter)."`
+	ConsoleAddr string        `name:"console-addr" env:"FLEET_CONSOLE_ADDR" default:"127.0.0.1:8090" help:"While it keeps running, where the operator console listens, with an operator token made at start and printed (a free port when this one is taken; off: no console)."`
 
 	httpHandlerFlags `embed:""`
 }
@@ -106,10 +107,19 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 		return err
 	}
 	help := devHelp{broker: brokers[0], redisURL: redisURL, httpAddr: servedAddr, topic: c.Topic, workers: c.Workers}
-	if stream == nil {
-		fmt.Fprintln(out, "this binary has no demo stream: publish events of your own")
+	keepRunning := func() error {
+		if c.ConsoleAddr != "off" {
+			if help.console, err = startDevConsole(interrupted, newLogger(logs, c.LogLevel, "text"), logs, c.ConsoleAddr, brokers, redisURL, c.Topic, servedAddr); err != nil {
+				return err
+			}
+			defer help.console.wait()
+		}
 		keepRunningHelp(out, app, help, app.example(rdb, httpHandlers.endpoints))
 		return workers.keepRunning(interrupted)
+	}
+	if stream == nil {
+		fmt.Fprintln(out, "this binary has no demo stream: publish events of your own")
+		return keepRunning()
 	}
 	elapsed, err := workers.runStream(ctx, interrupted, stream, brokers, c)
 	if err != nil {
@@ -126,8 +136,7 @@ func dev(ctx context.Context, app *App, c *devCmd, out, logs io.Writer) error {
 		_ = workers.stopAll()
 		return err
 	}
-	keepRunningHelp(out, app, help, app.example(rdb, httpHandlers.endpoints))
-	return workers.keepRunning(interrupted)
+	return keepRunning()
 }
 
 // check refuses what dev cannot run.

@@ -25,6 +25,8 @@ type DemoExample struct {
 type devHelp struct {
 	broker, redisURL, httpAddr, topic string
 	workers                           int
+	// console is the operator console, when it runs.
+	console *devConsole
 }
 
 // demoRun generates the demo stream that c asks for; nil without a demo.
@@ -92,6 +94,9 @@ publish an event, then watch it processed:
   %[1]s status --addr %[5]s
   %[1]s dlq list --brokers %[6]s --topic %[7]s
 `, bin, redisURL, devGroup, ex.Key, h.httpAddr, h.broker, h.topic)
+	if h.console != nil {
+		fmt.Fprintf(out, "\nthe operator console, in a browser:\n  %s   (log in with the token %s)\n", h.console.url, h.console.token)
+	}
 	if bin != "fleet" {
 		fmt.Fprintf(out, "(%s is this binary: with go run, write go run . instead; --log-level warn shows every failure and dead letter)\n", bin)
 	}

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"io"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -11,7 +13,9 @@ import (
 
 // TestDevKeepRunning: fleet dev --keep-running verifies its stream, then
 // stays up and says how to publish; an event published with fleet publish
-// as it says is processed and shows in /metrics; SIGINT ends it with 0.
+// as it says is processed and shows in /metrics; the operator console it
+// prints serves its pages to the token it prints, and nothing without it;
+// SIGINT ends it with 0.
 func TestDevKeepRunning(t *testing.T) {
 	dev := startChild(t, exec.Command(binary, "dev", "--keep-running", "--events", "200", "--accounts", "10", "--http-addr", "127.0.0.1:0"))
 	out := dev.out
@@ -45,6 +49,32 @@ func TestDevKeepRunning(t *testing.T) {
 		t.Fatalf("the demo's captured events are not in /metrics: %d", before)
 	}
 	eventually(t, 30*time.Second, "the published event processed", func() bool { return count() == before+1 })
+
+	console := regexp.MustCompile(`(?m)^  (http://\S+) +\(log in with the token (\w+)\)`).FindStringSubmatch(text)
+	if console == nil {
+		t.Fatalf("no console in:\n%s", text)
+	}
+	for path, want := range map[string]string{"/": "payments", "/deadletters": "dead letter", "/keys": "Held keys"} {
+		req, _ := http.NewRequest(http.MethodGet, console[1]+path, nil)
+		req.Header.Set("Authorization", "Bearer "+console[2])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("console %s: %s, without %q:\n%s", path, resp.Status, want, body)
+		}
+	}
+	resp, err := http.Get(console[1] + "/deadletters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/login" {
+		t.Errorf("console without a token: ended at %v, want the login page", resp.Request.URL)
+	}
 
 	dev.interrupt(t)
 }
