@@ -249,6 +249,11 @@ func tierWaits(reads []partitionRead) []console.TierWait {
 }
 
 // heldKeys are the group's gated keys, held first, then oldest first.
+// HeldKeys implements console.KeyHolds.
+func (b *consoleBackend) HeldKeys(ctx context.Context) ([]console.HeldKey, error) {
+	return b.heldKeys(ctx)
+}
+
 func (b *consoleBackend) heldKeys(ctx context.Context) ([]console.HeldKey, error) {
 	list, err := b.store.ListGates(ctx, gateScan)
 	if err != nil {

@@ -18,6 +18,7 @@ type Backend interface {
 	Overviewer
 	DeadLetterStore
 	RecordStore
+	KeyHolds
 }
 
 // Overviewer reads the state of the group.
@@ -45,7 +46,7 @@ type DeadLetterStore interface {
 	Replay(ctx context.Context, sel Selection, dryRun bool, progress func(done, total int)) (ReplayReport, error)
 }
 
-// RecordStore looks up and changes idempotency records and held keys.
+// RecordStore looks up and forgets idempotency records.
 type RecordStore interface {
 	// Record looks up an idempotency record; ErrNotFound when there is
 	// none.
@@ -54,6 +55,12 @@ type RecordStore interface {
 	// event runs again when it is delivered again; false when there was
 	// none.
 	Forget(ctx context.Context, ref RecordRef) (bool, error)
+}
+
+// KeyHolds lists and ends the holds of ordered retries.
+type KeyHolds interface {
+	// HeldKeys are the group's keys whose events wait behind a head.
+	HeldKeys(ctx context.Context) ([]HeldKey, error)
 	// Unblock ends the hold on a key whose ordered retries wait behind a
 	// head (fleet keys unblock): it answers what was done, in words.
 	Unblock(ctx context.Context, key string) (string, error)

@@ -12,7 +12,7 @@ type keysView struct {
 	Ref      RecordRef
 	Looked   bool
 	Record   *Record
-	Problem  string
+	Problems []string
 	HeldKeys []HeldKey
 	Notice   string
 }
@@ -37,16 +37,16 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request, c Caller) {
 		switch rec, err := s.cfg.Backend.Record(ctx, v.Ref); {
 		case errors.Is(err, ErrNotFound):
 		case err != nil:
-			v.Problem = err.Error()
+			v.Problems = append(v.Problems, "The record could not be read: "+err.Error())
 		default:
 			v.Record = &rec
 		}
 	}
-	o, err := s.cfg.Backend.Overview(ctx)
+	held, err := s.cfg.Backend.HeldKeys(ctx)
 	if err != nil {
-		v.Problem = "held keys: " + err.Error()
+		v.Problems = append(v.Problems, "The held keys could not be read: "+err.Error())
 	}
-	v.HeldKeys = o.HeldKeys
+	v.HeldKeys = held
 	s.render(w, http.StatusOK, "keys", c, "Keys", v)
 }
 
