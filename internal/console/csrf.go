@@ -34,11 +34,20 @@ func (k csrfKeys) token(c Caller) string {
 // valid reports whether r carries c's CSRF token, and does not come from
 // another site (Sec-Fetch-Site, where the browser sends it).
 func (k csrfKeys) valid(r *http.Request, c Caller) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-	default:
+	if crossSite(r) {
 		return false
 	}
 	got := r.PostFormValue(csrfField)
 	return got != "" && hmac.Equal([]byte(got), []byte(k.token(c)))
+}
+
+// crossSite reports whether the browser says r comes from another site
+// (Sec-Fetch-Site; a client that does not send it is not a browser, or an
+// old one).
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return false
+	}
+	return true
 }
