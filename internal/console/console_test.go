@@ -75,6 +75,12 @@ const (
 
 func newTestServer(t *testing.T) (*Server, *fakeBackend, *bytes.Buffer) {
 	t.Helper()
+	return newTestServerWith(t, nil)
+}
+
+// newTestServerWith is newTestServer with its config edited first.
+func newTestServerWith(t *testing.T, edit func(*Config)) (*Server, *fakeBackend, *bytes.Buffer) {
+	t.Helper()
 	tokens, err := ParseTokens("# the console's tokens\nvera viewer " + viewerToken + "\nopal operator " + operatorToken + "\n")
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +89,11 @@ func newTestServer(t *testing.T) (*Server, *fakeBackend, *bytes.Buffer) {
 		Key: []byte("acct-1"), Type: "payment.captured", ID: "<script>alert(1)</script>", Reason: "permanent",
 		Headers: []Header{{Key: "x-<i>odd</i>", Value: []byte("a\x00b\x1b[31m")}}, Value: []byte(`{"note":"<script>alert(2)</script>"}`)}}}
 	var audit bytes.Buffer
-	s, err := New(Config{Backend: b, Tokens: tokens, Audit: &lockedWriter{w: &audit}})
+	cfg := Config{Backend: b, Tokens: tokens, Audit: &lockedWriter{w: &audit}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,11 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -23,5 +25,55 @@ func TestLoginRefusesCrossSite(t *testing.T) {
 	}
 	if !strings.Contains(audit.String(), `"action":"login","outcome":"denied","detail":"cross-site`) {
 		t.Fatalf("audit:\n%s", audit)
+	}
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// hostileOverview is a backend whose group members, topics and keys are
+// named by someone hostile.
+type hostileOverview struct{ *fakeBackend }
+
+const rlo = "\u202e" // RIGHT-TO-LEFT OVERRIDE: "‮gpj.exe" reads "exe.jpg"
+
+func (h hostileOverview) Overview(context.Context) (Overview, error) {
+	evil := `<img src=x onerror=alert(1)>` + rlo
+	return Overview{Group: "ledger",
+		Members:    []Member{{ID: evil, ClientID: evil, Host: evil, Status: &MemberStatus{NotReady: evil, LastErrors: []string{evil}}}},
+		Partitions: []PartitionLag{{Topic: evil, Member: evil}}, Tiers: []TierWait{{Topic: evil, Waiting: 1}},
+		HeldKeys: []HeldKey{{Key: evil, Head: evil, State: evil}}, Problems: []string{evil}}, nil
+}
+
+// TestHostileTextShownQuoted: text that reaches a page from a request or
+// from the broker, a member or a trusted proxy is escaped, and shown
+// quoted when it holds control or format characters (an RTL override
+// makes text read other than it is).
+func TestHostileTextShownQuoted(t *testing.T) {
+	s, _, _ := newTestServerWith(t, func(c *Config) {
+		c.Backend = hostileOverview{c.Backend.(*fakeBackend)}
+		c.Trusted = &TrustedHeader{Header: "X-Forwarded-User"}
+	})
+	get := func(target string, hdr map[string]string) string {
+		r := httptest.NewRequest("GET", target, nil)
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		return w.Body.String()
+	}
+	bearer := map[string]string{"Authorization": "Bearer " + viewerToken}
+	for name, body := range map[string]string{
+		"overview":            get("/", bearer),
+		"keys":                get("/keys", bearer),
+		"an unknown topic":    get("/deadletters/"+url.PathEscape("x"+rlo+"cod.exe")+"/0/1", bearer),
+		"a trusted user name": get("/keys", map[string]string{"X-Forwarded-User": "mallory" + rlo + "nimda"}),
+		"an unblock question": get("/keys/unblock?key="+url.QueryEscape("k"+rlo), bearer),
+	} {
+		// A hidden field carries its value as it is, for the action.
+		shown := hiddenInput.ReplaceAllString(body, "")
+		if strings.Contains(shown, "<img") || strings.Contains(shown, rlo) {
+			t.Errorf("%s: hostile text reaches the page raw:\n%s", name, body)
+		}
 	}
 }
