@@ -77,3 +77,24 @@ func TestHostileTextShownQuoted(t *testing.T) {
 		}
 	}
 }
+
+// TestNoticeIsTheConsoles: the keys page says what an action did, and
+// nothing a link made elsewhere puts in its query.
+func TestNoticeIsTheConsoles(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	forged := "Your session expired: log in again at evil.example"
+	if body := do(t, s, "GET", "/keys?notice="+url.QueryEscape(forged), viewerToken, nil).Body.String(); strings.Contains(body, "evil.example") {
+		t.Fatalf("the keys page shows a notice from its query:\n%s", body)
+	}
+	w := do(t, s, "POST", "/keys/forget", operatorToken, url.Values{"csrf": {csrfOf(t, s, operatorToken)}, "source": {"s"}, "id": {"i"}})
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("forget: %d", w.Code)
+	}
+	if body := do(t, s, "GET", w.Header().Get("Location"), operatorToken, nil).Body.String(); !strings.Contains(body, "Forgotten: the event runs again") {
+		t.Fatalf("the notice of a forget is not shown:\n%s", body)
+	}
+	// A notice is the caller's own: another caller's link does not show it.
+	if body := do(t, s, "GET", w.Header().Get("Location"), viewerToken, nil).Body.String(); strings.Contains(body, "Forgotten") {
+		t.Fatalf("another caller's notice is shown:\n%s", body)
+	}
+}
