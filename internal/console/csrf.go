@@ -51,3 +51,18 @@ func crossSite(r *http.Request) bool {
 	}
 	return true
 }
+
+// sign is the signature of msg for c: a page that shows a message from
+// its query (what an action did) shows it only when the console wrote it
+// for this caller, not when a link made elsewhere carries it.
+func (k csrfKeys) sign(c Caller, msg string) string {
+	m := hmac.New(sha256.New, k.key)
+	// Not a CSRF token: that is the HMAC of the binding alone.
+	m.Write([]byte("message\x00" + c.binding + "\x00" + msg))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// signed reports whether sig is msg's signature for c.
+func (k csrfKeys) signed(c Caller, msg, sig string) bool {
+	return sig != "" && hmac.Equal([]byte(sig), []byte(k.sign(c, msg)))
+}
