@@ -21,6 +21,7 @@ type fakeBackend struct {
 	letters  []DeadLetter
 	filters  []Filter
 	replays  []bool // dry run or not, per call
+	sels     []Selection
 	forgets  []RecordRef
 	unblocks []string
 }
@@ -43,9 +44,10 @@ func (f *fakeBackend) DeadLetter(_ context.Context, ref LetterRef) (DeadLetter, 
 	}
 	return DeadLetter{}, ErrNotFound
 }
-func (f *fakeBackend) Replay(_ context.Context, _ Selection, dry bool, progress func(int, int)) (ReplayReport, error) {
+func (f *fakeBackend) Replay(_ context.Context, sel Selection, dry bool, progress func(int, int)) (ReplayReport, error) {
 	f.mu.Lock()
 	f.replays = append(f.replays, dry)
+	f.sels = append(f.sels, sel)
 	f.mu.Unlock()
 	if progress != nil {
 		progress(1, 1)

@@ -2,12 +2,15 @@ package console
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestLoginRefusesCrossSite: another site cannot log a browser in with
@@ -96,5 +99,78 @@ func TestNoticeIsTheConsoles(t *testing.T) {
 	// A notice is the caller's own: another caller's link does not show it.
 	if body := do(t, s, "GET", w.Header().Get("Location"), viewerToken, nil).Body.String(); strings.Contains(body, "Forgotten") {
 		t.Fatalf("another caller's notice is shown:\n%s", body)
+	}
+}
+
+// clock is a time that a test moves.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// confirmForm is the form of a dry run's page that confirms the replay.
+func confirmForm(t *testing.T, page string) url.Values {
+	t.Helper()
+	_, form, ok := strings.Cut(page, `action="/replay"`)
+	if !ok {
+		t.Fatalf("no confirmation form:\n%s", page)
+	}
+	form, _, _ = strings.Cut(form, "</form>")
+	v := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(form, -1) {
+		v.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	return v
+}
+
+// TestReplayConfirmsTheDryRun: the confirmation replays what the dry run
+// considered, not what the filter selects when it is confirmed: a
+// duration ago is a time, and the dead letters written since the dry run
+// are left out, with a filter or without one (every dead letter).
+func TestReplayConfirmsTheDryRun(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+	dryRunAt := clk.now()
+	s, b, _ := newTestServerWith(t, func(c *Config) { c.Now = clk.now })
+	csrf := csrfOf(t, s, operatorToken)
+	for _, tc := range []struct {
+		name   string
+		filter url.Values
+		since  time.Time
+	}{
+		{"since 90m", url.Values{"reason": {"permanent"}, "since": {"90m"}}, dryRunAt.Add(-90 * time.Minute)},
+		{"every dead letter", url.Values{}, time.Time{}},
+	} {
+		clk.t = dryRunAt
+		form := url.Values{"csrf": {csrf}}
+		for k, v := range tc.filter {
+			form[k] = v
+		}
+		w := do(t, s, "POST", "/replay/plan", operatorToken, form)
+		if w.Code != http.StatusOK {
+			t.Fatalf("%s: dry run: %d", tc.name, w.Code)
+		}
+		confirm := confirmForm(t, w.Body.String())
+		clk.add(time.Hour) // the operator reads the dry run; new dead letters arrive
+		if w := do(t, s, "POST", "/replay", operatorToken, confirm); w.Code != http.StatusSeeOther {
+			t.Fatalf("%s: confirm %v: %d", tc.name, confirm, w.Code)
+		}
+		s.jobs.wg.Wait()
+		f := b.sels[len(b.sels)-1].Filter
+		if !f.Since.Equal(tc.since) || !f.Until.Equal(dryRunAt) || f.Reason != tc.filter.Get("reason") {
+			t.Errorf("%s: the confirmation %v replays since %v until %v; want since %v until the dry run, %v", tc.name, confirm,
+				f.Since, f.Until, tc.since, dryRunAt)
+		}
 	}
 }
