@@ -17,11 +17,14 @@ import (
 // fakeBackend is a Backend in memory: it records the calls that change
 // something.
 type fakeBackend struct {
-	mu       sync.Mutex
-	letters  []DeadLetter
-	filters  []Filter
-	replays  []bool // dry run or not, per call
-	sels     []Selection
+	mu      sync.Mutex
+	letters []DeadLetter
+	filters []Filter
+	replays []bool // dry run or not, per call
+	sels    []Selection
+	// hold, when not nil, keeps a replay (not a dry run) running until
+	// it is closed.
+	hold     chan struct{}
 	forgets  []RecordRef
 	unblocks []string
 }
@@ -44,11 +47,18 @@ func (f *fakeBackend) DeadLetter(_ context.Context, ref LetterRef) (DeadLetter, 
 	}
 	return DeadLetter{}, ErrNotFound
 }
-func (f *fakeBackend) Replay(_ context.Context, sel Selection, dry bool, progress func(int, int)) (ReplayReport, error) {
+func (f *fakeBackend) Replay(ctx context.Context, sel Selection, dry bool, progress func(int, int)) (ReplayReport, error) {
 	f.mu.Lock()
 	f.replays = append(f.replays, dry)
 	f.sels = append(f.sels, sel)
 	f.mu.Unlock()
+	if f.hold != nil && !dry {
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return ReplayReport{}, ctx.Err()
+		}
+	}
 	if progress != nil {
 		progress(1, 1)
 	}

@@ -174,3 +174,28 @@ func TestReplayConfirmsTheDryRun(t *testing.T) {
 		}
 	}
 }
+
+// TestOneReplayAtATime: a confirmation sent twice (a double click, two
+// operators) does not start two replays of the same dead letters; the
+// second is refused, and audited, while the first runs.
+func TestOneReplayAtATime(t *testing.T) {
+	s, b, audit := newTestServer(t)
+	b.hold = make(chan struct{})
+	form := url.Values{"csrf": {csrfOf(t, s, operatorToken)}, "reason": {"permanent"}, "confirm": {"yes"}}
+	first := do(t, s, "POST", "/replay", operatorToken, form)
+	if first.Code != http.StatusSeeOther {
+		t.Fatalf("first replay: %d", first.Code)
+	}
+	second := do(t, s, "POST", "/replay", operatorToken, form)
+	close(b.hold)
+	s.jobs.wg.Wait()
+	if second.Code != http.StatusConflict || !strings.Contains(second.Body.String(), first.Header().Get("Location")) {
+		t.Fatalf("a second replay while the first runs: %d\n%s", second.Code, second.Body)
+	}
+	if len(b.replays) != 1 || !strings.Contains(audit.String(), `"action":"replay","target":"dead letters where reason=permanent","outcome":"refused"`) {
+		t.Fatalf("replays %v; audit:\n%s", b.replays, audit)
+	}
+	if w := do(t, s, "POST", "/replay", operatorToken, form); w.Code != http.StatusSeeOther {
+		t.Fatalf("a replay after the first ended: %d", w.Code)
+	}
+}
