@@ -160,7 +160,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c Caller) (strin
 		return describe(sel), "refused", "not confirmed"
 	}
 	target := describe(sel)
-	j := s.jobs.start(c.Name, "Replay of "+target, func(ctx context.Context, j *job) {
+	j, running := s.jobs.start(c.Name, "Replay of "+target, func(ctx context.Context, j *job) {
 		rep, err := s.cfg.Backend.Replay(ctx, sel, false, j.progress)
 		j.finish(rep, err)
 		outcome, detail := "ok", rep.Summary
@@ -169,6 +169,13 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c Caller) (strin
 		}
 		s.audit.write(ctx, AuditEntry{Who: c.Name, Role: string(c.Role), Action: "replay finished", Target: target, Outcome: outcome, Detail: detail})
 	})
+	if running != nil {
+		// Two replays of the same dead letters would both republish
+		// what neither has yet seen done.
+		s.fail(w, r, c, http.StatusConflict, "A replay is running, started by "+running.Who+": /jobs/"+running.ID+
+			". Start another once it is over.")
+		return target, "refused", "job " + running.ID + " is running"
+	}
 	http.Redirect(w, r, "/jobs/"+j.ID, http.StatusSeeOther)
 	return target, "started", "job " + j.ID
 }
