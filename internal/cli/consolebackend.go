@@ -119,7 +119,12 @@ func newConsoleBackend(cfg consoleConfig) (*consoleBackend, error) {
 		client:     &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: t, Timeout: 10 * time.Second},
 		store:      store,
 		closeStore: rdb.Close,
-		http:       &http.Client{Timeout: cfg.StatusTimeout},
+		// A member's host is where the broker says it connects from,
+		// which anyone who joins the group chooses: its /status is
+		// asked there and nowhere a redirect names.
+		http: &http.Client{Timeout: cfg.StatusTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
 	}, nil
 }
 

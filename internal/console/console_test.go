@@ -17,10 +17,14 @@ import (
 // fakeBackend is a Backend in memory: it records the calls that change
 // something.
 type fakeBackend struct {
-	mu       sync.Mutex
-	letters  []DeadLetter
-	filters  []Filter
-	replays  []bool // dry run or not, per call
+	mu      sync.Mutex
+	letters []DeadLetter
+	filters []Filter
+	replays []bool // dry run or not, per call
+	sels    []Selection
+	// hold, when not nil, keeps a replay (not a dry run) running until
+	// it is closed.
+	hold     chan struct{}
 	forgets  []RecordRef
 	unblocks []string
 }
@@ -43,10 +47,18 @@ func (f *fakeBackend) DeadLetter(_ context.Context, ref LetterRef) (DeadLetter, 
 	}
 	return DeadLetter{}, ErrNotFound
 }
-func (f *fakeBackend) Replay(_ context.Context, _ Selection, dry bool, progress func(int, int)) (ReplayReport, error) {
+func (f *fakeBackend) Replay(ctx context.Context, sel Selection, dry bool, progress func(int, int)) (ReplayReport, error) {
 	f.mu.Lock()
 	f.replays = append(f.replays, dry)
+	f.sels = append(f.sels, sel)
 	f.mu.Unlock()
+	if f.hold != nil && !dry {
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return ReplayReport{}, ctx.Err()
+		}
+	}
 	if progress != nil {
 		progress(1, 1)
 	}
@@ -78,6 +90,12 @@ const (
 
 func newTestServer(t *testing.T) (*Server, *fakeBackend, *bytes.Buffer) {
 	t.Helper()
+	return newTestServerWith(t, nil)
+}
+
+// newTestServerWith is newTestServer with its config edited first.
+func newTestServerWith(t *testing.T, edit func(*Config)) (*Server, *fakeBackend, *bytes.Buffer) {
+	t.Helper()
 	tokens, err := ParseTokens("# the console's tokens\nvera viewer " + viewerToken + "\nopal operator " + operatorToken + "\n")
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +104,11 @@ func newTestServer(t *testing.T) (*Server, *fakeBackend, *bytes.Buffer) {
 		Key: []byte("acct-1"), Type: "payment.captured", ID: "<script>alert(1)</script>", Reason: "permanent",
 		Headers: []Header{{Key: "x-<i>odd</i>", Value: []byte("a\x00b\x1b[31m")}}, Value: []byte(`{"note":"<script>alert(2)</script>"}`)}}}
 	var audit bytes.Buffer
-	s, err := New(Config{Backend: b, Tokens: tokens, Audit: &lockedWriter{w: &audit}})
+	cfg := Config{Backend: b, Tokens: tokens, Audit: &lockedWriter{w: &audit}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,24 @@ func filterQuery(v url.Values) url.Values {
 	return q
 }
 
+// filterValues is f as a query or form that parseFilter reads back, its
+// times as RFC 3339 (no page).
+func filterValues(f Filter) url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"type": f.Type, "key": f.Key, "source": f.Source, "id": f.ID, "reason": f.Reason, "group": f.Group} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.Until.IsZero() {
+		q.Set("until", f.Until.UTC().Format(time.RFC3339Nano))
+	}
+	return q
+}
+
 // parseRef reads a dead letter's place.
 func parseRef(topic, partition, offset string) (LetterRef, error) {
 	p, err := strconv.Atoi(partition)

@@ -71,6 +71,8 @@ type jobs struct {
 	mu    sync.Mutex
 	byID  map[string]*job
 	order []string
+	// running is the job that runs, nil when none does: one at a time.
+	running *job
 }
 
 func newJobs(now func() time.Time) *jobs {
@@ -78,13 +80,19 @@ func newJobs(now func() time.Time) *jobs {
 	return &jobs{ctx: ctx, cancel: cancel, now: now, byID: map[string]*job{}}
 }
 
-// start runs fn as a new job and returns it.
-func (js *jobs) start(who, title string, fn func(ctx context.Context, j *job)) *job {
+// start runs fn as a new job and returns it; when a job runs already, it
+// starts none and returns that one as running.
+func (js *jobs) start(who, title string, fn func(ctx context.Context, j *job)) (started, running *job) {
 	var b [12]byte
 	// crypto/rand does not fail on any supported platform.
 	_, _ = rand.Read(b[:])
 	j := &job{ID: base64.RawURLEncoding.EncodeToString(b[:]), Who: who, Title: title, Started: js.now()}
 	js.mu.Lock()
+	if js.running != nil {
+		defer js.mu.Unlock()
+		return nil, js.running
+	}
+	js.running = j
 	js.byID[j.ID] = j
 	js.order = append(js.order, j.ID)
 	if len(js.order) > 100 {
@@ -95,9 +103,14 @@ func (js *jobs) start(who, title string, fn func(ctx context.Context, j *job)) *
 	js.wg.Add(1)
 	go func() {
 		defer js.wg.Done()
+		defer func() {
+			js.mu.Lock()
+			js.running = nil
+			js.mu.Unlock()
+		}()
 		fn(js.ctx, j)
 	}()
-	return j
+	return j, nil
 }
 
 func (js *jobs) get(id string) (*job, bool) {

@@ -29,7 +29,10 @@ func (s *Server) recordRefOf(v url.Values) RecordRef {
 
 func (s *Server) keys(w http.ResponseWriter, r *http.Request, c Caller) {
 	q := r.URL.Query()
-	v := keysView{Ref: s.recordRefOf(q), Notice: q.Get("notice")}
+	v := keysView{Ref: s.recordRefOf(q)}
+	if n := q.Get("notice"); s.csrf.signed(c, n, q.Get("sig")) {
+		v.Notice = n
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	if q.Get("source") != "" || q.Get("id") != "" {
@@ -91,9 +94,7 @@ func (s *Server) forget(w http.ResponseWriter, r *http.Request, c Caller) (strin
 	if !found {
 		notice, outcome = "There was no record to forget.", "no record"
 	}
-	q := refForm(ref)
-	q.Set("notice", notice)
-	http.Redirect(w, r, "/keys?"+q.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r, "/keys?"+s.withNotice(refForm(ref), c, notice).Encode(), http.StatusSeeOther)
 	return target, outcome, ""
 }
 
@@ -121,6 +122,14 @@ func (s *Server) unblock(w http.ResponseWriter, r *http.Request, c Caller) (stri
 		s.fail(w, r, c, http.StatusBadGateway, "Unblock failed: "+err.Error())
 		return "key " + key, "error", err.Error()
 	}
-	http.Redirect(w, r, "/keys?"+url.Values{"notice": {said}}.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r, "/keys?"+s.withNotice(url.Values{}, c, said).Encode(), http.StatusSeeOther)
 	return "key " + key, "ok", said
+}
+
+// withNotice adds to q the notice the keys page shows c after an action,
+// signed for c: the page shows no notice that the console did not write.
+func (s *Server) withNotice(q url.Values, c Caller, notice string) url.Values {
+	q.Set("notice", notice)
+	q.Set("sig", s.csrf.sign(c, notice))
+	return q
 }

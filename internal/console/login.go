@@ -16,6 +16,13 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // audited, and answered like any other wrong token.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if crossSite(r) {
+		// Another site's form would log the browser in as the holder of a
+		// token of its choosing (login CSRF).
+		s.audit.write(r.Context(), AuditEntry{Who: "(unauthenticated)", Action: "login", Outcome: "denied", Detail: "cross-site"})
+		s.render(w, http.StatusForbidden, "login", Caller{}, "Log in", "Log in from the console's own page.")
+		return
+	}
 	c, ok := s.cfg.Tokens.Lookup(r.PostFormValue("token"))
 	if !ok {
 		s.audit.write(r.Context(), AuditEntry{Who: "(unauthenticated)", Action: "login", Outcome: "denied", Detail: "unknown token"})

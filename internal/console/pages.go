@@ -96,8 +96,9 @@ func (s *Server) deadLetter(w http.ResponseWriter, r *http.Request, c Caller) {
 }
 
 // selectionOf reads a replay's selection from a form: a dead letter's
-// place (topic, partition, offset), or a filter.
-func (s *Server) selectionOf(r *http.Request) (Selection, url.Values, error) {
+// place (topic, partition, offset), or a filter (a duration ago counted
+// from now).
+func (s *Server) selectionOf(r *http.Request, now time.Time) (Selection, url.Values, error) {
 	form := url.Values{}
 	if t := r.PostFormValue("topic"); t != "" {
 		ref, err := parseRef(t, r.PostFormValue("partition"), r.PostFormValue("offset"))
@@ -109,12 +110,12 @@ func (s *Server) selectionOf(r *http.Request) (Selection, url.Values, error) {
 		form.Set("offset", strconv.FormatInt(ref.Offset, 10))
 		return Selection{Ref: &ref}, form, nil
 	}
-	f, err := parseFilter(r.PostForm, s.cfg.Now())
+	f, err := parseFilter(r.PostForm, now)
 	if err != nil {
 		return Selection{}, nil, err
 	}
 	f.Skip, f.Limit = 0, 0
-	return Selection{Filter: f}, filterQuery(r.PostForm), nil
+	return Selection{Filter: f}, filterValues(f), nil
 }
 
 // replayPlanView is the dry run, with the form that confirms it.
@@ -124,10 +125,18 @@ type replayPlanView struct {
 }
 
 func (s *Server) replayPlan(w http.ResponseWriter, r *http.Request, c Caller) (string, string, string) {
-	sel, form, err := s.selectionOf(r)
+	now := s.cfg.Now().Truncate(time.Second)
+	sel, form, err := s.selectionOf(r, now)
 	if err != nil {
 		s.fail(w, r, c, http.StatusBadRequest, err.Error())
 		return "", "refused", err.Error()
+	}
+	if sel.Ref == nil && (sel.Filter.Until.IsZero() || sel.Filter.Until.After(now)) {
+		// The confirmation replays what this dry run considers, not the
+		// dead letters written while the operator reads it: its filter
+		// ends now, and a duration ago is the time it stands for.
+		sel.Filter.Until = now
+		form = filterValues(sel.Filter)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
@@ -141,7 +150,7 @@ func (s *Server) replayPlan(w http.ResponseWriter, r *http.Request, c Caller) (s
 }
 
 func (s *Server) replay(w http.ResponseWriter, r *http.Request, c Caller) (string, string, string) {
-	sel, _, err := s.selectionOf(r)
+	sel, _, err := s.selectionOf(r, s.cfg.Now())
 	if err != nil {
 		s.fail(w, r, c, http.StatusBadRequest, err.Error())
 		return "", "refused", err.Error()
@@ -151,7 +160,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c Caller) (strin
 		return describe(sel), "refused", "not confirmed"
 	}
 	target := describe(sel)
-	j := s.jobs.start(c.Name, "Replay of "+target, func(ctx context.Context, j *job) {
+	j, running := s.jobs.start(c.Name, "Replay of "+target, func(ctx context.Context, j *job) {
 		rep, err := s.cfg.Backend.Replay(ctx, sel, false, j.progress)
 		j.finish(rep, err)
 		outcome, detail := "ok", rep.Summary
@@ -160,6 +169,13 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c Caller) (strin
 		}
 		s.audit.write(ctx, AuditEntry{Who: c.Name, Role: string(c.Role), Action: "replay finished", Target: target, Outcome: outcome, Detail: detail})
 	})
+	if running != nil {
+		// Two replays of the same dead letters would both republish
+		// what neither has yet seen done.
+		s.fail(w, r, c, http.StatusConflict, "A replay is running, started by "+running.Who+": /jobs/"+running.ID+
+			". Start another once it is over.")
+		return target, "refused", "job " + running.ID + " is running"
+	}
 	http.Redirect(w, r, "/jobs/"+j.ID, http.StatusSeeOther)
 	return target, "started", "job " + j.ID
 }
@@ -169,19 +185,7 @@ func describe(sel Selection) string {
 	if sel.Ref != nil {
 		return fmt.Sprintf("%s/%d@%d", sel.Ref.Topic, sel.Ref.Partition, sel.Ref.Offset)
 	}
-	q := url.Values{}
-	f := sel.Filter
-	for k, v := range map[string]string{"type": f.Type, "key": f.Key, "source": f.Source, "id": f.ID, "reason": f.Reason, "group": f.Group} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if !f.Since.IsZero() {
-		q.Set("since", f.Since.UTC().Format(time.RFC3339))
-	}
-	if !f.Until.IsZero() {
-		q.Set("until", f.Until.UTC().Format(time.RFC3339))
-	}
+	q := filterValues(sel.Filter)
 	if len(q) == 0 {
 		return "every dead letter"
 	}
