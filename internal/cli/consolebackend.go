@@ -95,6 +95,9 @@ type consoleBackend struct {
 	store      *dedupe.Redis
 	closeStore func() error
 	http       *http.Client
+	// reads holds a slot for each read of whole dead-letter topics that
+	// runs (two at most).
+	reads chan struct{}
 }
 
 var _ console.Backend = (*consoleBackend)(nil)
@@ -125,6 +128,7 @@ func newConsoleBackend(cfg consoleConfig) (*consoleBackend, error) {
 		http: &http.Client{Timeout: cfg.StatusTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
+		reads: make(chan struct{}, 2),
 	}, nil
 }
 

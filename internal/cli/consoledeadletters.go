@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/segmentio/kafka-go"
@@ -16,7 +17,7 @@ import (
 // returns the page of those f selects, newest first, and how many it
 // selects in all.
 func (b *consoleBackend) DeadLetters(ctx context.Context, f console.Filter) ([]console.DeadLetter, int, error) {
-	letters, err := b.collect(ctx, f)
+	letters, err := b.collect(ctx, f, true)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -30,8 +31,16 @@ func (b *consoleBackend) DeadLetters(ctx context.Context, f console.Filter) ([]c
 }
 
 // collect reads the dead letters f selects from the dead-letter topic of
-// every source of the group, in topic, partition and offset order.
-func (b *consoleBackend) collect(ctx context.Context, f console.Filter) ([]deadLetter, error) {
+// every source of the group, in topic, partition and offset order; with
+// listOnly, only what a list shows of each (deadLetter.lighten). Reads of
+// whole topics take turns: at most two run at once.
+func (b *consoleBackend) collect(ctx context.Context, f console.Filter, listOnly bool) ([]deadLetter, error) {
+	select {
+	case b.reads <- struct{}{}:
+		defer func() { <-b.reads }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the dead-letter reads before this one: %w", ctx.Err())
+	}
 	srcs, err := b.sources(ctx)
 	if err != nil {
 		return nil, err
@@ -39,6 +48,7 @@ func (b *consoleBackend) collect(ctx context.Context, f console.Filter) ([]deadL
 	var out []deadLetter
 	for _, src := range srcs {
 		sel := b.filter(src, f)
+		sel.listOnly = listOnly
 		letters, err := sel.collect(ctx)
 		if err != nil {
 			return nil, err

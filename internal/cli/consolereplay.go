@@ -46,7 +46,7 @@ func (b *consoleBackend) selected(ctx context.Context, sel console.Selection) ([
 	}
 	f := sel.Filter
 	f.Skip, f.Limit = 0, 0
-	return b.collect(ctx, f)
+	return b.collect(ctx, f, false)
 }
 
 // topicsOf are the topics of the dead letters, in their order.

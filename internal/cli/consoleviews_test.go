@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/internal/console"
+	"github.com/fleetworks/fleet/internal/demo"
+	"github.com/segmentio/kafka-go"
 )
 
 func TestConsolePage(t *testing.T) {
@@ -174,5 +178,24 @@ func TestConsoleConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate of %+v: %v, want it to name %s", bad, err, want)
 		}
+	}
+}
+
+// TestLightenKeepsWhatAListShows: a dead letter read for a list keeps no
+// value, headers or data, and lists as it did whole.
+func TestLightenKeepsWhatAListShows(t *testing.T) {
+	m := demo.Event("e-1", "acct-1", "payment.captured", `{"account":"acct-1","amount_cents":5}`)
+	m.Topic, m.Partition, m.Offset, m.Time = "payments.dlq", 1, 7, time.Unix(1700000000, 0)
+	m.Headers = append(m.Headers, kafka.Header{Key: consumer.HeaderErrorKind, Value: []byte("permanent")},
+		kafka.Header{Key: consumer.HeaderErrorMessage, Value: []byte(strings.Repeat("x", 100))})
+	b := &consoleBackend{cfg: consoleConfig{Group: "ledger"}}
+	d := newDeadLetter(m)
+	whole := b.letterView(&d)
+	d.lighten()
+	if d.Msg.Value != nil || d.Msg.Headers != nil || d.Event.Data != nil {
+		t.Fatalf("lightened dead letter still holds its value, headers or data: %+v", d)
+	}
+	if light := b.letterView(&d); !reflect.DeepEqual(light, whole) {
+		t.Fatalf("listed lightened:\n%+v\nwhole:\n%+v", light, whole)
 	}
 }

@@ -46,6 +46,9 @@ type dlqFilter struct {
 
 	since, until time.Time
 	dialer       *kafka.Dialer
+	// listOnly keeps of each dead letter only what a list shows (lighten):
+	// a topic of many large dead letters is read whole.
+	listOnly bool
 }
 
 func (f *dlqFilter) validate() error {
@@ -126,6 +129,13 @@ type deadLetter struct {
 	OriginalOffset    int64
 	FirstFailure      string
 	LastFailure       string
+}
+
+// lighten drops what a list of dead letters does not show: the value, the
+// headers (read into the fields above), the event's data and extensions.
+func (d *deadLetter) lighten() {
+	d.Msg.Value, d.Msg.Headers = nil, nil
+	d.Event.Data, d.Event.Extensions = nil, nil
 }
 
 func newDeadLetter(m kafka.Message) deadLetter {
@@ -239,6 +249,9 @@ func (f *dlqFilter) collect(ctx context.Context) ([]deadLetter, error) {
 	err := readTopic(ctx, f.Brokers, f.dialer, f.dlqTopic(), func(m kafka.Message) error {
 		d := newDeadLetter(m)
 		if f.match(&d) {
+			if f.listOnly {
+				d.lighten()
+			}
 			out = append(out, d)
 		}
 		return nil
