@@ -33,6 +33,7 @@ type runCmd struct {
 	RedisMinReplicas int    `name:"redis-min-replicas" env:"FLEET_REDIS_MIN_REPLICAS" default:"0" help:"Replicas that must hold an event's completion (Redis WAIT) before its offset may be committed; until they do, fleet commits nothing past it and reports not ready. 0 trusts the master alone: a failover may then lose completions."`
 	HTTPAddr         string `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz (and /status, unless --status-addr says otherwise); the default listens on every interface."`
 	StatusAddr       string `name:"status-addr" env:"FLEET_STATUS_ADDR" help:"Where /status is served: empty with /metrics on --http-addr, \"off\" nowhere, or an address of its own (host:port)."`
+	PprofAddr        string `name:"pprof-addr" env:"FLEET_PPROF_ADDR" help:"Serve the runtime's profiles (net/http/pprof, /debug/pprof/) on this address of their own, host:port, e.g. 127.0.0.1:6060; empty (the default): nowhere."`
 
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
 	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
@@ -135,6 +136,9 @@ func (c *runCmd) settings() (consumer.Config, dedupe.Config, redisTarget, error)
 		if _, _, err := net.SplitHostPort(c.StatusAddr); err != nil {
 			errs = append(errs, fmt.Errorf("status addr %q: want host:port, off, or nothing: %w", c.StatusAddr, err))
 		}
+	}
+	if err := checkPprofAddr(c.PprofAddr, c.HTTPAddr, c.StatusAddr); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := c.httpHandlerFlags.settings(); err != nil {
 		errs = append(errs, err)
@@ -284,7 +288,7 @@ func (c *runCmd) Run(app *App) error {
 		cfg.RateLimiter = dedupe.NewRateLimits(rdb, cfg.Group, limits)
 	}
 	httpHandlers, _ := c.httpHandlerFlags.settings() // checked by settings
-	return serve(ctx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr,
+	return serve(ctx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr, pprofAddr: c.PprofAddr,
 		httpHandlers: httpHandlers})
 }
 

@@ -36,6 +36,8 @@ type wiring struct {
 	// httpAddr serves /metrics, /healthz and /readyz; statusAddr /status:
 	// "" with them, statusOff nowhere, or an address of its own.
 	httpAddr, statusAddr string
+	// pprofAddr serves the runtime's profiles ("": nowhere).
+	pprofAddr string
 	// skipPolicyCheck skips reading Redis's maxmemory-policy: the embedded
 	// Redis of fleet dev has no CONFIG command and evicts nothing.
 	skipPolicyCheck bool
@@ -71,6 +73,16 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 	if err != nil {
 		return err
 	}
+	pprofLn, err := w.listenPprof()
+	if err != nil {
+		if ln != nil {
+			_ = ln.Close()
+		}
+		if statusLn != nil {
+			_ = statusLn.Close()
+		}
+		return err
+	}
 	probe := &readiness{rdb: w.rdb, engine: engine}
 	workerReg.MustRegister(readyGauge(probe.ready))
 	if w.noHTTP && w.peers != nil {
@@ -87,6 +99,10 @@ func serve(ctx context.Context, log *slog.Logger, w wiring) error {
 		only := http.NewServeMux()
 		only.Handle("/status", status)
 		serveOn(gctx, g, statusLn, only)
+	}
+	if pprofLn != nil {
+		log.Info("serving profiles", "addr", "http://"+pprofLn.Addr().String()+"/debug/pprof/")
+		serveServer(gctx, g, pprofLn, newPprofServer())
 	}
 	g.Go(func() error {
 		if err := loadScripts(gctx, log, store, probe.loadFailed); err != nil {
@@ -166,6 +182,18 @@ func (w wiring) listen() (ln, statusLn net.Listener, err error) {
 		}
 	}
 	return ln, statusLn, nil
+}
+
+// listenPprof opens the profiles' listener, when they have an address.
+func (w wiring) listenPprof() (net.Listener, error) {
+	if w.noHTTP || w.pprofAddr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", w.pprofAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (set --pprof-addr or FLEET_PPROF_ADDR): %w", w.pprofAddr, err)
+	}
+	return ln, nil
 }
 
 // statusAt is where /status is served, for the log.
@@ -254,7 +282,11 @@ const statusOff = "off"
 // serveOn serves h on ln in g until ctx ends, then shuts the server down
 // within 5 s.
 func serveOn(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler) {
-	srv := newHTTPServer(h)
+	serveServer(ctx, g, ln, newHTTPServer(h))
+}
+
+// serveServer serves srv on ln until ctx ends, then shuts it down.
+func serveServer(ctx context.Context, g *errgroup.Group, ln net.Listener, srv *http.Server) {
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
