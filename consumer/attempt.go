@@ -128,9 +128,11 @@ func (p *partition) runHandler(d *delivery) error {
 		return dedupe.ErrLeaseLost
 	}
 	a.ran = true
+	ctx, span := p.traceHandle(ctx, d)
 	start := time.Now()
 	err := e.handler.Handle(ctx, d.ev, a.tx)
-	e.m.handlerTime.WithLabelValues(d.typeLabel).Observe(time.Since(start).Seconds())
+	observe(e.m.handlerTime.WithLabelValues(d.typeLabel), time.Since(start).Seconds(), span)
+	endSpan(span, err)
 	return err
 }
 
@@ -162,6 +164,7 @@ func (p *partition) complete(d *delivery) error {
 // completion.
 func (p *partition) leaseLost(d *delivery) {
 	d.attempt.lost.Store(true)
+	traceLeaseLost(d)
 	p.leases.drop(d)
 	p.e.m.leaseLost.Inc()
 	p.failed(d, "lease lost", dedupe.ErrLeaseLost)

@@ -40,11 +40,13 @@ func (p *partition) reclaim(d *delivery) bool {
 	// A new claim attempt, a new owner token; claimBatch resends this one
 	// with the same token until the store answers.
 	d.attempt.claim.Owner = p.e.owners.Next()
+	start := p.claimStart()
 	results, ok := p.claimBatch([]dedupe.Claim{d.attempt.claim})
 	if !ok {
 		return false
 	}
 	p.claimed(d, results[0])
+	p.traceClaim(d, start)
 	return true
 }
 

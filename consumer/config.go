@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config holds the engine's settings. Start from [DefaultConfig].
@@ -128,6 +129,11 @@ type Config struct {
 	// engine's goroutine: it must return quickly, and msg is valid only
 	// during the call. Benchmarks use it.
 	OnFinish func(msg *kafka.Message, outcome string)
+	// TracerProvider, when set, traces every event (tracing.go): a span
+	// per event, a child of the trace context the event carries, with
+	// child spans for its claims, handler runs and completions. nil: no
+	// tracing, and next to no cost per event.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns the defaults; Brokers, Topics and Group stay empty.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fleetworks/fleet/handlers"
 )
@@ -47,6 +48,8 @@ type delivery struct {
 	firstFailure, lastFailure time.Time
 
 	attempt attempt
+	// span is the event's process span; nil without tracing (tracing.go).
+	span trace.Span
 }
 
 // failedAt dates a failure of the delivery's handler.

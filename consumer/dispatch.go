@@ -25,9 +25,11 @@ func (p *partition) dispatch(batch []*delivery) {
 			claims = append(claims, d.attempt.claim)
 			claimed = append(claimed, d)
 		}
+		p.traceStart(d)
 	}
 	p.received(batch)
 	if len(claims) > 0 {
+		start := p.claimStart()
 		results, ok := p.claimBatch(claims)
 		if !ok {
 			// Draining before the store answered: nothing was claimed for
@@ -40,6 +42,7 @@ func (p *partition) dispatch(batch []*delivery) {
 		}
 		for i, d := range claimed {
 			p.claimed(d, results[i])
+			p.traceClaim(d, start)
 		}
 	}
 	p.startLanes(p.keys.Enqueue(batch))

@@ -43,7 +43,10 @@
 // through these stages. Every retry of a call to Kafka or the store goes
 // through one helper (backoff.go); the drain (drain.go) is a generation's
 // stop signal. health.go and status.go answer /healthz, /readyz and
-// /status; metrics.go holds the metrics.
+// /status; metrics.go holds the metrics. With Config.TracerProvider,
+// tracing.go traces each event: a span per event, a child of the
+// traceparent it carries, with spans for its claims, handler runs and
+// completions.
 //
 // When the generation ends (a rebalance) or Run's context is cancelled
 // (SIGTERM), the engine drains: fetching stops, events not yet started are

@@ -9,9 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fleetworks/fleet/dedupe"
 	"github.com/fleetworks/fleet/handlers"
-	"github.com/segmentio/kafka-go"
 )
 
 // Store is the idempotency store the engine drives: the protocol
@@ -55,6 +57,8 @@ type Engine struct {
 	dlq     Publisher
 	log     *slog.Logger
 	m       *Metrics
+	// tracer traces every event; nil: no tracing (tracing.go).
+	tracer trace.Tracer
 	// owners makes an owner token per claim attempt.
 	owners *dedupe.Owners
 	// eventRetry is the backoff between in-place attempts at an event.
@@ -107,6 +111,7 @@ func New(cfg Config, store Store, router *handlers.Router, dlq Publisher, log *s
 		dlq:         dlq,
 		log:         log,
 		m:           m,
+		tracer:      newTracer(cfg.TracerProvider),
 		owners:      dedupe.NewOwners(),
 		eventRetry:  retryPolicy{initial: cfg.RetryBackoff, max: cfg.MaxRetryBackoff},
 		completions: make(chan *delivery, cfg.MaxInFlight),

@@ -51,6 +51,7 @@ func (p *partition) deadLetter(d *delivery, reason string, cause error, attempts
 		return
 	}
 	p.e.m.deadLetters.WithLabelValues(p.route.source, reason).Inc()
+	traceDeadLetter(d, msg.Topic, reason, cause)
 	p.failed(d, "dead-lettered ("+reason+")", cause)
 	p.e.log.Warn("dead-lettered", "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
 		"id", d.ev.ID, "type", d.ev.Type, "reason", reason, "attempt", attempts, "err", cause)
@@ -85,6 +86,7 @@ func (p *partition) retryLater(d *delivery, cause error, n int) {
 		return
 	}
 	e.m.retryTopics.WithLabelValues(p.route.source, strconv.Itoa(n)).Inc()
+	traceRetryTier(d, msg.Topic, n, notBefore)
 	e.log.Info("sent to retry topic", "topic", p.topic, "partition", p.id, "offset", d.msg.Offset,
 		"id", d.ev.ID, "type", d.ev.Type, "retry_topic", msg.Topic, "attempt", d.attempt.res.Attempts, "not_before", notBefore, "err", cause)
 	if d.attempt.claim.Gate == "" || e.cfg.RetryOrder != OrderKey {
@@ -172,12 +174,13 @@ func (p *partition) finish(d *delivery, outcome string) {
 	e := p.e
 	e.m.finished.WithLabelValues(p.topic, d.typeLabel, outcome).Inc()
 	if !d.msg.Time.IsZero() {
-		e.m.latency.Observe(time.Since(d.msg.Time).Seconds())
+		observe(e.m.latency, time.Since(d.msg.Time).Seconds(), d.span)
 	}
 	p.wm.finish(d.msg.Offset)
 	if e.cfg.OnFinish != nil {
 		e.cfg.OnFinish(&d.msg, outcome)
 	}
+	traceEnd(d, outcome)
 	p.free(d)
 }
 
@@ -191,6 +194,7 @@ func (p *partition) abandon(d *delivery) {
 // free ends d's time in flight: its claim is no longer held, its slot and
 // bytes are given back.
 func (p *partition) free(d *delivery) {
+	traceEnd(d, "")
 	p.leases.drop(d)
 	p.e.m.inFlight.Dec()
 	p.bytes.give(d.size)

@@ -53,6 +53,7 @@ func (p *partition) process(d *delivery) {
 			s = p.claimState(d)
 		case stepAbandon:
 			if a.cause != nil {
+				traceFailed(d, a.cause)
 				p.failed(d, "abandoned", a.cause)
 				p.e.log.Error("abandoned: its offset stays uncommitted", "topic", p.topic, "partition", p.id,
 					"offset", d.msg.Offset, "id", d.ev.ID, "type", d.ev.Type, "err", a.cause)
@@ -86,7 +87,9 @@ func (p *partition) runStep(d *delivery) state {
 
 // completeStep completes d's run: the completed state.
 func (p *partition) completeStep(d *delivery) state {
+	span := p.traceComplete(d)
 	err := p.complete(d)
+	endSpan(span, err)
 	return state{phase: completed, res: d.attempt.res, err: err, lost: d.attempt.lost.Load(), tries: d.tries, tier: p.route.tier}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type publishCmd struct {
 	ContentType   string   `default:"application/json" help:"Content type of the data."`
 	Structured    bool     `help:"Structured mode: the value is the whole event as JSON (content-type application/cloudevents+json). Default: binary mode."`
 	File          string   `short:"f" help:"Read events as JSON lines from this file (- for standard input)."`
+	Tracing       bool     `env:"FLEET_TRACING" help:"Start a trace per event, its producer span exported as fleet run --tracing exports (the OTEL_* variables), and publish the event in it (ce_traceparent; in structured mode the traceparent attribute); the trace id is printed."`
 	kafkaSecurity `embed:""`
 }
 
@@ -47,7 +49,7 @@ type publishLine struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-func (c *publishCmd) Run(stdout io.Writer) error {
+func (c *publishCmd) Run(app *App, stdout io.Writer) error {
 	c.Brokers = trimAll(c.Brokers)
 	if len(c.Brokers) == 0 {
 		return configError{errors.New("brokers: at least one is required (--brokers or FLEET_BROKERS)")}
@@ -79,10 +81,23 @@ func (c *publishCmd) Run(stdout io.Writer) error {
 			return configError{errors.New("no events: give --data, or JSON lines on standard input or in --file")}
 		}
 	}
+	ctx, stop := signalContext()
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tp, stopTracing, err := startTracing(ctx, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), c.Tracing, app.version())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing() }()
 	msgs := make([]kafka.Message, 0, len(lines))
 	var printed []string
+	var spans sendSpans
 	for i, l := range lines {
-		m, line, err := c.message(l)
+		m, ev, err := c.message(l)
+		if err == nil && tp != nil {
+			err = spans.start(ctx, tp.Tracer("github.com/fleetworks/fleet/publish"), c.Topic, &m, ev, c.Structured)
+		}
 		if err != nil {
 			if len(lines) > 1 {
 				err = fmt.Errorf("event %d: %w", i+1, err)
@@ -90,24 +105,34 @@ func (c *publishCmd) Run(stdout io.Writer) error {
 			return configError{err}
 		}
 		msgs = append(msgs, m)
-		printed = append(printed, line)
+		printed = append(printed, ev.line())
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	w := &kafka.Writer{Addr: kafka.TCP(c.Brokers...), Topic: c.Topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: consumer.Transport(dialer), AllowAutoTopicCreation: true}
 	defer w.Close()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
+	err = w.WriteMessages(ctx, msgs...)
+	spans.end(err)
+	if err != nil {
 		return fmt.Errorf("publish to %s: %w", c.Topic, err)
 	}
-	for _, line := range printed {
+	for i, line := range printed {
+		if tp != nil {
+			line += " trace=" + spans.traceID(i)
+		}
 		if _, err := fmt.Fprintf(stdout, "%s to %s\n", line, c.Topic); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// publishedEvent is what `fleet publish` says of an event it published.
+type publishedEvent struct {
+	id, typ, source, key string
+}
+
+func (e publishedEvent) line() string {
+	return fmt.Sprintf("published id=%s type=%s source=%s key=%s", e.id, e.typ, e.source, dash(e.key))
 }
 
 // readLines reads JSON lines, skipping blank ones.
@@ -131,9 +156,8 @@ func readLines(r io.Reader) ([]publishLine, error) {
 	return out, sc.Err()
 }
 
-// message builds the Kafka message of one event, and the line that says
-// what was published.
-func (c *publishCmd) message(l publishLine) (kafka.Message, string, error) {
+// message builds the Kafka message of one event, and says what it is.
+func (c *publishCmd) message(l publishLine) (kafka.Message, publishedEvent, error) {
 	pick := func(v, def string) string {
 		if v != "" {
 			return v
@@ -147,19 +171,19 @@ func (c *publishCmd) message(l publishLine) (kafka.Message, string, error) {
 	}
 	switch {
 	case source == "":
-		return kafka.Message{}, "", errors.New("source is required (--source, or \"source\" in the line)")
+		return kafka.Message{}, publishedEvent{}, errors.New("source is required (--source, or \"source\" in the line)")
 	case typ == "":
-		return kafka.Message{}, "", errors.New("type is required (--type, or \"type\" in the line)")
+		return kafka.Message{}, publishedEvent{}, errors.New("type is required (--type, or \"type\" in the line)")
 	case len(l.Data) == 0:
-		return kafka.Message{}, "", errors.New("data is required (--data, or \"data\" in the line)")
+		return kafka.Message{}, publishedEvent{}, errors.New("data is required (--data, or \"data\" in the line)")
 	case strings.Contains(c.ContentType, "json") && !json.Valid(l.Data):
-		return kafka.Message{}, "", fmt.Errorf("data is not valid JSON: %.60s", l.Data)
+		return kafka.Message{}, publishedEvent{}, fmt.Errorf("data is not valid JSON: %.60s", l.Data)
 	}
 	when := l.Time
 	if when == "" {
 		when = time.Now().UTC().Format(time.RFC3339Nano)
 	} else if _, err := time.Parse(time.RFC3339Nano, when); err != nil {
-		return kafka.Message{}, "", fmt.Errorf("time %q is not RFC 3339", when)
+		return kafka.Message{}, publishedEvent{}, fmt.Errorf("time %q is not RFC 3339", when)
 	}
 	m := kafka.Message{Key: []byte(key)}
 	if key == "" {
@@ -176,7 +200,7 @@ func (c *publishCmd) message(l publishLine) (kafka.Message, string, error) {
 		}
 		v, err := json.Marshal(ev)
 		if err != nil {
-			return kafka.Message{}, "", err
+			return kafka.Message{}, publishedEvent{}, err
 		}
 		m.Value = v
 		m.Headers = []kafka.Header{{Key: consumer.HeaderContentType, Value: []byte(consumer.StructuredContentType)}}
@@ -193,5 +217,5 @@ func (c *publishCmd) message(l publishLine) (kafka.Message, string, error) {
 		}
 		add(consumer.HeaderContentType, c.ContentType)
 	}
-	return m, fmt.Sprintf("published id=%s type=%s source=%s key=%s", id, typ, source, dash(key)), nil
+	return m, publishedEvent{id: id, typ: typ, source: source, key: key}, nil
 }

@@ -34,6 +34,7 @@ type runCmd struct {
 	HTTPAddr         string `name:"http-addr" env:"FLEET_HTTP_ADDR" default:":8080" help:"Address serving /metrics, /healthz and /readyz (and /status, unless --status-addr says otherwise); the default listens on every interface."`
 	StatusAddr       string `name:"status-addr" env:"FLEET_STATUS_ADDR" help:"Where /status is served: empty with /metrics on --http-addr, \"off\" nowhere, or an address of its own (host:port)."`
 	PprofAddr        string `name:"pprof-addr" env:"FLEET_PPROF_ADDR" help:"Serve the runtime's profiles (net/http/pprof, /debug/pprof/) on this address of their own, host:port, e.g. 127.0.0.1:6060; empty (the default): nowhere."`
+	Tracing          bool   `env:"FLEET_TRACING" help:"Trace every event with OpenTelemetry, as a child of the trace context it carries (traceparent); exporter, sampler and resource come from the standard OTEL_* variables (default: OTLP to localhost). Off (the default): no tracing at all."`
 
 	Lease             time.Duration `env:"FLEET_LEASE" default:"30s" help:"Claim lease; extended every third of it while a handler runs."`
 	Retention         time.Duration `env:"FLEET_RETENTION" default:"24h" help:"Dedupe window: how long an event's idempotency record is kept."`
@@ -288,6 +289,16 @@ func (c *runCmd) Run(app *App) error {
 		cfg.RateLimiter = dedupe.NewRateLimits(rdb, cfg.Group, limits)
 	}
 	httpHandlers, _ := c.httpHandlerFlags.settings() // checked by settings
+	tp, stopTracing, err := startTracing(ctx, log, c.Tracing, app.version())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(); err != nil {
+			log.Warn("spans lost at exit", "err", err)
+		}
+	}()
+	cfg.TracerProvider = tp
 	return serve(ctx, log, wiring{app: app, consumer: cfg, store: storeCfg, rdb: rdb, httpAddr: c.HTTPAddr, statusAddr: c.StatusAddr, pprofAddr: c.PprofAddr,
 		httpHandlers: httpHandlers})
 }

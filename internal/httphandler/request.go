@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/fleetworks/fleet/handlers"
@@ -59,8 +61,9 @@ func newRequest(ctx context.Context, u string, ev handlers.Event, tx *handlers.T
 	}
 	// The W3C trace context, for frameworks that read it from its own
 	// headers rather than from the CloudEvents extension.
-	set("Traceparent", ev.Extensions["traceparent"])
-	set("Tracestate", ev.Extensions["tracestate"])
+	parent, state := traceContext(ctx, ev)
+	set("Traceparent", parent)
+	set("Tracestate", state)
 	if contentTypeAsIs(ev.DataContentType) {
 		h["Content-Type"] = []string{ev.DataContentType}
 	}
@@ -69,6 +72,20 @@ func newRequest(ctx context.Context, u string, ev handlers.Event, tx *handlers.T
 	set(HeaderAttempt, strconv.Itoa(tx.Attempt()))
 	set(HeaderKey, ev.Aggregate())
 	return req, nil
+}
+
+// traceContext is the W3C trace context the request carries: the span in
+// ctx when there is one (fleet run --tracing: the handler run's span, so
+// that the endpoint's work is its child), the event's own otherwise. The
+// ce-traceparent header stays the event's either way: it is the event's
+// attribute.
+func traceContext(ctx context.Context, ev handlers.Event) (traceparent, tracestate string) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ev.Extensions["traceparent"], ev.Extensions["tracestate"]
+	}
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	return c["traceparent"], c["tracestate"]
 }
 
 // contentTypeAsIs reports whether a data content type goes in Content-Type
