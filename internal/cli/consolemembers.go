@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,7 +129,7 @@ type statusAnswer struct {
 
 // askStatus reads the /status at u.
 func (b *consoleBackend) askStatus(ctx context.Context, u string) statusAnswer {
-	shown := redactedURL(u)
+	shown := redactURL(u)
 	a := statusAnswer{url: u}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.StatusTimeout)
 	defer cancel()
@@ -169,15 +168,6 @@ func (b *consoleBackend) askStatus(ctx context.Context, u string) statusAnswer {
 		}
 	}
 	return a
-}
-
-// redactedURL is u without its password, for messages.
-func redactedURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "<the URL>"
-	}
-	return p.Redacted()
 }
 
 // statusSummary is what the console shows of a worker's status.

@@ -108,8 +108,8 @@ func TestConsoleMemberHost(t *testing.T) {
 	if got := statusURL("::1", 8080); got != "http://[::1]:8080/status" {
 		t.Errorf("statusURL: %s", got)
 	}
-	if got := redactedURL("http://ops:s3cret@host:8080/status"); got != "http://ops:xxxxx@host:8080/status" {
-		t.Errorf("redactedURL: %s", got)
+	if got := redactURL("http://ops:s3cret@host:8080/status"); got != "http://ops:xxxxx@host:8080/status" {
+		t.Errorf("redactURL: %s", got)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/handlers"
+	"github.com/fleetworks/fleet/internal/console"
 )
 
 // dlqCmd is `fleet dlq`: dead letters, listed and replayed.
@@ -59,10 +60,10 @@ func (f *dlqFilter) validate() error {
 	}
 	now := time.Now()
 	var err error
-	if f.since, err = parseWhen(f.Since, now); err != nil {
+	if f.since, err = console.ParseWhen(f.Since, now); err != nil {
 		errs = append(errs, fmt.Errorf("since: %w", err))
 	}
-	if f.until, err = parseWhen(f.Until, now); err != nil {
+	if f.until, err = console.ParseWhen(f.Until, now); err != nil {
 		errs = append(errs, fmt.Errorf("until: %w", err))
 	}
 	if f.dialer, err = f.kafkaDialer(); err != nil {
@@ -75,20 +76,6 @@ func (f *dlqFilter) validate() error {
 		return configError{err}
 	}
 	return nil
-}
-
-// parseWhen reads an RFC 3339 time or a duration before now; "" is zero.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration", s)
 }
 
 func (f *dlqFilter) dlqTopic() string {

@@ -12,7 +12,7 @@ import (
 
 // fetchAt reads the message at one offset of a partition with one fetch;
 // ok is false when the partition holds none there (past its end, before
-// its start, or compacted away).
+// its start, or compacted away) or is not there at all.
 func fetchAt(ctx context.Context, client *kafka.Client, topic string, partition int, offset int64) (m kafka.Message, ok bool, err error) {
 	resp, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: partition, Offset: offset,
 		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 500 * time.Millisecond})
@@ -20,7 +20,7 @@ func fetchAt(ctx context.Context, client *kafka.Client, topic string, partition 
 		return kafka.Message{}, false, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, offset, err)
 	}
 	if resp.Error != nil {
-		if errors.Is(resp.Error, kafka.OffsetOutOfRange) {
+		if errors.Is(resp.Error, kafka.OffsetOutOfRange) || errors.Is(resp.Error, kafka.UnknownTopicOrPartition) {
 			return kafka.Message{}, false, nil
 		}
 		return kafka.Message{}, false, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, offset, resp.Error)

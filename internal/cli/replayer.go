@@ -209,33 +209,8 @@ func (r *replayer) original(ctx context.Context, d *deadLetter, topic string) (k
 	}
 	t := consumer.Transport(r.dialer)
 	defer t.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(r.brokers...), Transport: t, Timeout: 10 * time.Second}
-	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.FirstOffsetOf(d.OriginalPartition), kafka.LastOffsetOf(d.OriginalPartition)}}})
-	if err != nil {
-		return kafka.Message{}, false, err
-	}
-	for _, p := range offs.Topics[topic] {
-		if p.Partition == d.OriginalPartition && (p.Error != nil || d.OriginalOffset < p.FirstOffset || d.OriginalOffset >= p.LastOffset) {
-			return kafka.Message{}, false, nil
-		}
-	}
-	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: r.brokers, Dialer: r.dialer, Topic: topic, Partition: d.OriginalPartition,
-		MinBytes: 1, MaxBytes: 64 << 20, MaxWait: 200 * time.Millisecond})
-	defer rd.Close()
-	if err := rd.SetOffset(d.OriginalOffset); err != nil {
-		return kafka.Message{}, false, err
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	m, err := rd.ReadMessage(rctx)
-	if err != nil {
-		return kafka.Message{}, false, err
-	}
-	if m.Offset != d.OriginalOffset {
-		return kafka.Message{}, false, nil // compacted away: the next one came back
-	}
-	return m, true, nil
+	client := &kafka.Client{Addr: kafka.TCP(r.brokers...), Transport: t, Timeout: 30 * time.Second}
+	return fetchAt(ctx, client, topic, d.OriginalPartition, d.OriginalOffset)
 }
 
 // add counts another dead-letter topic's replay into the tally.

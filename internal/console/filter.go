@@ -20,10 +20,10 @@ func parseFilter(v url.Values, now time.Time) (Filter, error) {
 	f := Filter{Type: v.Get("type"), Key: v.Get("key"), Source: v.Get("source"), ID: v.Get("id"),
 		Reason: v.Get("reason"), Group: v.Get("group"), Limit: pageSize}
 	var err error
-	if f.Since, err = parseWhen(v.Get("since"), now); err != nil {
+	if f.Since, err = ParseWhen(v.Get("since"), now); err != nil {
 		return f, fmt.Errorf("since: %w", err)
 	}
-	if f.Until, err = parseWhen(v.Get("until"), now); err != nil {
+	if f.Until, err = ParseWhen(v.Get("until"), now); err != nil {
 		return f, fmt.Errorf("until: %w", err)
 	}
 	if p := v.Get("page"); p != "" {
@@ -36,7 +36,10 @@ func parseFilter(v url.Values, now time.Time) (Filter, error) {
 	return f, nil
 }
 
-func parseWhen(s string, now time.Time) (time.Time, error) {
+// ParseWhen reads a time a person gives: an RFC 3339 time, a time as a
+// browser's datetime-local field sends it (UTC), or a duration before now
+// (90m); "" is the zero time. fleet dlq's --since and --until read it too.
+func ParseWhen(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
