@@ -136,14 +136,16 @@ local function packedFind(base, id, now, lookback, slice)
   end
   return nil
 end
--- packedStage writes id's packed value into the current slice's bucket of
--- base, as a completion's first write (a script is not rolled back, and a
--- bucket may hold something other than a hash): it answers the bucket and
--- whether the field is new (a completion that then fails takes it out
--- again: packedUnstage), or nil and the reason nothing was written. A
--- field already there (an operator's tool, a repeat) is left for
--- packedPut.
+-- packedStage writes id's packed value v into the current slice's bucket
+-- of base, as a completion's first write (a script is not rolled back, and
+-- a bucket may hold something other than a hash): it answers the bucket
+-- and whether the field is new (a completion that then fails takes it out
+-- again: packedUnstage), or nil, false and the reason nothing was
+-- written. Without v (a record done in place) it writes nothing and
+-- answers nil, false. A field already there (an operator's tool, a
+-- repeat) is left for packedPut.
 local function packedStage(base, id, v)
+  if not v then return nil, false end
   local bucket = base .. sliceNewest
   local r = redis.pcall('HSETNX', bucket, id, v)
   if type(r) == 'table' then

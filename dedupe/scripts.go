@@ -504,15 +504,8 @@ local function complete1(kb, nk, a)
   local base, id = packedBase(rec, slice)
   local v = base and packedValue(r[3], r[4], r[5] or '', result)
   if v then slices(clock(), tonumber(retention), slice) end
-  -- stage writes the packed record first (packedStage): nil, or the
-  -- reply when the bucket refuses it.
-  local bucket, staged
-  local function stage()
-    if not v then return nil end
-    local why
-    bucket, staged, why = packedStage(base, id, v)
-    if not bucket then return {-1, why} end
-  end
+  -- The packed record is written first (packedStage), when there is one.
+  local bucket, staged, why
   -- The common effect, a single INCRBY, needs no shadow: a command that
   -- fails writes nothing, so it is simply tried, after the packed record,
   -- which is taken out again when it fails. A wrong type, a value that is
@@ -520,8 +513,8 @@ local function complete1(kb, nk, a)
   -- refusal (OOM, READONLY, NOPERM) goes on to the general path, which
   -- meets it again and fails the call.
   if n == 1 and nk == 2 and ARGV[a + 4] == 'INCRBY' and ARGV[a + 5] == '2' and KEYS[kb + 1] ~= rec then
-    local refused = stage()
-    if refused then return refused end
+    bucket, staged, why = packedStage(base, id, v)
+    if why then return {-1, why} end
     local ir = redis.pcall('INCRBY', KEYS[kb + 1], ARGV[a + 6])
     if type(ir) ~= 'table' then return done(rec, result, bucket, id, v, staged) end
     packedUnstage(bucket, id, staged)
@@ -602,8 +595,8 @@ local function complete1(kb, nk, a)
     end
   end
 
-  local refused = stage()
-  if refused then return refused end
+  bucket, staged, why = packedStage(base, id, v)
+  if why then return {-1, why} end
   for i = 0, n - 1 do
     local b = a + 4 + 4 * i
     local op, k, x, y = ARGV[b], key(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3]
