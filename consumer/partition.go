@@ -65,6 +65,8 @@ type partition struct {
 	nap
 
 	lag prometheus.Gauge
+	// spans starts the events' process spans, when tracing (tracing.go).
+	spans processSpan
 	// hwm is the high-water mark of the last fetched message; committed the
 	// last offset committed for the partition (-1 before the first commit
 	// of this generation); waiting the Kafka timestamp (unix ns) of a retry
@@ -84,6 +86,9 @@ func (e *Engine) newPartition(topic string, a kafka.PartitionAssignment, g *genP
 			maxInPlaceWait: e.cfg.MaxRetryBackoff},
 		keys: newKeyQueue(),
 		lag:  e.m.lag.WithLabelValues(topic, strconv.Itoa(a.ID)),
+	}
+	if e.tracer != nil {
+		p.spans = newProcessSpan(topic, a.ID, e.cfg.Group)
 	}
 	p.leases = newLeaseKeeper(e.cfg.Lease, p.extendLeases, p.forfeited)
 	p.leases.keep(g.beats)

@@ -89,19 +89,34 @@ func eventParent(ev *handlers.Event, headers []kafka.Header) context.Context {
 	return propagation.TraceContext{}.Extract(context.Background(), eventCarrier{ext: ev.Extensions, headers: headers})
 }
 
-// processAttributes are the process span's attributes: the messaging
-// conventions' for Kafka and the CloudEvents ones. The event's id, type and
-// source are left out when empty (a message not decoded).
-func processAttributes(topic string, partition int, offset int64, group string, ev *handlers.Event) []otelattr.KeyValue {
-	attrs := make([]otelattr.KeyValue, 0, 9)
-	attrs = append(attrs,
-		semconv.MessagingSystemKafka,
-		semconv.MessagingOperationTypeProcess,
-		semconv.MessagingDestinationName(topic),
-		semconv.MessagingDestinationPartitionID(strconv.Itoa(partition)),
-		semconv.MessagingKafkaOffset(int(offset)),
-		semconv.MessagingConsumerGroupName(group),
-	)
+// processSpan is how a partition starts its events' process spans: their
+// name, and their kind and the attributes that every event of the partition
+// shares (the messaging conventions' for Kafka), made once and given to the
+// sampler.
+type processSpan struct {
+	name  string
+	start []trace.SpanStartOption
+}
+
+func newProcessSpan(topic string, partition int, group string) processSpan {
+	return processSpan{name: topic + " process", start: []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKafka,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(topic),
+			semconv.MessagingDestinationPartitionID(strconv.Itoa(partition)),
+			semconv.MessagingConsumerGroupName(group),
+		),
+	}}
+}
+
+// eventAttributes are the attributes of the event itself, set on a process
+// span that records: its offset, and the CloudEvents id, type and source,
+// each left out when empty (a message not decoded).
+func eventAttributes(offset int64, ev *handlers.Event) []otelattr.KeyValue {
+	attrs := make([]otelattr.KeyValue, 0, 4)
+	attrs = append(attrs, semconv.MessagingKafkaOffset(int(offset)))
 	if ev.ID != "" {
 		attrs = append(attrs, semconv.MessagingMessageID(ev.ID))
 	}
@@ -114,14 +129,24 @@ func processAttributes(topic string, partition int, offset int64, group string, 
 	return attrs
 }
 
-// traceStart starts d's process span, once d is admitted (or not).
+// traceStart starts d's process span, once d is admitted (or not). An
+// event the sampler leaves out gets a span that records nothing: it still
+// carries the trace context on to the handler, and nothing else is done
+// for it.
 func (p *partition) traceStart(d *delivery) {
 	if p.e.tracer == nil {
 		return
 	}
-	_, d.span = p.e.tracer.Start(eventParent(&d.ev, d.msg.Headers), p.topic+" process",
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(processAttributes(p.topic, p.id, d.msg.Offset, p.e.cfg.Group, &d.ev)...))
+	_, d.span = p.e.tracer.Start(eventParent(&d.ev, d.msg.Headers), p.spans.name, p.spans.start...)
+	if d.span.IsRecording() {
+		d.span.SetAttributes(eventAttributes(d.msg.Offset, &d.ev)...)
+	}
+}
+
+// recording reports whether d's process span records: tracing is on and
+// the sampler kept the event.
+func recording(d *delivery) bool {
+	return d.span != nil && d.span.IsRecording()
 }
 
 // claimStart is when a claim was asked for, when d's span wants it.
@@ -134,7 +159,7 @@ func (p *partition) claimStart() time.Time {
 
 // traceClaim records d's claim, asked for at start and answered now.
 func (p *partition) traceClaim(d *delivery, start time.Time) {
-	if d.span == nil {
+	if !recording(d) {
 		return
 	}
 	res := &d.attempt.res
@@ -147,19 +172,25 @@ func (p *partition) traceClaim(d *delivery, start time.Time) {
 }
 
 // traceHandle starts the span of a run of d's handler, in the handler's
-// context; nil without tracing.
+// context; nil without tracing. For an event left out by the sampler, the
+// handler's context holds the process span, whose trace context (not
+// sampled) its calls pass on, and there is no span of its own.
 func (p *partition) traceHandle(ctx context.Context, d *delivery) (context.Context, trace.Span) {
 	if d.span == nil {
 		return ctx, nil
 	}
 	ctx = trace.ContextWithSpan(ctx, d.span)
+	if !d.span.IsRecording() {
+		return ctx, nil
+	}
 	ctx, s := p.e.tracer.Start(ctx, "handle", trace.WithAttributes(attrAttempt.Int(d.attempt.res.Attempts)))
 	return ctx, s
 }
 
-// traceComplete starts the span of d's completion; nil without tracing.
+// traceComplete starts the span of d's completion; nil without tracing or
+// when d's span does not record.
 func (p *partition) traceComplete(d *delivery) trace.Span {
-	if d.span == nil {
+	if !recording(d) {
 		return nil
 	}
 	_, s := p.e.tracer.Start(trace.ContextWithSpan(context.Background(), d.span), "complete")

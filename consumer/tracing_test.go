@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fleetworks/fleet/handlers"
@@ -54,6 +55,9 @@ func TestEventParent(t *testing.T) {
 	}
 }
 
+// TestProcessAttributes: a process span has the messaging conventions'
+// attributes of its partition from its start (the sampler sees them) and
+// those of its event once it records.
 func TestProcessAttributes(t *testing.T) {
 	tests := []struct {
 		name string
@@ -70,10 +74,20 @@ func TestProcessAttributes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			p := tracedPartition(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+			d := &delivery{ev: tt.ev, msg: kafka.Message{Offset: 42}}
+			p.traceStart(d)
+			traceEnd(d, OutcomeProcessed)
+			ended := rec.Ended()
+			if len(ended) != 1 || ended[0].Name() != "payments process" || ended[0].SpanKind() != trace.SpanKindConsumer {
+				t.Fatalf("spans: %v", ended)
+			}
 			got := map[string]string{}
-			for _, kv := range processAttributes("payments", 3, 42, "ledger", &tt.ev) {
+			for _, kv := range ended[0].Attributes() {
 				got[string(kv.Key)] = kv.Value.String()
 			}
+			delete(got, string(attrOutcome))
 			if len(got) != len(tt.want) {
 				t.Errorf("attributes = %v, want %v", got, tt.want)
 			}
@@ -86,13 +100,46 @@ func TestProcessAttributes(t *testing.T) {
 	}
 }
 
+// tracedPartition is partition 3 of "payments", group "ledger", traced by tp.
+func tracedPartition(tp trace.TracerProvider) *partition {
+	return &partition{e: &Engine{tracer: newTracer(tp), cfg: Config{Group: "ledger"}}, topic: "payments", id: 3,
+		spans: newProcessSpan("payments", 3, "ledger")}
+}
+
+// TestEventLeftOutBySampler: an event the sampler leaves out records no
+// span, and its handler's context still carries its trace context (not
+// sampled), for the handler's own calls to pass on.
+func TestEventLeftOutBySampler(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p := tracedPartition(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample()))))
+	d := &delivery{ev: handlers.Event{ID: "e-1", Extensions: map[string]string{"traceparent": "00-" + parentTrace + "-" + parentSpan + "-00"}}}
+	p.traceStart(d)
+	p.traceClaim(d, p.claimStart())
+	ctx, hs := p.traceHandle(context.Background(), d)
+	if hs != nil {
+		t.Errorf("handle span %v for an event left out", hs)
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	if sc.TraceID().String() != parentTrace || sc.IsSampled() {
+		t.Errorf("handler's trace context = %v sampled %v, want trace %s not sampled", sc.TraceID(), sc.IsSampled(), parentTrace)
+	}
+	if cs := p.traceComplete(d); cs != nil {
+		t.Errorf("complete span %v for an event left out", cs)
+	}
+	traceEnd(d, OutcomeProcessed)
+	if n := len(rec.Started()); n != 0 {
+		t.Errorf("%d spans recorded for an event left out", n)
+	}
+}
+
 // BenchmarkTraceHooks is the tracing cost of one event's way: its process
 // span, a claim, a handler run and a completion. Off, it must stay near
 // nothing.
 func BenchmarkTraceHooks(b *testing.B) {
-	ev := handlers.Event{ID: "e-1", Type: "ledger.credit", Source: "/bank", Extensions: map[string]string{"traceparent": traceparent}}
-	run := func(b *testing.B, tp trace.TracerProvider) {
-		p := &partition{e: &Engine{tracer: newTracer(tp), cfg: Config{Group: "ledger"}}, topic: "payments", id: 3}
+	traced := handlers.Event{ID: "e-1", Type: "ledger.credit", Source: "/bank", Extensions: map[string]string{"traceparent": traceparent}}
+	run := func(b *testing.B, tp trace.TracerProvider, ev handlers.Event) {
+		p := tracedPartition(tp)
 		ctx := b.Context()
 		b.ReportAllocs()
 		d := &delivery{ev: ev}
@@ -105,10 +152,17 @@ func BenchmarkTraceHooks(b *testing.B) {
 			traceEnd(d, OutcomeProcessed)
 		}
 	}
-	b.Run("off", func(b *testing.B) { run(b, nil) })
+	b.Run("off", func(b *testing.B) { run(b, nil, traced) })
 	b.Run("on", func(b *testing.B) {
 		// Every span sampled and recorded, none exported.
-		run(b, sdktrace.NewTracerProvider())
+		run(b, sdktrace.NewTracerProvider(), traced)
+	})
+	b.Run("on, not sampled", func(b *testing.B) {
+		// An event with no trace context that the sampler leaves out, as
+		// 99 % of them are with 1 % sampling.
+		untraced := traced
+		untraced.Extensions = nil
+		run(b, sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample()))), untraced)
 	})
 }
 
