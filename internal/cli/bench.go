@@ -50,6 +50,7 @@ type benchCmd struct {
 	HTTPHandler bool     `name:"http-handler" help:"Also run fleet with the ledger served over HTTP by a local endpoint (--http-handler), and report its events/s and the latency it adds per event."`
 	Pack        bool     `name:"pack-done-records" help:"fleet: pack done records (fleet run --pack-done-records): the Redis memory per record falls, the Redis CPU per event grows."`
 	Structured  bool     `help:"Also run fleet on the same stream in structured mode (each event one JSON object, content-type application/cloudevents+json), right after the binary run, and report both and their ratio."`
+	Tracing     bool     `help:"Also run fleet twice with tracing on (fleet run --tracing), sampling 1% of the events and then every event, each on a stream of its own, exporting over OTLP/HTTP to a receiver in this process that counts the spans; report their events/s and CPU per event against the untraced run."`
 	Mix         *float64 `placeholder:"SHARE" help:"With --structured: the share of the events (0 to 1) that its run publishes in structured mode, the others in binary mode as in the binary run (default: 1, all)."`
 	JSON        bool     `name:"json" help:"Print the results as JSON."`
 
@@ -108,6 +109,8 @@ type benchReport struct {
 	// records it deletes to measure them (before the structured run, so
 	// that only the binary run's are counted).
 	UsedMemoryPerRecord float64 `json:"redis_used_memory_per_done_record"`
+	// With --tracing: each traced run against the untraced fleet run.
+	TracingCost []tracingCost `json:"tracing_cost,omitempty"`
 }
 
 func (c *benchCmd) Run() error {
@@ -165,6 +168,11 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	if c.Structured {
 		topics = append(topics, benchStructuredTopic)
 	}
+	if c.Tracing {
+		for _, t := range benchTracedRuns {
+			topics = append(topics, t.topic)
+		}
+	}
 	env, err := c.environment(ctx, topics, progress)
 	if err != nil {
 		return nil, err
@@ -201,7 +209,7 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	}
 	if !c.NoNaive {
 		fmt.Fprintln(progress, "running the naive loop")
-		r, err := c.worker(ctx, "naive", brokers, topics[0], "naive-"+run, redisURL, len(msgs), nil, progress)
+		r, err := c.worker(ctx, brokers, redisURL, benchWorker{mode: "naive", topic: topics[0], group: "naive-" + run, expect: len(msgs)}, progress)
 		if err != nil {
 			return nil, fmt.Errorf("naive loop: %w", err)
 		}
@@ -212,7 +220,7 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	if c.FailOnce > 0 {
 		failOnce = []string{"--fail-once", strconv.FormatFloat(c.FailOnce, 'g', -1, 64)}
 	}
-	f, err := c.worker(ctx, "fleet", brokers, topics[1], "fleet-"+run, redisURL, len(msgs), nil, progress, failOnce...)
+	f, err := c.worker(ctx, brokers, redisURL, benchWorker{mode: "fleet", topic: topics[1], group: "fleet-" + run, expect: len(msgs), args: failOnce}, progress)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
@@ -236,6 +244,13 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 		report.Runs = append(report.Runs, s)
 		report.compareStructured(c.share(), f, s)
 	}
+	if c.Tracing {
+		runs, costs, err := c.benchTracing(ctx, brokers, redisURL, run, f, progress, failOnce...)
+		if err != nil {
+			return nil, err
+		}
+		report.Runs, report.TracingCost = append(report.Runs, runs...), costs
+	}
 	if len(c.Brokers) == 0 {
 		// The loaded topics are done with: deleting them lets the embedded
 		// broker free their messages, so that its garbage collector does
@@ -255,9 +270,9 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 	// At most the loaded stream: a short run measures a shorter phase.
 	n := min(int(rate*latencyFor.Seconds()), len(msgs))
 	fmt.Fprintf(progress, "latency: %d events at %.0f/s\n", n, rate)
-	lat, err := c.worker(ctx, "fleet", brokers, topics[2], "latency-"+run, redisURL, n, func() error {
+	lat, err := c.worker(ctx, brokers, redisURL, benchWorker{mode: "fleet", topic: topics[2], group: "latency-" + run, expect: n, feed: func() error {
 		return producePaced(ctx, brokers, topics[2], msgs[:n], rate)
-	}, progress)
+	}}, progress)
 	if err != nil {
 		return nil, fmt.Errorf("latency run: %w", err)
 	}
@@ -320,6 +335,9 @@ func (c *benchCmd) environment(ctx context.Context, topics []string, progress io
 		if c.Structured {
 			phases++
 		}
+		if c.Tracing {
+			phases += len(benchTracedRuns)
+		}
 		keys := phases*c.Events + c.Accounts + 1024
 		fmt.Fprintf(progress, "sizing the private Redis's keyspace for %d keys\n", keys)
 		if err := presize(ctx, env.rdb, keys); err != nil {
@@ -329,10 +347,18 @@ func (c *benchCmd) environment(ctx context.Context, topics []string, progress io
 	return env, nil
 }
 
-// worker runs one bench worker as a child process and measures it. feed,
-// when set, runs once the worker consumes, to publish while it runs.
-func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, topic, group, redisURL string, expect int,
-	feed func() error, progress io.Writer, extra ...string) (benchResult, error) {
+// benchWorker is one run of a bench worker: what it consumes, and how.
+type benchWorker struct {
+	mode         string // naive or fleet
+	topic, group string
+	expect       int          // messages to finish
+	feed         func() error // when set, runs once the worker consumes, to publish while it runs
+	args         []string     // more bench-worker flags
+	env          []string     // more environment, KEY=value
+}
+
+// worker runs one bench worker as a child process and measures it.
+func (c *benchCmd) worker(ctx context.Context, brokers []string, redisURL string, w benchWorker, progress io.Writer) (benchResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return benchResult{}, err
@@ -345,21 +371,22 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	ready := filepath.Join(dir, "ready")
 	// The Redis URL, which may hold a password, goes through the
 	// environment: a command line is visible to every user of the machine.
-	args := []string{"bench-worker", "--mode", mode, "--brokers", strings.Join(brokers, ","), "--topic", topic,
-		"--group", group, "--expect", strconv.Itoa(expect), "--ready-file", ready,
+	args := []string{"bench-worker", "--mode", w.mode, "--brokers", strings.Join(brokers, ","), "--topic", w.topic,
+		"--group", w.group, "--expect", strconv.Itoa(w.expect), "--ready-file", ready,
 		"--lanes", strconv.Itoa(c.Lanes), "--batch-size", strconv.Itoa(c.BatchSize), "--max-in-flight", strconv.Itoa(c.MaxInFlight),
 		"--min-replicas", strconv.Itoa(c.Replicas)}
-	if feed != nil {
+	if w.feed != nil {
 		args = append(args, "--latency")
 	}
 	if c.Pack {
 		args = append(args, "--pack-done-records")
 	}
-	args = append(args, extra...)
-	if mode == "fleet" && c.Profile != "" {
-		args = append(args, "--profile", filepath.Join(c.Profile, profileName(group)))
+	args = append(args, w.args...)
+	if w.mode == "fleet" && c.Profile != "" {
+		args = append(args, "--profile", filepath.Join(c.Profile, profileName(w.group)))
 	}
 	cmd := workerCommand(ctx, exe, args, redisURL)
+	cmd.Env = append(cmd.Env, w.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	redisBefore, benchBefore := redisCPU(ctx, c.rdb), selfCPU()
@@ -368,7 +395,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	if feed != nil {
+	if w.feed != nil {
 		// Publish only once the worker consumes, so latency is not queueing.
 		for {
 			if _, err := os.Stat(ready); err == nil {
@@ -380,7 +407,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		if err := feed(); err != nil {
+		if err := w.feed(); err != nil {
 			_ = cmd.Process.Kill()
 			<-exited
 			return benchResult{}, err
@@ -397,11 +424,12 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 	if err := onlySuccesses(wr.Outcomes); err != nil {
 		return benchResult{}, err
 	}
-	if slices.Contains(extra, "--fail-once") {
-		mode += " failing once"
+	name := w.mode
+	if slices.Contains(w.args, "--fail-once") {
+		name += " failing once"
 	}
 	r := benchResult{
-		Name:            mode,
+		Name:            name,
 		Events:          wr.Events,
 		Seconds:         wr.Seconds,
 		CPUSeconds:      (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(),
@@ -430,7 +458,7 @@ func (c *benchCmd) worker(ctx context.Context, mode string, brokers []string, to
 		}
 		r.CallsPerEvent[op] = float64(n) / float64(max(wr.Events, 1))
 	}
-	fmt.Fprintf(progress, "  %s: %d events in %.2fs, store calls per event %v\n", mode, wr.Events, wr.Seconds, r.CallsPerEvent)
+	fmt.Fprintf(progress, "  %s: %d events in %.2fs, store calls per event %v\n", name, wr.Events, wr.Seconds, r.CallsPerEvent)
 	return r, nil
 }
 
@@ -767,6 +795,10 @@ func (r *benchReport) print(w io.Writer) error {
 			fmt.Fprintf(w, "%s: %d events sent to a retry tier, %d parked behind them, at most %d keys gated at once\n",
 				x.Name, x.Retried, x.Parked, x.MaxGatedKeys)
 		}
+	}
+	for _, t := range r.TracingCost {
+		fmt.Fprintf(w, "%s / untraced: %.2fx the events/s, %.2fx the worker's CPU time per event, %.2f spans per event received\n",
+			t.Run, t.EventsVsOff, t.CPUPerEventVsOff, t.SpansPerEvent)
 	}
 	if r.HTTPAddedP50ms != 0 || r.HTTPAddedP99ms != 0 {
 		fmt.Fprintf(w, "the handler over HTTP adds %.2f ms at the median, %.2f ms at p99, per event at half load\n", r.HTTPAddedP50ms, r.HTTPAddedP99ms)

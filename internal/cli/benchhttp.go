@@ -38,7 +38,7 @@ func (c *benchCmd) benchHTTP(ctx context.Context, brokers []string, redisURL, ru
 		return nil, err
 	}
 	fmt.Fprintf(progress, "running fleet with the ledger over HTTP (%s)\n", url)
-	f, err := c.worker(ctx, "fleet", brokers, benchHTTPTopic, "http-"+run, redisURL, len(msgs), nil, progress, extra...)
+	f, err := c.worker(ctx, brokers, redisURL, benchWorker{mode: "fleet", topic: benchHTTPTopic, group: "http-" + run, expect: len(msgs), args: extra}, progress)
 	if err != nil {
 		return nil, fmt.Errorf("fleet over HTTP: %w", err)
 	}
@@ -52,9 +52,8 @@ func (c *benchCmd) benchHTTP(ctx context.Context, brokers []string, redisURL, ru
 		rate, n = half, min(n, int(half*float64(n)/rate))
 	}
 	fmt.Fprintf(progress, "latency over HTTP: %d events at %.0f/s\n", n, rate)
-	lat, err := c.worker(ctx, "fleet", brokers, benchHTTPLatencyTopic, "http-latency-"+run, redisURL, n, func() error {
-		return producePaced(ctx, brokers, benchHTTPLatencyTopic, msgs[:n], rate)
-	}, progress, extra...)
+	lat, err := c.worker(ctx, brokers, redisURL, benchWorker{mode: "fleet", topic: benchHTTPLatencyTopic, group: "http-latency-" + run, expect: n,
+		feed: func() error { return producePaced(ctx, brokers, benchHTTPLatencyTopic, msgs[:n], rate) }, args: extra}, progress)
 	if err != nil {
 		return nil, fmt.Errorf("latency over HTTP: %w", err)
 	}

@@ -53,7 +53,7 @@ func (c *benchCmd) loadStructured(ctx context.Context, brokers []string, msgs []
 func (c *benchCmd) benchStructured(ctx context.Context, brokers []string, redisURL, run string, binary benchResult,
 	progress io.Writer, extra ...string) (benchResult, error) {
 	fmt.Fprintln(progress, "running fleet on the stream in structured mode")
-	r, err := c.worker(ctx, "fleet", brokers, benchStructuredTopic, "structured-"+run, redisURL, binary.Events, nil, progress, extra...)
+	r, err := c.worker(ctx, brokers, redisURL, benchWorker{mode: "fleet", topic: benchStructuredTopic, group: "structured-" + run, expect: binary.Events, args: extra}, progress)
 	if err != nil {
 		return benchResult{}, fmt.Errorf("fleet in structured mode: %w", err)
 	}

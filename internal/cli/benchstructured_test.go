@@ -148,3 +148,46 @@ func TestBenchStructured(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchTracing: fleet bench --tracing runs fleet twice more, traced,
+// on streams of their own, every message finished, and reports what
+// tracing costs; the receiver gets about a span per event and step (the
+// process span, its claim, handle and complete; a duplicate has no
+// handle or complete) with every event sampled, and a few with 1 %.
+func TestBenchTracing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four worker processes")
+	}
+	cmd := exec.Command(binary, "bench", "--events", "2000", "--accounts", "50", "--partitions", "4", "--latency-for", "1s",
+		"--latency-rate", "1000", "--no-naive", "--tracing", "--json")
+	// A queue that holds a whole run: the count is then exact.
+	cmd.Env = append(os.Environ(), "OTEL_BSP_MAX_QUEUE_SIZE=65536")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fleet bench: %v", err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("bench JSON: %v\n%s", err, out)
+	}
+	if len(r.Runs) != 4 || r.Runs[1].Name != "fleet traced, 1% sampled" || r.Runs[2].Name != "fleet traced, every event" {
+		t.Fatalf("runs: %+v", r.Runs)
+	}
+	for _, run := range r.Runs[1:3] {
+		if run.Events < 2000 || run.EventsPerSecond <= 0 || run.CPUSeconds <= 0 {
+			t.Errorf("%s: %d events, %v events/s, %v CPU s", run.Name, run.Events, run.EventsPerSecond, run.CPUSeconds)
+		}
+	}
+	if len(r.TracingCost) != 2 {
+		t.Fatalf("tracing cost: %+v", r.TracingCost)
+	}
+	sampled, all := r.TracingCost[0], r.TracingCost[1]
+	if sampled.SpansPerEvent > 0.5 || all.SpansPerEvent < 3.5 || all.SpansPerEvent > 4 {
+		t.Errorf("spans per event: %v with 1%% sampled, %v with every event", sampled.SpansPerEvent, all.SpansPerEvent)
+	}
+	for _, c := range r.TracingCost {
+		if c.EventsVsOff <= 0 || c.CPUPerEventVsOff <= 0 {
+			t.Errorf("%s: ratios %v and %v", c.Run, c.EventsVsOff, c.CPUPerEventVsOff)
+		}
+	}
+}

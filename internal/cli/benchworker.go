@@ -52,6 +52,7 @@ type benchWorkerCmd struct {
 	HTTPHandler string   `name:"http-handler" help:"Serve the ledger's events through this HTTP endpoint instead of the Go handlers."`
 	FailOnce    float64  `name:"fail-once" default:"0" help:"Share of events whose first attempt fails (retryably), with one attempt in place."`
 	Pack        bool     `name:"pack-done-records" help:"Pack done records (fleet run --pack-done-records)."`
+	Tracing     bool     `help:"Trace as fleet run --tracing does, set up from the OTEL_* variables."`
 }
 
 // workerResult is what a bench worker reports.
@@ -69,7 +70,7 @@ type workerResult struct {
 	MaxGatedKeys int `json:"max_gated_keys,omitempty"`
 }
 
-func (c *benchWorkerCmd) Run() error {
+func (c *benchWorkerCmd) Run(app *App) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.TimeoutSec)*time.Second)
@@ -92,7 +93,7 @@ func (c *benchWorkerCmd) Run() error {
 	if c.Mode == "naive" {
 		res, err = c.naive(ctx, rdb)
 	} else {
-		res, err = c.fleet(ctx, rdb)
+		res, err = c.fleet(ctx, rdb, app.version())
 	}
 	if err != nil {
 		return err
@@ -233,8 +234,9 @@ func (c *benchWorkerCmd) router() (*handlers.Router, error) {
 }
 
 // fleet runs the engine with the full protocol until --expect messages are
-// finished.
-func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerResult, error) {
+// finished. With --tracing, the spans still buffered are exported before it
+// returns: their export is part of what tracing costs.
+func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client, version string) (workerResult, error) {
 	// The bench measures the engine on the ledger, whatever domains the
 	// binary has: its numbers compare across binaries and releases.
 	router, err := c.router()
@@ -302,6 +304,11 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tp, stopTracing, err := startTracing(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil)), c.Tracing, version)
+	if err != nil {
+		return workerResult{}, err
+	}
+	cfg.TracerProvider = tp
 	dlq := consumer.NewPublisher(c.Brokers, nil)
 	defer dlq.Close()
 	reg := prometheus.NewRegistry()
@@ -330,6 +337,9 @@ func (c *benchWorkerCmd) fleet(ctx context.Context, rdb *redis.Client) (workerRe
 	}
 	stop()
 	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		return workerResult{}, err
+	}
+	if err := stopTracing(); err != nil {
 		return workerResult{}, err
 	}
 	mu.Lock()

@@ -123,7 +123,7 @@ func (r curvesRun) memory(ctx context.Context, pack bool) ([]memoryPoint, error)
 			return nil, err
 		}
 		bench := &benchCmd{Pack: pack, rdb: env.rdb}
-		if _, err := bench.worker(ctx, "fleet", env.brokers, topic, topic, env.redisURL, step, nil, io.Discard); err != nil {
+		if _, err := bench.worker(ctx, env.brokers, env.redisURL, benchWorker{mode: "fleet", topic: topic, group: topic, expect: step}, io.Discard); err != nil {
 			return nil, fmt.Errorf("memory step %d: %w", i, err)
 		}
 		used, err := usedMemory(ctx, env.rdb)
@@ -174,5 +174,5 @@ func (r curvesRun) run(ctx context.Context, msgs []kafka.Message, keys int,
 		during = func() error { return feed(env.brokers, topic) }
 	}
 	bench := &benchCmd{rdb: env.rdb}
-	return bench.worker(ctx, "fleet", env.brokers, topic, topic, env.redisURL, len(msgs), during, r.progress)
+	return bench.worker(ctx, env.brokers, env.redisURL, benchWorker{mode: "fleet", topic: topic, group: topic, expect: len(msgs), feed: during}, r.progress)
 }

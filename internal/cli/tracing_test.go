@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -13,81 +12,23 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetworks/fleet/consumer"
 	"github.com/fleetworks/fleet/internal/demo"
 )
 
-// otlpReceiver is an OTLP/HTTP trace endpoint: it decodes what the
-// exporter sends with the protocol's own types and keeps every span.
-type otlpReceiver struct {
-	mu      sync.Mutex
-	spans   []*tracepb.Span
-	service string
-}
-
+// newOTLPReceiver serves an otlpReceiver that keeps every span.
 func newOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
 	t.Helper()
-	r := &otlpReceiver{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
-			http.Error(w, "not an OTLP/HTTP protobuf trace export", http.StatusBadRequest)
-			return
-		}
-		var body io.Reader = req.Body
-		if req.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(req.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
-		}
-		raw, err := io.ReadAll(body)
-		var export collectortrace.ExportTraceServiceRequest
-		if err == nil {
-			err = proto.Unmarshal(raw, &export)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.add(&export)
-		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		_, _ = w.Write(out)
-	}))
+	r := &otlpReceiver{keep: true}
+	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return r, srv.URL
-}
-
-func (r *otlpReceiver) add(export *collectortrace.ExportTraceServiceRequest) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rs := range export.GetResourceSpans() {
-		for _, a := range rs.GetResource().GetAttributes() {
-			if a.GetKey() == "service.name" {
-				r.service = a.GetValue().GetStringValue()
-			}
-		}
-		for _, ss := range rs.GetScopeSpans() {
-			r.spans = append(r.spans, ss.GetSpans()...)
-		}
-	}
-}
-
-func (r *otlpReceiver) snapshot() ([]*tracepb.Span, string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*tracepb.Span(nil), r.spans...), r.service
 }
 
 // attrs are a span's attributes as text.
