@@ -147,6 +147,9 @@ networkPolicy:
 `)},
 			[]networkingv1.NetworkPolicyIngressRule{{Ports: http, From: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.1.0.0/16"}}}}}},
 			[]networkingv1.NetworkPolicyEgressRule{{Ports: dnsPorts()}, redis, {Ports: tcpPorts(443, 8443)}}},
+		{"tracing, collector anywhere", []string{defaults, writeValues(t, "tracing:\n  enabled: true\n  endpoint: http://otel:4318\n")},
+			[]networkingv1.NetworkPolicyIngressRule{{Ports: http, From: []networkingv1.NetworkPolicyPeer{prometheus}}},
+			[]networkingv1.NetworkPolicyEgressRule{dns, kafka, redis, {Ports: tcpPorts(4317, 4318)}}},
 		{"all-on", []string{filepath.Join(chartDir, "ci", "all-on-values.yaml")},
 			[]networkingv1.NetworkPolicyIngressRule{
 				{Ports: http, From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: selector("kubernetes.io/metadata.name", "monitoring")}}},
@@ -160,6 +163,7 @@ networkPolicy:
 				{Ports: tcpPorts(9092, 9093), To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: selector("kubernetes.io/metadata.name", "kafka")}}},
 				{Ports: tcpPorts(6379), To: []networkingv1.NetworkPolicyPeer{{PodSelector: selector("app.kubernetes.io/name", "redis")}}},
 				{Ports: tcpPorts(443), To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.20.0.0/16"}}}},
+				{Ports: tcpPorts(4317), To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: selector("kubernetes.io/metadata.name", "observability")}}},
 				{Ports: tcpPorts(5432), To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.30.0.0/24"}}}},
 			}},
 	}

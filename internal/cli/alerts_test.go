@@ -79,7 +79,8 @@ func TestDashboard(t *testing.T) {
 		Panels []struct {
 			Title   string `json:"title"`
 			Targets []struct {
-				Expr string `json:"expr"`
+				Expr     string `json:"expr"`
+				Exemplar bool   `json:"exemplar"`
 			} `json:"targets"`
 		} `json:"panels"`
 		Templating struct {
@@ -95,13 +96,22 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("dashboard %q (%q) with %d panels", d.Title, d.UID, len(d.Panels))
 	}
 	var exprs []string
+	exemplars := map[string]bool{} // histogram → a p99 query asks for its exemplars
 	for _, p := range d.Panels {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q queries nothing", p.Title)
 		}
 		for _, q := range p.Targets {
 			exprs = append(exprs, q.Expr)
+			for _, h := range []string{"fleet_consumer_event_latency_seconds", "fleet_handler_duration_seconds"} {
+				if q.Exemplar && strings.HasPrefix(q.Expr, "histogram_quantile(0.99") && strings.Contains(q.Expr, h) {
+					exemplars[h] = true
+				}
+			}
 		}
+	}
+	if len(exemplars) != 2 {
+		t.Errorf("exemplars (the traces of slow events) shown for %v, want the event latency and the handler duration", exemplars)
 	}
 	for _, v := range d.Templating.List {
 		exprs = append(exprs, v.Definition)

@@ -189,7 +189,7 @@ of .names (kafka, redis, handlers) that has ports. Takes (dict "np"
 {{- range $name := .names }}
 {{- $rule := get $np.egress $name | default dict }}
 {{- if $rule.ports }}
-# {{ get (dict "kafka" "Kafka brokers." "redis" "Redis (and its Sentinels)." "handlers" "HTTP services the handlers call.") $name }}
+# {{ get (dict "kafka" "Kafka brokers." "redis" "Redis (and its Sentinels)." "handlers" "HTTP services the handlers call." "tracing" "The OTLP collector.") $name }}
 - ports:
     {{- range $rule.ports }}
     - port: {{ . | int }}
@@ -274,6 +274,42 @@ or the CA of a Kafka TLS Secret, to hand to KEDA. */}}
 {{- else if hasSuffix "h" $d }}{{ mul (trimSuffix "h" $d | int) 3600 }}
 {{- else if hasSuffix "m" $d }}{{ mul (trimSuffix "m" $d | int) 60 }}
 {{- else }}{{ trimSuffix "s" $d | int }}
+{{- end }}
+{{- end }}
+
+{{/* The workers' tracing environment (tracing.*): FLEET_TRACING and the
+standard OTEL_* variables, the pod's name and namespace as resource
+attributes. Nothing with tracing off. */}}
+{{- define "fleet.env.tracing" -}}
+{{- with .Values.tracing }}
+{{- if .enabled }}
+- name: FLEET_TRACING
+  value: "true"
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ required "tracing.enabled needs tracing.endpoint: the collector's OTLP endpoint, e.g. http://otel-collector.observability:4318" .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+{{- with .samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+{{- with .serviceName }}
+- name: OTEL_SERVICE_NAME
+  value: {{ . | quote }}
+{{- end }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)"
+{{- end }}
 {{- end }}
 {{- end }}
 

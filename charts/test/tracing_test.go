@@ -1,0 +1,62 @@
+package charttest
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestTracing: tracing is off by default; tracing.enabled sets FLEET_TRACING
+// and the standard OTEL_* variables, with the pod's name and namespace as
+// resource attributes from the downward API; it refuses to run without an
+// endpoint, and a sampler argument that is no share.
+func TestTracing(t *testing.T) {
+	defaults := filepath.Join(chartDir, "ci", "default-values.yaml")
+	out, err := render(t, []string{defaults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range envOf(decode(t, out).deployment.Spec.Template.Spec.Containers[0]) {
+		if name == "FLEET_TRACING" || strings.HasPrefix(name, "OTEL_") {
+			t.Errorf("tracing off by default, yet %s is set", name)
+		}
+	}
+
+	out, err = render(t, []string{filepath.Join(chartDir, "ci", "all-on-values.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(decode(t, out).deployment.Spec.Template.Spec.Containers[0])
+	for name, want := range map[string]string{
+		"FLEET_TRACING":               "true",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4317",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+		"OTEL_TRACES_SAMPLER":         "parentbased_traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG":     "0.05",
+		"OTEL_SERVICE_NAME":           "payments-fleet",
+		"OTEL_RESOURCE_ATTRIBUTES":    "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)",
+	} {
+		if got := env[name].Value; got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	for name, path := range map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"} {
+		if f := env[name].ValueFrom; f == nil || f.FieldRef == nil || f.FieldRef.FieldPath != path {
+			t.Errorf("%s does not come from the downward API's %s: %+v", name, path, env[name])
+		}
+	}
+
+	for _, tt := range []struct {
+		sets []string
+		want string
+	}{
+		{[]string{"tracing.enabled=true"}, "tracing.endpoint"},
+		{[]string{"tracing.enabled=true", "tracing.endpoint=http://otel:4318", "tracing.samplerArg=2"}, "samplerArg"},
+		{[]string{"tracing.enabled=true", "tracing.endpoint=otel:4318"}, "endpoint"},
+		{[]string{"tracing.enabled=true", "tracing.endpoint=http://otel:4318", "tracing.protocol=http/json"}, "protocol"},
+	} {
+		if _, err := render(t, []string{defaults}, tt.sets...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: err %v, want one naming %s", tt.sets, err, tt.want)
+		}
+	}
+}
