@@ -76,7 +76,13 @@ func (c eventCarrier) Get(key string) string {
 	if v, ok := c.ext[key]; ok {
 		return v
 	}
-	return header(c.headers, "ce_"+key)
+	switch key {
+	case extTraceparent:
+		return header(c.headers, "ce_"+extTraceparent)
+	case extTracestate:
+		return header(c.headers, "ce_"+extTracestate)
+	}
+	return ""
 }
 
 func (eventCarrier) Set(string, string) {}
@@ -85,30 +91,41 @@ func (eventCarrier) Keys() []string { return []string{extTraceparent, extTracest
 
 // eventParent is the trace context an event carries, in a context; an
 // event without one (or with an invalid one) starts a trace of its own.
+// Most events carry none, so that case makes nothing.
 func eventParent(ev *handlers.Event, headers []kafka.Header) context.Context {
-	return propagation.TraceContext{}.Extract(context.Background(), eventCarrier{ext: ev.Extensions, headers: headers})
+	c := eventCarrier{ext: ev.Extensions, headers: headers}
+	if c.Get(extTraceparent) == "" {
+		return context.Background()
+	}
+	return propagation.TraceContext{}.Extract(context.Background(), c)
 }
 
 // processSpan is how a partition starts its events' process spans: their
-// name, and their kind and the attributes that every event of the partition
-// shares (the messaging conventions' for Kafka), made once and given to the
-// sampler.
+// name and kind, and the attributes that every event of the partition
+// shares (the messaging conventions' for Kafka), made once.
+//
+// The attributes are set once the span records, not given at its start:
+// the sampler then does not see them, but the samplers OTEL_TRACES_SAMPLER
+// names look at the trace id and the parent only, and an event left out
+// (most of them, sampling a ratio) costs a copy of them less.
 type processSpan struct {
-	name  string
-	start []trace.SpanStartOption
+	name   string
+	start  []trace.SpanStartOption
+	shared []otelattr.KeyValue
 }
 
 func newProcessSpan(topic string, partition int, group string) processSpan {
-	return processSpan{name: topic + " process", start: []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
+	return processSpan{
+		name:  topic + " process",
+		start: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)},
+		shared: []otelattr.KeyValue{
 			semconv.MessagingSystemKafka,
 			semconv.MessagingOperationTypeProcess,
 			semconv.MessagingDestinationName(topic),
 			semconv.MessagingDestinationPartitionID(strconv.Itoa(partition)),
 			semconv.MessagingConsumerGroupName(group),
-		),
-	}}
+		},
+	}
 }
 
 // eventAttributes are the attributes of the event itself, set on a process
@@ -139,6 +156,7 @@ func (p *partition) traceStart(d *delivery) {
 	}
 	_, d.span = p.e.tracer.Start(eventParent(&d.ev, d.msg.Headers), p.spans.name, p.spans.start...)
 	if d.span.IsRecording() {
+		d.span.SetAttributes(p.spans.shared...)
 		d.span.SetAttributes(eventAttributes(d.msg.Offset, &d.ev)...)
 	}
 }
@@ -249,7 +267,7 @@ func traceEnd(d *delivery, outcome string) {
 	if d.span == nil {
 		return
 	}
-	if outcome != "" {
+	if outcome != "" && d.span.IsRecording() {
 		d.span.SetAttributes(attrOutcome.String(outcome))
 	}
 	d.span.End()
