@@ -50,7 +50,7 @@ type benchCmd struct {
 	HTTPHandler bool     `name:"http-handler" help:"Also run fleet with the ledger served over HTTP by a local endpoint (--http-handler), and report its events/s and the latency it adds per event."`
 	Pack        bool     `name:"pack-done-records" help:"fleet: pack done records (fleet run --pack-done-records): the Redis memory per record falls, the Redis CPU per event grows."`
 	Structured  bool     `help:"Also run fleet on the same stream in structured mode (each event one JSON object, content-type application/cloudevents+json), right after the binary run, and report both and their ratio."`
-	Tracing     bool     `help:"Also run fleet twice with tracing on (fleet run --tracing), sampling 1% of the events and then every event, each on a stream of its own, exporting over OTLP/HTTP to a receiver in this process that counts the spans; report their events/s and CPU per event against the untraced run."`
+	Tracing     bool     `help:"Also run fleet three times, each on a stream of its own: with tracing off, then on (fleet run --tracing) sampling 1% of the events, then every event, exporting over OTLP/HTTP to a receiver in this process that counts the spans; report the traced runs' events/s and CPU per event against the run with tracing off."`
 	Mix         *float64 `placeholder:"SHARE" help:"With --structured: the share of the events (0 to 1) that its run publishes in structured mode, the others in binary mode as in the binary run (default: 1, all)."`
 	JSON        bool     `name:"json" help:"Print the results as JSON."`
 
@@ -109,7 +109,7 @@ type benchReport struct {
 	// records it deletes to measure them (before the structured run, so
 	// that only the binary run's are counted).
 	UsedMemoryPerRecord float64 `json:"redis_used_memory_per_done_record"`
-	// With --tracing: each traced run against the untraced fleet run.
+	// With --tracing: each traced run against the run with tracing off.
 	TracingCost []tracingCost `json:"tracing_cost,omitempty"`
 }
 
@@ -245,7 +245,7 @@ func (c *benchCmd) bench(ctx context.Context, latencyFor time.Duration, progress
 		report.compareStructured(c.share(), f, s)
 	}
 	if c.Tracing {
-		runs, costs, err := c.benchTracing(ctx, brokers, redisURL, run, f, progress, failOnce...)
+		runs, costs, err := c.benchTracing(ctx, brokers, redisURL, run, progress, failOnce...)
 		if err != nil {
 			return nil, err
 		}
@@ -797,7 +797,7 @@ func (r *benchReport) print(w io.Writer) error {
 		}
 	}
 	for _, t := range r.TracingCost {
-		fmt.Fprintf(w, "%s / untraced: %.2fx the events/s, %.2fx the worker's CPU time per event, %.2f spans per event received\n",
+		fmt.Fprintf(w, "%s / tracing off: %.2fx the events/s, %.2fx the worker's CPU time per event, %.2f spans per event received\n",
 			t.Run, t.EventsVsOff, t.CPUPerEventVsOff, t.SpansPerEvent)
 	}
 	if r.HTTPAddedP50ms != 0 || r.HTTPAddedP99ms != 0 {

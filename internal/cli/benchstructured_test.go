@@ -149,14 +149,14 @@ func TestBenchStructured(t *testing.T) {
 	}
 }
 
-// TestBenchTracing: fleet bench --tracing runs fleet twice more, traced,
-// on streams of their own, every message finished, and reports what
-// tracing costs; the receiver gets about a span per event and step (the
+// TestBenchTracing: fleet bench --tracing runs fleet three times more, on
+// streams of their own, with tracing off and then on, every message
+// finished, and reports what tracing costs; the receiver gets about a span per event and step (the
 // process span, its claim, handle and complete; a duplicate has no
 // handle or complete) with every event sampled, and a few with 1 %.
 func TestBenchTracing(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs four worker processes")
+		t.Skip("runs five worker processes")
 	}
 	cmd := exec.Command(binary, "bench", "--events", "2000", "--accounts", "50", "--partitions", "4", "--latency-for", "1s",
 		"--latency-rate", "1000", "--no-naive", "--tracing", "--json")
@@ -170,10 +170,10 @@ func TestBenchTracing(t *testing.T) {
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("bench JSON: %v\n%s", err, out)
 	}
-	if len(r.Runs) != 4 || r.Runs[1].Name != "fleet traced, 1% sampled" || r.Runs[2].Name != "fleet traced, every event" {
+	if len(r.Runs) != 5 || r.Runs[1].Name != "fleet, tracing off" || r.Runs[2].Name != "fleet traced, 1% sampled" || r.Runs[3].Name != "fleet traced, every event" {
 		t.Fatalf("runs: %+v", r.Runs)
 	}
-	for _, run := range r.Runs[1:3] {
+	for _, run := range r.Runs[1:4] {
 		if run.Events < 2000 || run.EventsPerSecond <= 0 || run.CPUSeconds <= 0 {
 			t.Errorf("%s: %d events, %v events/s, %v CPU s", run.Name, run.Events, run.EventsPerSecond, run.CPUSeconds)
 		}

@@ -11,21 +11,25 @@ import (
 	"github.com/fleetworks/fleet/internal/demo"
 )
 
-// benchTracedRun is one traced run of `fleet bench --tracing`: its name,
-// its topic, and the sampler it sets (OTEL_TRACES_SAMPLER, _ARG). The bench
-// events carry no trace context, so each is a root and the ratio decides.
+// benchTracedRun is one run of `fleet bench --tracing`: its name, its
+// topic, and the sampler it sets (OTEL_TRACES_SAMPLER, _ARG), none for the
+// run with tracing off. The bench events carry no trace context, so each
+// is a root and the ratio decides.
 type benchTracedRun struct {
 	name, topic, sampler, arg string
 }
 
+// benchTracedRuns are the runs of --tracing, the one with tracing off
+// first: the others are compared with it.
 var benchTracedRuns = []benchTracedRun{
+	{"fleet, tracing off", "bench-tracing-off", "", ""},
 	{"fleet traced, 1% sampled", "bench-traced-sampled", "parentbased_traceidratio", "0.01"},
 	{"fleet traced, every event", "bench-traced-all", "parentbased_always_on", ""},
 }
 
-// tracingCost compares a traced run with the untraced fleet run: its
-// events/s and its worker's CPU time per event, as ratios to the untraced
-// run's, and the spans the receiver got per event.
+// tracingCost compares a traced run with the run with tracing off: its
+// events/s and its worker's CPU time per event, as ratios to that run's,
+// and the spans the receiver got per event.
 type tracingCost struct {
 	Run              string  `json:"run"`
 	EventsVsOff      float64 `json:"events_per_second_vs_off"`
@@ -33,14 +37,15 @@ type tracingCost struct {
 	SpansPerEvent    float64 `json:"spans_per_event"`
 }
 
-// benchTracing runs fleet with tracing on, as `fleet run --tracing` traces,
-// once per benchTracedRuns, each on a stream of its own (the same shape as
-// the untraced run's, other ids, so none is a duplicate of an event already
-// done). The spans go over OTLP/HTTP to a receiver in this process that
-// decodes and counts them; the variables set for the worker win over the
-// caller's OTEL_* ones, except the batch processor's (OTEL_BSP_*), which
-// it inherits.
-func (c *benchCmd) benchTracing(ctx context.Context, brokers []string, redisURL, run string, untraced benchResult,
+// benchTracing runs fleet once per benchTracedRuns: with tracing off, then
+// on as `fleet run --tracing` traces. Each run has a stream of its own,
+// loaded just before it (the same shape as the fleet run's, other ids, so
+// none is a duplicate of an event already done): the runs differ in
+// tracing only. The spans go over OTLP/HTTP to a receiver in this process
+// that decodes and counts them; the variables set for the worker win over
+// the caller's OTEL_* ones, except the batch processor's (OTEL_BSP_*),
+// which it inherits.
+func (c *benchCmd) benchTracing(ctx context.Context, brokers []string, redisURL, run string,
 	progress io.Writer, extra ...string) ([]benchResult, []tracingCost, error) {
 	recv := &otlpReceiver{}
 	url, stop, err := serveOTLPReceiver(recv)
@@ -63,14 +68,19 @@ func (c *benchCmd) benchTracing(ctx context.Context, brokers []string, redisURL,
 		}
 		fmt.Fprintf(progress, "running %s\n", t.name)
 		before := recv.received()
-		r, err := c.worker(ctx, brokers, redisURL, benchWorker{mode: "fleet", topic: t.topic, group: "traced-" + fmt.Sprint(i) + "-" + run,
-			expect: len(stream.Valid), args: append([]string{"--tracing"}, extra...), env: t.environment(url)}, progress)
+		w := benchWorker{mode: "fleet", topic: t.topic, group: "tracing-" + fmt.Sprint(i) + "-" + run, expect: len(stream.Valid), args: extra}
+		if t.sampler != "" {
+			w.args, w.env = append([]string{"--tracing"}, extra...), t.environment(url)
+		}
+		r, err := c.worker(ctx, brokers, redisURL, w, progress)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.name, err)
 		}
 		r.Name = t.name
 		runs = append(runs, r)
-		costs = append(costs, compareTraced(t.name, untraced, r, recv.received()-before))
+		if i > 0 {
+			costs = append(costs, compareTraced(t.name, runs[0], r, recv.received()-before))
+		}
 		if len(c.Brokers) == 0 {
 			if err := deleteTopics(ctx, brokers, []string{t.topic}); err != nil {
 				fmt.Fprintf(progress, "delete bench topics: %v (going on)\n", err)
