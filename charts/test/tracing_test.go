@@ -60,3 +60,61 @@ func TestTracing(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingSamplerArgZero: a sampler argument of 0 (a number, as YAML and
+// --set give it) is passed on: left out, the SDK would sample every event.
+func TestTracingSamplerArgZero(t *testing.T) {
+	defaults := filepath.Join(chartDir, "ci", "default-values.yaml")
+	on := writeValues(t, "tracing:\n  enabled: true\n  endpoint: http://otel:4318\n")
+	for _, v := range []string{"tracing:\n  samplerArg: 0\n", "tracing:\n  samplerArg: 0.0\n", "tracing:\n  samplerArg: \"0\"\n"} {
+		out, err := render(t, []string{defaults, on, writeValues(t, v)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := envOf(decode(t, out).deployment.Spec.Template.Spec.Containers[0])
+		if got, ok := env["OTEL_TRACES_SAMPLER_ARG"]; !ok || got.Value != "0" {
+			t.Errorf("%q: OTEL_TRACES_SAMPLER_ARG = %+v (set %v), want \"0\"", v, got, ok)
+		}
+	}
+	out, err := render(t, []string{defaults, on}, "tracing.samplerArg=null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := envOf(decode(t, out).deployment.Spec.Template.Spec.Containers[0])["OTEL_TRACES_SAMPLER_ARG"]; ok {
+		t.Errorf("samplerArg null: OTEL_TRACES_SAMPLER_ARG = %+v, want none", got)
+	}
+}
+
+// TestTracingResourceAttributes: more resource attributes follow the pod's
+// name; extraEnv may not set what tracing sets (a second entry would win,
+// and the pod's name would be lost), and an egress rule for the collector
+// without ports is refused rather than left out.
+func TestTracingResourceAttributes(t *testing.T) {
+	defaults := filepath.Join(chartDir, "ci", "default-values.yaml")
+	on := writeValues(t, "tracing:\n  enabled: true\n  endpoint: http://otel:4318\n")
+	out, err := render(t, []string{defaults, on}, "tracing.resourceAttributes=deployment.environment.name=prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),deployment.environment.name=prod"
+	if got := envOf(decode(t, out).deployment.Spec.Template.Spec.Containers[0])["OTEL_RESOURCE_ATTRIBUTES"].Value; got != want {
+		t.Errorf("OTEL_RESOURCE_ATTRIBUTES = %q, want %q", got, want)
+	}
+	for _, tt := range []struct {
+		values, want string
+	}{
+		{"extraEnv:\n  - name: OTEL_RESOURCE_ATTRIBUTES\n    value: team=payments\n", "tracing.resourceAttributes"},
+		{"extraEnv:\n  - name: POD_NAME\n    valueFrom: {fieldRef: {fieldPath: metadata.name}}\n", "POD_NAME"},
+		{"tracing:\n  resourceAttributes: not an attribute\n", "resourceAttributes"},
+		{"networkPolicy:\n  egress:\n    tracing:\n      ports: []\n      to:\n        - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: observability}}\n",
+			"networkPolicy.egress.tracing.to"},
+	} {
+		if _, err := render(t, []string{defaults, on, writeValues(t, tt.values)}); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err %v, want one naming %s", tt.values, err, tt.want)
+		}
+	}
+	// Tracing off, extraEnv is the user's.
+	if _, err := render(t, []string{defaults, writeValues(t, "extraEnv:\n  - name: POD_NAME\n    value: x\n")}); err != nil {
+		t.Errorf("extraEnv POD_NAME with tracing off: %v", err)
+	}
+}

@@ -291,9 +291,9 @@ attributes. Nothing with tracing off. */}}
   value: {{ .protocol | quote }}
 - name: OTEL_TRACES_SAMPLER
   value: {{ .sampler | quote }}
-{{- with .samplerArg }}
+{{- if and (not (kindIs "invalid" .samplerArg)) (ne (toString .samplerArg) "") }}
 - name: OTEL_TRACES_SAMPLER_ARG
-  value: {{ . | quote }}
+  value: {{ .samplerArg | toString | quote }}
 {{- end }}
 {{- with .serviceName }}
 - name: OTEL_SERVICE_NAME
@@ -308,13 +308,20 @@ attributes. Nothing with tracing off. */}}
     fieldRef:
       fieldPath: metadata.namespace
 - name: OTEL_RESOURCE_ATTRIBUTES
-  value: "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)"
+  value: {{ printf "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)%s" (.resourceAttributes | default "" | printf ",%s" | trimSuffix ",") | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
 
 {{/* Fails on settings that cannot work together. */}}
 {{- define "fleet.validate" -}}
+{{- if .Values.tracing.enabled }}
+{{- range .Values.extraEnv }}
+{{- if has .name (list "OTEL_RESOURCE_ATTRIBUTES" "POD_NAME" "POD_NAMESPACE") }}
+{{- fail (printf "extraEnv sets %s, which tracing.enabled sets (the pod's name on every span): put more resource attributes in tracing.resourceAttributes" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $sidecar := .Values.httpHandlers.sidecar }}
 {{- if and $sidecar.enabled (not $sidecar.image.repository) }}
 {{- fail "httpHandlers.sidecar.enabled needs httpHandlers.sidecar.image.repository (the handler's image)" }}
@@ -390,7 +397,7 @@ attributes. Nothing with tracing off. */}}
 {{- if and $np.statusFrom (not (include "fleet.statusPort" .)) }}
 {{- fail "networkPolicy.statusFrom needs status.port (a port of its own for /status); with status.port 0 /status is on the http port and reachable from networkPolicy.metricsFrom" }}
 {{- end }}
-{{- range $name := list "kafka" "redis" "handlers" }}
+{{- range $name := list "kafka" "redis" "handlers" "tracing" }}
 {{- $rule := get $np.egress $name | default dict }}
 {{- if and $rule.to (not $rule.ports) }}
 {{- fail (printf "networkPolicy.egress.%s.to needs networkPolicy.egress.%s.ports: a rule without ports is not rendered" $name $name) }}
