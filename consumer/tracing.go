@@ -102,30 +102,26 @@ func eventParent(ev *handlers.Event, headers []kafka.Header) context.Context {
 
 // processSpan is how a partition starts its events' process spans: their
 // name and kind, and the attributes that every event of the partition
-// shares (the messaging conventions' for Kafka), made once.
-//
-// The attributes are set once the span records, not given at its start:
-// the sampler then does not see them, but the samplers OTEL_TRACES_SAMPLER
-// names look at the trace id and the parent only, and an event left out
-// (most of them, sampling a ratio) costs a copy of them less.
+// shares (the messaging conventions' for Kafka), made once. Those are given
+// at the start, for a sampler of Config.TracerProvider to choose by
+// (the conventions' sampling attributes); the event's own are set once the
+// span records.
 type processSpan struct {
-	name   string
-	start  []trace.SpanStartOption
-	shared []otelattr.KeyValue
+	name  string
+	start []trace.SpanStartOption
 }
 
 func newProcessSpan(topic string, partition int, group string) processSpan {
-	return processSpan{
-		name:  topic + " process",
-		start: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)},
-		shared: []otelattr.KeyValue{
+	return processSpan{name: topic + " process", start: []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
 			semconv.MessagingSystemKafka,
 			semconv.MessagingOperationTypeProcess,
 			semconv.MessagingDestinationName(topic),
 			semconv.MessagingDestinationPartitionID(strconv.Itoa(partition)),
 			semconv.MessagingConsumerGroupName(group),
-		},
-	}
+		),
+	}}
 }
 
 // eventAttributes are the attributes of the event itself, set on a process
@@ -156,7 +152,6 @@ func (p *partition) traceStart(d *delivery) {
 	}
 	_, d.span = p.e.tracer.Start(eventParent(&d.ev, d.msg.Headers), p.spans.name, p.spans.start...)
 	if d.span.IsRecording() {
-		d.span.SetAttributes(p.spans.shared...)
 		d.span.SetAttributes(eventAttributes(d.msg.Offset, &d.ev)...)
 	}
 }

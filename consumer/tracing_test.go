@@ -99,6 +99,40 @@ func TestProcessAttributes(t *testing.T) {
 	}
 }
 
+// destSampler samples the spans whose messaging.destination.name is topic,
+// as a sampler of an application's own might.
+type destSampler struct{ topic string }
+
+func (s destSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	decision := sdktrace.Drop
+	for _, kv := range p.Attributes {
+		if kv.Key == "messaging.destination.name" && kv.Value.AsString() == s.topic {
+			decision = sdktrace.RecordAndSample
+		}
+	}
+	return sdktrace.SamplingResult{Decision: decision, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+}
+
+func (destSampler) Description() string { return "destination" }
+
+// TestSamplerSeesPartitionAttributes: a sampler chooses by the attributes
+// the partition's events share, given at the span's start.
+func TestSamplerSeesPartitionAttributes(t *testing.T) {
+	for _, tt := range []struct {
+		topic string
+		want  int
+	}{{"payments", 1}, {"refunds", 0}} {
+		rec := tracetest.NewSpanRecorder()
+		p := tracedPartition(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(destSampler{tt.topic})))
+		d := &delivery{ev: handlers.Event{ID: "e-1"}}
+		p.traceStart(d)
+		traceEnd(d, OutcomeProcessed)
+		if n := len(rec.Ended()); n != tt.want {
+			t.Errorf("sampling %s: %d spans of payments recorded, want %d", tt.topic, n, tt.want)
+		}
+	}
+}
+
 // tracedPartition is partition 3 of "payments", group "ledger", traced by tp.
 func tracedPartition(tp trace.TracerProvider) *partition {
 	return &partition{e: &Engine{tracer: newTracer(tp), cfg: Config{Group: "ledger"}}, topic: "payments", id: 3,
