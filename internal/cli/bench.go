@@ -39,7 +39,7 @@ type benchCmd struct {
 	Lanes       int      `default:"0" help:"fleet: key-ordered lanes per partition (0: the engine's default)."`
 	BatchSize   int      `default:"0" help:"fleet: events claimed in one round trip (0: the engine's default)."`
 	MaxInFlight int      `default:"0" help:"fleet: in-flight events per partition (0: the engine's default)."`
-	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run; http.* and http-latency.* for the runs of --http-handler; structured.* for the run of --structured)."`
+	Profile     string   `help:"Write CPU and heap profiles of the fleet runs into this directory (fleet.cpu.pprof, fleet.heap.pprof, and latency.cpu.pprof, latency.heap.pprof for the half-load run; http.* and http-latency.* for the runs of --http-handler; structured.* for the run of --structured; tracing-0.* (off), tracing-1.* (1%) and tracing-2.* (every event) for the runs of --tracing)."`
 	Brokers     []string `sep:"," help:"Use these brokers instead of an embedded one."`
 	Redis       string   `help:"Use this Redis (a redis:// URL) instead of a private redis-server started for the run."`
 	Replicas    int      `name:"redis-replicas" default:"0" help:"Give the private Redis this many replicas, and have fleet wait for them after every completion batch (--redis-min-replicas): the cost of a failover that loses nothing."`
@@ -491,11 +491,28 @@ func onlySuccesses(outcomes map[string]int) error {
 
 // workerCommand is a bench worker's command: the Redis URL, which may hold a
 // password, goes in its environment, since every user of the machine can
-// read a command line (ps, /proc).
+// read a command line (ps, /proc). The caller's OTEL_* variables are left
+// out (see workerEnviron).
 func workerCommand(ctx context.Context, exe string, args []string, redisURL string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, exe, args...) // #nosec G204 -- this very binary, with arguments of our own
-	cmd.Env = append(os.Environ(), "FLEET_REDIS_URL="+redisURL)
+	cmd.Env = append(workerEnviron(os.Environ()), "FLEET_REDIS_URL="+redisURL)
 	return cmd
+}
+
+// workerEnviron is environ without the OpenTelemetry variables, but for the
+// batch processor's (OTEL_BSP_*): a traced run is set up by the bench, and a
+// variable of the caller's (a short export timeout, a malformed resource, a
+// disabled SDK) would fail it or measure something else; the batch
+// processor's are what one may want to measure.
+func workerEnviron(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "OTEL_BSP_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // quantile of sorted values, nearest rank.
@@ -803,6 +820,10 @@ func (r *benchReport) print(w io.Writer) error {
 	for _, t := range r.TracingCost {
 		fmt.Fprintf(w, "%s / tracing off: %.2fx the events/s, %.2fx the worker's CPU time per event, %.2f spans per event received\n",
 			t.Run, t.EventsVsOff, t.CPUPerEventVsOff, t.SpansPerEvent)
+		if t.SpansPerEvent < t.SpansAtLeast {
+			fmt.Fprintf(w, "  fewer than the %.2f spans per event that every event sampled makes: the batch processor dropped spans (raise OTEL_BSP_MAX_QUEUE_SIZE)\n",
+				t.SpansAtLeast)
+		}
 	}
 	if r.HTTPAddedP50ms != 0 || r.HTTPAddedP99ms != 0 {
 		fmt.Fprintf(w, "the handler over HTTP adds %.2f ms at the median, %.2f ms at p99, per event at half load\n", r.HTTPAddedP50ms, r.HTTPAddedP99ms)

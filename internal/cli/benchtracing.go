@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/fleetworks/fleet/internal/demo"
@@ -17,14 +18,16 @@ import (
 // is a root and the ratio decides.
 type benchTracedRun struct {
 	name, topic, sampler, arg string
+	// every: every event is sampled.
+	every bool
 }
 
 // benchTracedRuns are the runs of --tracing, the one with tracing off
 // first: the others are compared with it.
 var benchTracedRuns = []benchTracedRun{
-	{"fleet, tracing off", "bench-tracing-off", "", ""},
-	{"fleet traced, 1% sampled", "bench-traced-sampled", "parentbased_traceidratio", "0.01"},
-	{"fleet traced, every event", "bench-traced-all", "parentbased_always_on", ""},
+	{"fleet, tracing off", "bench-tracing-off", "", "", false},
+	{"fleet traced, 1% sampled", "bench-traced-sampled", "parentbased_traceidratio", "0.01", false},
+	{"fleet traced, every event", "bench-traced-all", "parentbased_always_on", "", true},
 }
 
 // tracingCost compares a traced run with the run with tracing off: its
@@ -35,6 +38,20 @@ type tracingCost struct {
 	EventsVsOff      float64 `json:"events_per_second_vs_off"`
 	CPUPerEventVsOff float64 `json:"cpu_per_event_vs_off"`
 	SpansPerEvent    float64 `json:"spans_per_event"`
+	// SpansAtLeast, with every event sampled, is what the stream's events
+	// make at the least (spansAtLeast): fewer received were dropped.
+	SpansAtLeast float64 `json:"spans_per_event_at_least,omitempty"`
+}
+
+// spansAtLeast is how many spans a stream makes at the least, per message,
+// with every event sampled: four for each event (process, claim, handle,
+// complete), two for each duplicate (process and claim; another claim
+// when its original is still in flight).
+func spansAtLeast(unique, duplicates int) float64 {
+	if unique+duplicates == 0 {
+		return 0
+	}
+	return float64(4*unique+2*duplicates) / float64(unique+duplicates)
 }
 
 // benchTracing runs fleet once per benchTracedRuns: with tracing off, then
@@ -42,9 +59,8 @@ type tracingCost struct {
 // loaded just before it (the same shape as the fleet run's, other ids, so
 // none is a duplicate of an event already done): the runs differ in
 // tracing only. The spans go over OTLP/HTTP to a receiver in this process
-// that decodes and counts them; the variables set for the worker win over
-// the caller's OTEL_* ones, except the batch processor's (OTEL_BSP_*),
-// which it inherits.
+// that decodes and counts them; the workers get the bench's OTEL_*
+// variables, not the caller's, but for the batch processor's (OTEL_BSP_*).
 func (c *benchCmd) benchTracing(ctx context.Context, brokers []string, redisURL, run string,
 	progress io.Writer, extra ...string) ([]benchResult, []tracingCost, error) {
 	recv := &otlpReceiver{}
@@ -79,12 +95,19 @@ func (c *benchCmd) benchTracing(ctx context.Context, brokers []string, redisURL,
 		r.Name = t.name
 		runs = append(runs, r)
 		if i > 0 {
-			costs = append(costs, compareTraced(t.name, runs[0], r, recv.received()-before))
+			cost := compareTraced(t.name, runs[0], r, recv.received()-before)
+			if t.every {
+				cost.SpansAtLeast = spansAtLeast(stream.Unique, stream.Duplicates)
+			}
+			costs = append(costs, cost)
 		}
 		if len(c.Brokers) == 0 {
+			// As after the runs before: the broker frees the topic's
+			// messages now, not during the next run.
 			if err := deleteTopics(ctx, brokers, []string{t.topic}); err != nil {
 				fmt.Fprintf(progress, "delete bench topics: %v (going on)\n", err)
 			}
+			runtime.GC()
 		}
 	}
 	return runs, costs, nil

@@ -59,9 +59,17 @@ func TestTracingOverGRPC(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 
+	// The signal's own variables too, which win over the general ones: a
+	// shell's would decide otherwise.
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		t.Setenv(name, "grpc")
+	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		t.Setenv(name, "http://"+ln.Addr().String())
+	}
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+	t.Setenv("OTEL_SDK_DISABLED", "false")
 	t.Setenv("OTEL_SERVICE_NAME", "fleet-grpc")
 	tp, stop, err := startTracing(t.Context(), slog.New(slog.DiscardHandler), true, "test")
 	if err != nil {
@@ -88,6 +96,7 @@ func TestTracingRefusesUnknownExporter(t *testing.T) {
 		t.Run(tt.exporter+" "+tt.protocol, func(t *testing.T) {
 			t.Setenv("OTEL_TRACES_EXPORTER", tt.exporter)
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", tt.protocol)
+			t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", tt.protocol)
 			_, _, err := startTracing(t.Context(), slog.New(slog.DiscardHandler), true, "test")
 			if err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_EXPORTER") {
 				t.Fatalf("err %v, want one naming the variables", err)
