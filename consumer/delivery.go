@@ -29,8 +29,10 @@ type delivery struct {
 	verdictErr error
 
 	// next is the following delivery of the same key, queued behind this
-	// one (see keyQueue).
-	next *delivery
+	// one (see keyQueue); heldRecord, the record keyQueue.Hold counted in
+	// flight for it.
+	next       *delivery
+	heldRecord string
 	// seq is the sequence of the batch the delivery was claimed in; a
 	// delivery whose claim is to be trusted whatever the marks (it was
 	// parked and found its gate gone, or named as head) has the largest.

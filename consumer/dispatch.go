@@ -21,7 +21,13 @@ func (p *partition) dispatch(batch []*delivery) {
 	seq := p.batches.Add(1)
 	for _, d := range batch {
 		d.seq = seq
-		if p.admit(d) {
+		switch {
+		case !p.admit(d):
+		case p.keys.Hold(d):
+			// A copy of an event in flight before it on its key: it claims
+			// when its turn comes (keyQueue.Hold).
+			d.attempt.res = dedupe.ClaimResult{Outcome: dedupe.Busy}
+		default:
 			claims = append(claims, d.attempt.claim)
 			claimed = append(claimed, d)
 		}
@@ -36,6 +42,7 @@ func (p *partition) dispatch(batch []*delivery) {
 			// sure, and nothing is finished. Give the slots back.
 			for _, d := range batch {
 				p.abandon(d)
+				p.keys.Unhold(d)
 				recycle(d)
 			}
 			return

@@ -25,10 +25,49 @@ type keyQueue struct {
 	// marked counts the marks, read without the lock: most partitions
 	// have none, and Marked then costs no lock.
 	marked atomic.Int64
+	// records counts, by idempotency record, the deliveries in flight that
+	// claim it (Hold).
+	records map[string]int
 }
 
 func newKeyQueue() *keyQueue {
-	return &keyQueue{last: make(map[string]*delivery), marks: make(map[string]uint64)}
+	return &keyQueue{last: make(map[string]*delivery), marks: make(map[string]uint64), records: make(map[string]int)}
+}
+
+// Hold counts d's record in flight, until d is done (Next), and reports
+// whether an earlier delivery has it in flight too: d is then a copy of an
+// event queued before it on its key (a resend). Such a copy does not claim
+// at dispatch but when its turn comes. Were it to claim at once, it could
+// take the claim that the delivery before it gave back while it waits to
+// run again (between attempts in place, or to park), and hold it, its
+// lease kept alive, for as long as it waits behind that very delivery,
+// which would wait for the claim: neither would ever run.
+func (q *keyQueue) Hold(d *delivery) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := d.attempt.claim.Key
+	earlier := q.records[k] > 0
+	q.records[k]++
+	d.heldRecord = k
+	return earlier
+}
+
+// Unhold takes d's record out of those in flight, if Hold counted it.
+func (q *keyQueue) Unhold(d *delivery) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.unhold(d)
+}
+
+func (q *keyQueue) unhold(d *delivery) {
+	k, held := d.heldRecord, d.heldRecord != ""
+	if !held {
+		return
+	}
+	d.heldRecord = ""
+	if q.records[k]--; q.records[k] <= 0 {
+		delete(q.records, k)
+	}
 }
 
 // Mark notes that a gate was made for d's key (docs/ordering.md, "The
@@ -99,12 +138,13 @@ func (q *keyQueue) Enqueue(batch []*delivery) []*delivery {
 // Next is called when done is finished or abandoned, before it is recycled:
 // it returns the delivery of done's key to run now, or nil.
 func (q *keyQueue) Next(done *delivery) *delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.unhold(done)
 	k := orderKey(done)
 	if k == "" {
 		return nil
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	next := done.next
 	if next == nil {
 		delete(q.last, k) // done was the last of its key

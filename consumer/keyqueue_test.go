@@ -164,3 +164,36 @@ func TestKeyQueueMarks(t *testing.T) {
 		t.Errorf("marks kept once no delivery can need them: %v", q.marks)
 	}
 }
+
+// TestKeyQueueHoldsRecords: a delivery whose record an earlier one has in
+// flight is told so, until every earlier one is done; the count goes when
+// the last is.
+func TestKeyQueueHoldsRecords(t *testing.T) {
+	q := newKeyQueue()
+	copyOf := func(record string) *delivery {
+		d := &delivery{ev: handlers.Event{Key: "acct-1", ID: record}}
+		d.attempt.claim.Key = record
+		return d
+	}
+	first, second, other := copyOf("r1"), copyOf("r1"), copyOf("r2")
+	if q.Hold(first) || !q.Hold(second) || q.Hold(other) {
+		t.Fatal("Hold: want false for the first copy and another record, true for the second copy")
+	}
+	q.Enqueue([]*delivery{first, second, other})
+	if next := q.Next(first); next != second {
+		t.Fatalf("after the first copy: %v", next)
+	}
+	if third := copyOf("r1"); !q.Hold(third) {
+		t.Error("a third copy while the second is in flight: not held back")
+	} else {
+		q.Unhold(third)
+	}
+	q.Next(second)
+	q.Next(other)
+	if len(q.records) != 0 {
+		t.Errorf("records in flight after all are done: %v", q.records)
+	}
+	if q.Hold(copyOf("r1")) {
+		t.Error("a copy after every earlier one was done: held back")
+	}
+}
