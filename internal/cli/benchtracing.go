@@ -56,9 +56,9 @@ func spansAtLeast(unique, duplicates int) float64 {
 
 // benchTracing runs fleet once per benchTracedRuns: with tracing off, then
 // on as `fleet run --tracing` traces. Each run has a stream of its own,
-// loaded just before it (the same shape as the fleet run's, other ids, so
-// none is a duplicate of an event already done): the runs differ in
-// tracing only. The spans go over OTLP/HTTP to a receiver in this process
+// loaded just before it into a topic of its own (the same shape as the
+// fleet run's), and a consumer group of its own, whose records are its
+// own: the runs differ in tracing only. The spans go over OTLP/HTTP to a receiver in this process
 // that decodes and counts them; the workers get the bench's OTEL_*
 // variables, not the caller's, but for the batch processor's (OTEL_BSP_*).
 func (c *benchCmd) benchTracing(ctx context.Context, brokers []string, redisURL, run string,
