@@ -22,6 +22,26 @@ import (
 	"github.com/fleetworks/fleet/internal/demo"
 )
 
+// exportTracesTo has the SDK export spans over OTLP with protocol to
+// endpoint, a batch every delay milliseconds. The signal's own variables
+// are set too, which win over the general ones: a shell's would decide
+// otherwise.
+func exportTracesTo(t *testing.T, protocol, endpoint, delay string) {
+	t.Helper()
+	t.Setenv("OTEL_SDK_DISABLED", "false")
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		t.Setenv(name, protocol)
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+	// The signal's endpoint is used as it is: over HTTP, with its path.
+	if protocol == "http/protobuf" {
+		endpoint += "/v1/traces"
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", delay)
+}
+
 // newOTLPReceiver serves an otlpReceiver that keeps every span.
 func newOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
 	t.Helper()
@@ -79,10 +99,7 @@ func traced(t *testing.T, m kafka.Message, n int, structured bool) (kafka.Messag
 // with a dead-letter event.
 func TestTracingExportsEventSpans(t *testing.T) {
 	recv, url := newOTLPReceiver(t)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	exportTracesTo(t, "http/protobuf", url, "100")
 	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
 	t.Setenv("OTEL_SERVICE_NAME", "")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
@@ -235,10 +252,7 @@ func TestTracingExportFailureLogged(t *testing.T) {
 		http.Error(w, "no", http.StatusBadRequest) // not retried
 	}))
 	t.Cleanup(srv.Close)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+	exportTracesTo(t, "http/protobuf", srv.URL, "20")
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	tp, stop, err := startTracing(t.Context(), log, true, "test")
@@ -271,10 +285,7 @@ func TestTracingOff(t *testing.T) {
 // send span's child.
 func TestPublishStartsTrace(t *testing.T) {
 	recv, url := newOTLPReceiver(t)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	exportTracesTo(t, "http/protobuf", url, "100")
 	c := newCluster(t, 1)
 	c.startWorker("traced", "--tracing")
 	base := []string{"publish", "--tracing", "--brokers", strings.Join(c.brokers, ","), "--topic", e2eTopic, "--source", "payments-api",

@@ -59,17 +59,8 @@ func TestTracingOverGRPC(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 
-	// The signal's own variables too, which win over the general ones: a
-	// shell's would decide otherwise.
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
-		t.Setenv(name, "grpc")
-	}
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
-		t.Setenv(name, "http://"+ln.Addr().String())
-	}
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	exportTracesTo(t, "grpc", "http://"+ln.Addr().String(), "5000")
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
-	t.Setenv("OTEL_SDK_DISABLED", "false")
 	t.Setenv("OTEL_SERVICE_NAME", "fleet-grpc")
 	tp, stop, err := startTracing(t.Context(), slog.New(slog.DiscardHandler), true, "test")
 	if err != nil {
